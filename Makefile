@@ -1,0 +1,30 @@
+# The two quickstart commands are `make run` and `make test`; each sets up what it needs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint setup system
+
+run: $(STAMP)
+	$(BIN)/pacer run
+
+test: $(STAMP) system
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check harness workloads submissions tests benchmarks
+
+setup: $(STAMP)
+
+# The virtual environment, rebuilt when the project's requirements change.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# System services the tests use (a one-node Slurm cluster, headless Chromium), where this
+# user may install them; tests that need a missing one skip and say why.
+system:
+	bash tests/system/setup.sh

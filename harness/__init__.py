@@ -1,0 +1,1 @@
+"""Pacer: a time-to-target benchmark for neural-network training algorithms (PyTorch)."""

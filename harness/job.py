@@ -1,0 +1,158 @@
+"""One benchmark run from a composed config: check everything, train, keep the record.
+
+Everything that can be wrong with the input is checked before any data is built or any
+step is taken. `run_job` is what `pacer run` calls and what sweeps will call per grid cell."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from harness import hparams as hparamslib
+from harness.errors import PacerUserError
+from harness.fingerprint import fingerprint
+from harness.progress import Progress
+from harness.runner import RunOutcome, Runner, RunSettings
+from harness.spec import Hyperparameters, Workload
+from harness.store import TERMINAL_STATUSES, RunDir, RunExistsError, run_path
+from harness.submissions import LoadedSubmission, load_submission
+from harness.workloads import build_workload
+
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a run needs, checked."""
+
+    cfg: dict[str, object]
+    workload: Workload
+    submission: LoadedSubmission
+    hyperparameters: Hyperparameters
+    settings: RunSettings
+    run_dir: RunDir
+
+
+def prepare_job(cfg: DictConfig | Mapping[str, object]) -> Job:
+    """Check the config and build (cheaply) what the run needs; raise `PacerUserError`."""
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    device = _check_device(str(plain["device"]))
+    settings = RunSettings(
+        seed=_check_int(plain, "seed", minimum=0),
+        max_steps=_check_int(plain, "max_steps", minimum=1, optional=True),
+        eval_every_steps=_check_int(plain, "eval_every_steps", minimum=1, optional=True),
+        max_runtime_sec=_check_positive(plain, "max_runtime_sec"),
+    )
+    workload = build_workload(plain["workload"], plain.get("variant"), device)
+    submission = load_submission(plain["submission"])
+    hyperparameters = hparamslib.resolve(submission.search_space, submission.default, plain.get("hparams") or {}, f"submission {submission.name}")
+    path = run_path(plain["results_root"], str(plain["experiment"]), str(plain["ruleset"]), submission.name, workload.name, int(plain["study"]), int(plain["trial"]))
+    run_dir = RunDir(path)
+    try:
+        run_dir.prepare(resume=bool(plain["resume"]), overwrite=bool(plain["overwrite"]))
+    except RunExistsError as e:
+        raise PacerUserError(str(e)) from None
+    except OSError as e:
+        raise PacerUserError(f"cannot write the results root {plain['results_root']}: {e.strerror} ({path})") from None
+    return Job(plain, workload, submission, hyperparameters, settings, run_dir)
+
+
+def run_job(cfg: DictConfig | Mapping[str, object]) -> dict[str, object]:
+    """Run one job to its end and return its run record (also on disk as run.json)."""
+    job = prepare_job(cfg)
+    previous = job.run_dir.read_run()
+    if previous is not None and previous.get("status") in TERMINAL_STATUSES and job.cfg["resume"]:
+        return previous
+    job.run_dir.truncate_evals(0)
+    record = _initial_record(job)
+    job.run_dir.write_run(record)
+    progress = Progress(job.workload, job.settings.max_runtime_sec or job.workload.max_allowed_runtime_sec, f"{job.submission.name} on {job.workload.name}", bool(job.cfg.get("quiet")))
+
+    def on_eval(row: dict[str, float]) -> None:
+        job.run_dir.append_eval(row)
+        progress.on_eval(row)
+
+    outcome = Runner(job.workload, job.submission.impl, job.hyperparameters, job.settings, on_eval).run()
+    progress.close()
+    record = _final_record(record, outcome)
+    job.run_dir.write_run(record)
+    return record
+
+
+def _initial_record(job: Job) -> dict[str, object]:
+    w = job.workload
+    now = _now()
+    return {
+        "schema": 1,
+        "experiment": job.cfg["experiment"],
+        "ruleset": job.cfg["ruleset"],
+        "submission": job.submission.name,
+        "workload": w.name,
+        "base_workload": getattr(w, "base_name", w.name),
+        "variant": getattr(w, "variant", None),
+        "study": int(job.cfg["study"]),
+        "trial": int(job.cfg["trial"]),
+        "seed": job.settings.seed,
+        "settings": asdict(job.settings),
+        "status": "running",
+        "hyperparameters": dict(job.hyperparameters),
+        "batch_size": job.submission.impl.get_batch_size(getattr(w, "base_name", w.name)),
+        "target": {"metric": w.target_metric_name, "direction": w.target_metric_direction.value, "validation": w.validation_target_value, "test": w.test_target_value},
+        "budget": {"max_runtime_sec": job.settings.max_runtime_sec or w.max_allowed_runtime_sec, "eval_period_sec": w.eval_period_time_sec, "step_hint": w.step_hint},
+        "time_to_target": {"validation": None, "test": None},
+        "steps_to_target": {"validation": None, "test": None},
+        "examples_to_target": {"validation": None, "test": None},
+        "preemptions": 0,
+        "config": job.cfg,
+        "fingerprint": fingerprint(w.device),
+        "started_at": now,
+        "updated_at": now,
+    }
+
+
+def _final_record(record: dict[str, object], outcome: RunOutcome) -> dict[str, object]:
+    last = outcome.evals[-1] if outcome.evals else {}
+    return record | {
+        "status": outcome.status,
+        "error": outcome.error,
+        "time_to_target": outcome.time_to_target,
+        "steps_to_target": outcome.steps_to_target,
+        "examples_to_target": outcome.examples_to_target,
+        "final": {"global_step": outcome.global_step, "examples_seen": outcome.examples_seen, "num_evals": len(outcome.evals), "last_eval": last},
+        "updated_at": _now(),
+        "finished_at": _now(),
+    }
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_device(device: str) -> str:
+    if device not in DEVICES:
+        raise PacerUserError(f"device={device!r} is not one of {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PacerUserError("device=cuda but no CUDA device is visible to torch")
+    return device
+
+
+def _check_int(cfg: Mapping[str, object], key: str, *, minimum: int, optional: bool = False) -> int | None:
+    value = cfg.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise PacerUserError(f"{key}={value!r} must be an integer >= {minimum}")
+    return value
+
+
+def _check_positive(cfg: Mapping[str, object], key: str) -> float | None:
+    value = cfg.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise PacerUserError(f"{key}={value!r} must be a positive number of seconds")
+    return float(value)

@@ -1,0 +1,41 @@
+"""Seeds as plain integers, derived deterministically (numpy's SeedSequence), so that one run
+seed fixes model init, data order and dropout, and any part can be re-derived on resume."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from harness.spec import Rng
+
+
+def split(rng: Rng, n: int) -> list[Rng]:
+    """`n` independent child seeds of `rng`."""
+    children = np.random.SeedSequence(rng).spawn(n)
+    return [int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for c in children]
+
+
+def fold_in(rng: Rng, data: int) -> Rng:
+    """A seed derived from `rng` and an integer (e.g. the step number)."""
+    return int(np.random.SeedSequence([rng, data & 0xFFFFFFFFFFFFFFFF]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def from_strings(*parts: str | int) -> Rng:
+    """A seed derived from names and numbers (e.g. experiment seed, workload, study, trial)."""
+    words = [int.from_bytes(str(p).encode(), "little") % (1 << 63) for p in parts]
+    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def seed_everything(rng: Rng) -> None:
+    """Seed the global RNGs that models and submissions may use implicitly (dropout)."""
+    random.seed(rng)
+    np.random.seed(rng % (1 << 32))
+    torch.manual_seed(rng)
+
+
+def generator(rng: Rng, device: torch.device | str = "cpu") -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(rng)
+    return g

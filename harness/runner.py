@@ -1,0 +1,203 @@
+"""The timer-controlled training loop, following AlgoPerf's timing rules.
+
+* Setup (data, model init, `init_optimizer_state`) is untimed.
+* `data_selection` + `update_params` and `prepare_for_eval` are timed: that is the
+  accumulated submission time, the only clock the score uses.
+* Evaluation and logging are untimed. An eval happens after step 1 and then whenever
+  `eval_period_time_sec` of wall time has passed since the end of the last one (or every
+  `eval_every_steps` steps in deterministic mode).
+* The run stops when the validation target is reached, when the submission time exceeds
+  the budget (checked before each eval; no eval happens past the budget), on
+  `TrainingCompleteError` (after one final eval), or at an optional step cap.
+* A non-finite loss at an eval ends the run as `diverged`; an exception raised by the
+  submission (or the workload) ends it as `error` with its traceback. Neither escapes.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import torch
+
+from harness import rng as rnglib
+from harness.spec import (
+    Batch,
+    EvalResults,
+    Hyperparameters,
+    Submission,
+    TrainingCompleteError,
+    Workload,
+)
+from harness.timer import Clock
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    seed: int
+    max_steps: int | None = None
+    eval_every_steps: int | None = None
+    """Deterministic mode: eval on a step schedule instead of the wall-clock period."""
+    max_runtime_sec: float | None = None
+    """Budget override (e.g. 1.5 x for self-tuning); None keeps the workload's."""
+
+
+@dataclass
+class RunOutcome:
+    status: str
+    global_step: int = 0
+    examples_seen: int = 0
+    evals: list[EvalResults] = field(default_factory=list)
+    time_to_target: dict[str, float | None] = field(default_factory=lambda: {"validation": None, "test": None})
+    steps_to_target: dict[str, int | None] = field(default_factory=lambda: {"validation": None, "test": None})
+    examples_to_target: dict[str, int | None] = field(default_factory=lambda: {"validation": None, "test": None})
+    error: str | None = None
+
+
+EvalObserver = Callable[[EvalResults], None]
+
+
+def batch_size_of(batch: Batch) -> int:
+    """Number of real examples in a batch (padding has weight 0)."""
+    if "weights" in batch:
+        return int(batch["weights"].sum().item())
+    return len(batch["inputs"])
+
+
+class Runner:
+    """One training run. Create it, then call `run()` once."""
+
+    def __init__(self, workload: Workload, submission: Submission, hyperparameters: Hyperparameters, settings: RunSettings, on_eval: EvalObserver = lambda row: None):
+        self.workload = workload
+        self.submission = submission
+        self.hparams = hyperparameters
+        self.settings = settings
+        self.on_eval = on_eval
+        self.budget = settings.max_runtime_sec or workload.max_allowed_runtime_sec
+        self.outcome = RunOutcome(status="running")
+        self.eval_history: list[tuple[int, EvalResults]] = []
+        self._state = {
+            "accumulated_submission_time": 0.0, "accumulated_eval_time": 0.0, "accumulated_logging_time": 0.0,
+            "is_time_remaining": True, "validation_goal_reached": False, "test_goal_reached": False,
+            "training_complete": False, "last_eval_time": 0.0, "global_step": 0, "examples_seen": 0,
+            "last_eval_results": {},
+        }
+        self.train_state = MappingProxyType(self._state)
+
+    def setup(self) -> None:
+        """Untimed: seeds, model, data stream, optimizer state."""
+        init_rng, data_rng, opt_rng, self.step_rng = rnglib.split(self.settings.seed, 4)
+        rnglib.seed_everything(self.settings.seed)
+        dropout = self.hparams.get("dropout_rate")
+        self.params, self.model_state = self.workload.init_model_fn(init_rng, dropout_rate=dropout)
+        self.batch_size = self.submission.get_batch_size(getattr(self.workload, "base_name", self.workload.name))
+        self.input_queue = self.workload.build_input_queue(data_rng, self.batch_size)
+        self.optimizer_state = self.submission.init_optimizer_state(self.workload, self.params, self.model_state, self.hparams, opt_rng)
+        self.params_types = self.workload.model_params_types
+        self.clock = Clock(self.workload.device)
+        self.last_eval_end = self.clock.now()
+
+    def run(self) -> RunOutcome:
+        try:
+            self.setup()
+            while self.outcome.status == "running":
+                self._train_step()
+                self._after_step()
+        except Exception:  # noqa: BLE001 - the run, not the caller, must absorb any failure
+            self.outcome.status, self.outcome.error = "error", traceback.format_exc()
+        return self.outcome
+
+    def _train_step(self) -> None:
+        step = self.outcome.global_step
+        rng = rnglib.fold_in(self.step_rng, step)
+        try:
+            with self.clock.phase("submission"):
+                batch = self.submission.data_selection(self.workload, self.input_queue, self.optimizer_state, self.params, self.model_state, self.hparams, step, rng)
+                self.optimizer_state, self.params, self.model_state = self.submission.update_params(
+                    self.workload, self.params, self.params_types, self.model_state, self.hparams, batch,
+                    self.workload.loss_type, self.optimizer_state, self.eval_history, step, rng, self.train_state)
+        except TrainingCompleteError:
+            self._state["training_complete"] = True
+            return
+        self.outcome.global_step += 1
+        self.outcome.examples_seen += batch_size_of(batch)
+
+    def _after_step(self) -> None:
+        state = self._state
+        state["global_step"], state["examples_seen"] = self.outcome.global_step, self.outcome.examples_seen
+        state["accumulated_submission_time"] = self.clock.submission_time
+        if not self._time_remaining():
+            self.outcome.status = "budget_exhausted"
+        elif state["training_complete"] or self._eval_due():
+            self._prepare_and_evaluate()
+        if self.outcome.status == "running" and self.settings.max_steps and self.outcome.global_step >= self.settings.max_steps:
+            self.outcome.status = "step_cap"
+
+    def _time_remaining(self) -> bool:
+        self._state["is_time_remaining"] = self.clock.submission_time < self.budget
+        return self._state["is_time_remaining"]
+
+    def _eval_due(self) -> bool:
+        step = self.outcome.global_step
+        if step == 1:
+            return True
+        if self.settings.eval_every_steps:
+            return step % self.settings.eval_every_steps == 0
+        return self.clock.now() - self.last_eval_end >= self.workload.eval_period_time_sec
+
+    def _prepare_and_evaluate(self) -> None:
+        prepare = getattr(self.submission, "prepare_for_eval", None)
+        if prepare is not None:
+            with self.clock.phase("submission"):
+                self.optimizer_state, self.params, self.model_state = prepare(
+                    self.workload, self.params, self.params_types, self.model_state, self.hparams,
+                    self.workload.loss_type, self.optimizer_state, self.eval_history, self.outcome.global_step,
+                    rnglib.fold_in(self.step_rng, -self.outcome.global_step))
+        if not self._time_remaining():
+            self.outcome.status = "budget_exhausted"
+            return
+        self._evaluate()
+
+    def _evaluate(self) -> None:
+        step = self.outcome.global_step
+        with self.clock.phase("eval"), torch.no_grad():
+            results = self.workload.eval_model(self.workload.eval_batch_size, self.params, self.model_state, rnglib.fold_in(self.step_rng, -1 - step), step)
+        row = self._eval_row(results)
+        with self.clock.phase("logging"):
+            self.on_eval(row)
+        self.outcome.evals.append(row)
+        self.eval_history.append((step, results))
+        self._state["last_eval_results"] = results
+        self._state["last_eval_time"] = row["total_duration"]
+        self._judge(row)
+        self.last_eval_end = self.clock.now()
+
+    def _eval_row(self, results: EvalResults) -> EvalResults:
+        totals = self.clock.totals
+        return {
+            "global_step": self.outcome.global_step,
+            "examples_seen": self.outcome.examples_seen,
+            "accumulated_submission_time": totals["submission"],
+            "accumulated_eval_time": totals["eval"],
+            "accumulated_logging_time": totals["logging"],
+            "total_duration": self.clock.now() - self.clock.started,
+            **results,
+        }
+
+    def _judge(self, row: EvalResults) -> None:
+        """Record targets met at this eval and decide whether the run ends here."""
+        for split, reached in (("validation", self.workload.has_reached_validation_target), ("test", self.workload.has_reached_test_target)):
+            if self.outcome.time_to_target[split] is None and reached(row):
+                self.outcome.time_to_target[split] = row["accumulated_submission_time"]
+                self.outcome.steps_to_target[split] = row["global_step"]
+                self.outcome.examples_to_target[split] = row["examples_seen"]
+                self._state[f"{split}_goal_reached"] = True
+        if not all(math.isfinite(row.get(f"{split}/loss", 0.0)) for split in ("train", "validation")):
+            self.outcome.status = "diverged"
+        elif self._state["validation_goal_reached"]:
+            self.outcome.status = "reached"
+        elif self._state["training_complete"]:
+            self.outcome.status = "complete"

@@ -1,0 +1,278 @@
+"""The shared base of workloads whose data fits in memory as tensors on the device.
+
+A concrete workload (one file in `workloads/`) supplies `make_splits` (the data, fixed by the
+dataset seed), `build_model` and, where it is not classification accuracy, `metric_sums`.
+This base supplies everything else in `harness.spec.Workload`: seeded init, train/eval modes
+and BatchNorm handling, masked losses, the training stream and the evaluation loop."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness import rng as rnglib
+from harness.spec import (
+    Batch,
+    EvalResults,
+    ForwardPassMode,
+    InputQueue,
+    LossOutput,
+    LossType,
+    ModelAuxiliaryState,
+    ParameterContainer,
+    ParameterType,
+    Rng,
+    Tensor,
+    Workload,
+    parameter_type,
+)
+
+
+@dataclass(frozen=True)
+class Split:
+    inputs: Tensor
+    targets: Tensor
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def to(self, device: torch.device) -> Split:
+        return Split(self.inputs.to(device), self.targets.to(device))
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Split
+    validation: Split
+    test: Split
+    eval_train_size: int
+    """The fixed train subset evaluated as `train/...`: the first examples of `train`."""
+
+
+class TensorInputQueue(InputQueue):
+    """Endless shuffled passes over a training split; each epoch's order is derived from the
+    data seed and the epoch number, so the position is just (epoch, offset)."""
+
+    def __init__(self, split: Split, batch_size: int, rng: Rng):
+        self.split, self.batch_size, self.rng = split, batch_size, rng
+        self.epoch, self.offset = 0, 0
+        self._order = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> Tensor:
+        order = torch.randperm(len(self.split), generator=rnglib.generator(rnglib.fold_in(self.rng, epoch)))
+        return order.to(self.split.inputs.device)
+
+    def take(self, n: int) -> Batch:
+        parts = []
+        while n > 0:
+            if self.offset == len(self.split):
+                self.epoch, self.offset = self.epoch + 1, 0
+                self._order = self._permutation(self.epoch)
+            chunk = self._order[self.offset:self.offset + n]
+            self.offset += len(chunk)
+            n -= len(chunk)
+            parts.append(chunk)
+        index = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return {"inputs": self.split.inputs[index], "targets": self.split.targets[index]}
+
+    def __next__(self) -> Batch:
+        return self.take(self.batch_size)
+
+    def state_dict(self) -> dict[str, object]:
+        return {"epoch": self.epoch, "offset": self.offset}
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
+        self._order = self._permutation(self.epoch)
+
+
+class TensorWorkload(Workload):
+    """Base for in-memory workloads. Keyword arguments are the keys of the workload's config."""
+
+    loss_kind: LossType = LossType.SOFTMAX_CROSS_ENTROPY
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        validation_target: float,
+        test_target: float,
+        max_runtime_sec: float,
+        eval_period_sec: float,
+        step_hint: int,
+        batch_size: int,
+        eval_batch_size: int = 1024,
+        dataset_seed: int = 0,
+        device: str = "cpu",
+        base_name: str | None = None,
+        variant: str | None = None,
+    ):
+        self.name, self.base_name, self.variant = name, base_name or name, variant
+        self.validation_target_value, self.test_target_value = float(validation_target), float(test_target)
+        self.max_allowed_runtime_sec, self.eval_period_time_sec = float(max_runtime_sec), float(eval_period_sec)
+        self.step_hint, self.reference_batch_size, self.eval_batch_size = int(step_hint), int(batch_size), int(eval_batch_size)
+        self.dataset_seed = dataset_seed
+        self.device = torch.device(device)
+        self._splits: Splits | None = None
+        self._model: nn.Module | None = None
+
+    # --- what a concrete workload provides -------------------------------------------
+
+    @abc.abstractmethod
+    def make_splits(self, dataset_seed: int) -> Splits:
+        """Generate or load the data on the CPU; must depend only on `dataset_seed`."""
+
+    @abc.abstractmethod
+    def build_model(self) -> nn.Module:
+        """A freshly initialised model (the global torch RNG is seeded by the caller)."""
+
+    def metric_sums(self, logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        """Per-batch sums of each metric (divided by the example count afterwards)."""
+        return {"accuracy": (logits.argmax(-1) == targets).sum()}
+
+    def eval_weight(self, targets: Tensor) -> float:
+        """What metric sums are divided by: examples here; tokens for a sequence model."""
+        return float(len(targets))
+
+    # --- data ---------------------------------------------------------------------------
+
+    @property
+    def splits(self) -> Splits:
+        if self._splits is None:
+            splits = self.make_splits(self.dataset_seed)
+            self._splits = Splits(splits.train.to(self.device), splits.validation.to(self.device), splits.test.to(self.device), splits.eval_train_size)
+        return self._splits
+
+    @property
+    def num_train_examples(self) -> int:
+        return len(self.splits.train)
+
+    @property
+    def num_eval_train_examples(self) -> int:
+        return self.splits.eval_train_size
+
+    @property
+    def num_validation_examples(self) -> int:
+        return len(self.splits.validation)
+
+    @property
+    def num_test_examples(self) -> int:
+        return len(self.splits.test)
+
+    def build_input_queue(self, data_rng: Rng, global_batch_size: int) -> TensorInputQueue:
+        return TensorInputQueue(self.splits.train, global_batch_size, data_rng)
+
+    # --- model --------------------------------------------------------------------------
+
+    def init_model_fn(self, rng: Rng, dropout_rate: float | None = None) -> tuple[ParameterContainer, ModelAuxiliaryState]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(rng)
+            model = self.build_model()
+        self._model = model.to(self.device)
+        if dropout_rate is not None:
+            _set_dropout(self._model, dropout_rate)
+        return self._model, None
+
+    @property
+    def param_shapes(self) -> dict[str, torch.Size]:
+        return {name: p.shape for name, p in self._built_model().named_parameters()}
+
+    @property
+    def model_params_types(self) -> dict[str, ParameterType]:
+        model = self._built_model()
+        return {name: parameter_type(model, name) for name, _ in model.named_parameters()}
+
+    def _built_model(self) -> nn.Module:
+        if self._model is None:
+            raise RuntimeError(f"{self.name}: call init_model_fn before reading parameter shapes or types")
+        return self._model
+
+    def model_fn(
+        self,
+        params: ParameterContainer,
+        augmented_and_preprocessed_input_batch: Batch,
+        model_state: ModelAuxiliaryState,
+        mode: ForwardPassMode,
+        rng: Rng,
+        update_batch_norm: bool,
+        dropout_rate: float | None = None,
+    ) -> tuple[Tensor, ModelAuxiliaryState]:
+        params.train(mode is ForwardPassMode.TRAIN)
+        if dropout_rate is not None:
+            _set_dropout(params, dropout_rate)
+        inputs = augmented_and_preprocessed_input_batch["inputs"]
+        if mode is ForwardPassMode.TRAIN and not update_batch_norm:
+            with _frozen_batch_norm_statistics(params):
+                return params(inputs), model_state
+        return params(inputs), model_state
+
+    @property
+    def loss_type(self) -> LossType:
+        return self.loss_kind
+
+    def loss_fn(self, label_batch: Tensor, logits_batch: Tensor, mask_batch: Tensor | None = None, label_smoothing: float = 0.0) -> LossOutput:
+        if self.loss_kind is LossType.SOFTMAX_CROSS_ENTROPY:
+            per_example = F.cross_entropy(logits_batch.flatten(0, -2), label_batch.flatten(), reduction="none", label_smoothing=label_smoothing).view(label_batch.shape)
+        elif self.loss_kind is LossType.MEAN_SQUARED_ERROR:
+            per_example = (logits_batch - label_batch).square().flatten(1).mean(1)
+        elif self.loss_kind is LossType.SIGMOID_CROSS_ENTROPY:
+            per_example = F.binary_cross_entropy_with_logits(logits_batch, label_batch.to(logits_batch.dtype), reduction="none").flatten(1).mean(1)
+        else:
+            raise NotImplementedError(f"{self.name}: loss type {self.loss_kind}")
+        if mask_batch is not None:
+            per_example = per_example * mask_batch
+            n_valid = mask_batch.sum()
+        else:
+            n_valid = torch.tensor(float(per_example.numel()), device=per_example.device)
+        return {"summed": per_example.sum(), "n_valid_examples": n_valid, "per_example": per_example}
+
+    # --- evaluation ---------------------------------------------------------------------
+
+    def eval_model(self, global_batch_size: int, params: ParameterContainer, model_state: ModelAuxiliaryState, rng: Rng, global_step: int) -> EvalResults:
+        splits = self.splits
+        eval_train = Split(splits.train.inputs[:splits.eval_train_size], splits.train.targets[:splits.eval_train_size])
+        results: EvalResults = {}
+        for split_name, split in (("train", eval_train), ("validation", splits.validation), ("test", splits.test)):
+            for metric, value in self._evaluate_split(params, model_state, split, global_batch_size).items():
+                results[f"{split_name}/{metric}"] = value
+        return results
+
+    def _evaluate_split(self, params: ParameterContainer, model_state: ModelAuxiliaryState, split: Split, batch_size: int) -> dict[str, float]:
+        sums: dict[str, Tensor] = {}
+        weight = 0.0
+        with torch.no_grad():
+            for start in range(0, len(split), batch_size):
+                inputs, targets = split.inputs[start:start + batch_size], split.targets[start:start + batch_size]
+                logits, _ = self.model_fn(params, {"inputs": inputs}, model_state, ForwardPassMode.EVAL, 0, update_batch_norm=False)
+                weight += self.eval_weight(targets)
+                batch_sums = {"loss": self.loss_fn(targets, logits)["summed"], **self.metric_sums(logits, targets)}
+                for key, value in batch_sums.items():
+                    sums[key] = sums.get(key, 0) + value.double()
+        return {key: float(value) / weight for key, value in sums.items()} | {"num_examples": float(len(split))}
+
+
+def _set_dropout(model: nn.Module, rate: float) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = rate
+
+
+class _frozen_batch_norm_statistics:
+    """Train-mode forward that uses batch statistics but leaves running statistics alone."""
+
+    def __init__(self, model: nn.Module):
+        self.norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def __enter__(self) -> None:
+        self.saved = [m.momentum for m in self.norms]
+        for m in self.norms:
+            m.momentum = 0.0
+
+    def __exit__(self, *exc: object) -> None:
+        for m, momentum in zip(self.norms, self.saved, strict=True):
+            m.momentum = momentum
