@@ -1,0 +1,24 @@
+"""The contract's small pieces."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from harness.spec import MetricDirection, ParameterType, parameter_type
+
+
+def test_metric_direction():
+    assert MetricDirection.MAXIMIZE.reached(0.8, 0.8) and not MetricDirection.MAXIMIZE.reached(0.79, 0.8)
+    assert MetricDirection.MINIMIZE.reached(0.3, 0.3) and not MetricDirection.MINIMIZE.reached(0.31, 0.3)
+
+
+def test_parameter_types_are_inferred_from_modules():
+    model = nn.Sequential(nn.Conv1d(1, 2, 3), nn.BatchNorm1d(2), nn.Linear(2, 2), nn.LayerNorm(2), nn.Embedding(3, 2))
+    types = {name: parameter_type(model, name) for name, _ in model.named_parameters()}
+    assert types == {
+        "0.weight": ParameterType.CONV_WEIGHT, "0.bias": ParameterType.BIAS,
+        "1.weight": ParameterType.BATCH_NORM_SCALE, "1.bias": ParameterType.BATCH_NORM_BIAS,
+        "2.weight": ParameterType.WEIGHT, "2.bias": ParameterType.BIAS,
+        "3.weight": ParameterType.LAYER_NORM_SCALE, "3.bias": ParameterType.LAYER_NORM_BIAS,
+        "4.weight": ParameterType.EMBEDDING,
+    }
