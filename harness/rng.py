@@ -17,9 +17,18 @@ def split(rng: Rng, n: int) -> list[Rng]:
     return [int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for c in children]
 
 
+MASK64 = (1 << 64) - 1
+
+
 def fold_in(rng: Rng, data: int) -> Rng:
-    """A seed derived from `rng` and an integer (e.g. the step number)."""
-    return int(np.random.SeedSequence([rng, data & 0xFFFFFFFFFFFFFFFF]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    """A seed derived from `rng` and an integer (e.g. the step number).
+
+    SplitMix64's finaliser rather than a SeedSequence: the runner calls this every step, and
+    this costs a microsecond instead of several."""
+    z = (rng ^ ((data & MASK64) * 0x9E3779B97F4A7C15)) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return (z ^ (z >> 31)) >> 1
 
 
 def from_strings(*parts: str | int) -> Rng:

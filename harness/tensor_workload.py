@@ -202,7 +202,9 @@ class TensorWorkload(Workload):
         update_batch_norm: bool,
         dropout_rate: float | None = None,
     ) -> tuple[Tensor, ModelAuxiliaryState]:
-        params.train(mode is ForwardPassMode.TRAIN)
+        training = mode is ForwardPassMode.TRAIN
+        if params.training != training:
+            params.train(training)
         if dropout_rate is not None:
             _set_dropout(params, dropout_rate)
         inputs = augmented_and_preprocessed_input_batch["inputs"]
@@ -257,9 +259,13 @@ class TensorWorkload(Workload):
 
 
 def _set_dropout(model: nn.Module, rate: float) -> None:
+    # model_fn calls this every step; walk the modules only when the rate changes.
+    if getattr(model, "_pacer_dropout_rate", None) == rate:
+        return
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = rate
+    model._pacer_dropout_rate = rate
 
 
 class _frozen_batch_norm_statistics:

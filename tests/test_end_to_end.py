@@ -24,14 +24,15 @@ def record_of(root):
 @pytest.mark.slow
 def test_pacer_run_reaches_the_target_and_keeps_a_complete_record(results_root):
     pacer = shutil.which("pacer", path=os.path.dirname(sys.executable)) or shutil.which("pacer")
-    result = subprocess.run([pacer, "run", "workload=mnist1d_mlp", "submission=nadamw", "seed=0", f"results_root={results_root}", "--quiet"],
+    result = subprocess.run([pacer, "run", "workload=mnist1d_mlp", "submission=nadamw", "seed=0", f"results_root={results_root}",
+                             "max_runtime_sec=900", "--quiet"],  # a loaded CI machine must not turn this into a miss
                             cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "reached the target in" in result.stdout
     record, folder = record_of(results_root)
     assert folder == results_root / "default" / "external" / "nadamw" / "mnist1d_mlp" / "study_0" / "trial_0"
     assert record["status"] == "reached"
-    assert 0 < record["time_to_target"]["validation"] <= record["budget"]["max_runtime_sec"]
+    assert 0 < record["time_to_target"]["validation"] <= record["budget"]["max_runtime_sec"] == 900
     assert record["steps_to_target"]["validation"] == record["final"]["global_step"]
     assert record["examples_to_target"]["validation"] == record["final"]["global_step"] * record["batch_size"]
     assert record["hyperparameters"]["learning_rate"] == record["config"]["submission"]["default"]["learning_rate"]
