@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed
 run: $(STAMP)
 	$(BIN)/pacer run
 
-test: $(STAMP) system
+test: $(STAMP) system lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness workloads submissions tests benchmarks
+	$(BIN)/mypy
 
 setup: $(STAMP)
 

@@ -92,7 +92,7 @@ class Runner:
         init_rng, data_rng, opt_rng, self.step_rng = rnglib.split(self.settings.seed, 4)
         rnglib.seed_everything(self.settings.seed)
         dropout = self.hparams.get("dropout_rate")
-        self.params, self.model_state = self.workload.init_model_fn(init_rng, dropout_rate=dropout)
+        self.params, self.model_state = self.workload.init_model_fn(init_rng, dropout_rate=None if dropout is None else float(dropout))
         self.batch_size = self.submission.get_batch_size(getattr(self.workload, "base_name", self.workload.name))
         self.input_queue = self.workload.build_input_queue(data_rng, self.batch_size)
         self.optimizer_state = self.submission.init_optimizer_state(self.workload, self.params, self.model_state, self.hparams, opt_rng)
@@ -137,8 +137,9 @@ class Runner:
             self.outcome.status = "step_cap"
 
     def _time_remaining(self) -> bool:
-        self._state["is_time_remaining"] = self.clock.submission_time < self.budget
-        return self._state["is_time_remaining"]
+        remaining = self.clock.submission_time < self.budget
+        self._state["is_time_remaining"] = remaining
+        return remaining
 
     def _eval_due(self) -> bool:
         step = self.outcome.global_step
@@ -192,8 +193,8 @@ class Runner:
         for split, reached in (("validation", self.workload.has_reached_validation_target), ("test", self.workload.has_reached_test_target)):
             if self.outcome.time_to_target[split] is None and reached(row):
                 self.outcome.time_to_target[split] = row["accumulated_submission_time"]
-                self.outcome.steps_to_target[split] = row["global_step"]
-                self.outcome.examples_to_target[split] = row["examples_seen"]
+                self.outcome.steps_to_target[split] = int(row["global_step"])
+                self.outcome.examples_to_target[split] = int(row["examples_seen"])
                 self._state[f"{split}_goal_reached"] = True
         if not all(math.isfinite(row.get(f"{split}/loss", 0.0)) for split in ("train", "validation")):
             self.outcome.status = "diverged"

@@ -322,6 +322,8 @@ class Hyperparameters(Mapping[str, float | int | str | bool]):
     """A point of a search space, read-only, readable as attributes (AlgoPerf style:
     `hyperparameters.learning_rate`) or as a mapping."""
 
+    _values: dict[str, float | int | str | bool]
+
     def __init__(self, values: Mapping[str, float | int | str | bool]):
         object.__setattr__(self, "_values", dict(values))
 

@@ -136,7 +136,7 @@ class RunDir:
         return json.loads(self.run_path.read_text(encoding="utf-8"))
 
 
-RUN_COLUMNS = {
+RUN_COLUMNS: dict[str, str | tuple[str, ...]] = {
     "experiment": "experiment",
     "ruleset": "ruleset",
     "submission": "submission",
