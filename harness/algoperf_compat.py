@@ -23,8 +23,8 @@ def best_trial_times(df: pd.DataFrame) -> pd.DataFrame:
     """Per (submission, workload, study): AlgoPerf's `get_best_trial_index` + time lookup.
 
     Among the trials that reach the target, the one reaching it at the smallest *eval index*
-    wins (not the smallest time); ties go to the first trial in order (here: lowest trial
-    number). A trial without any eval is not a trial at all (AlgoPerf never reads it), so a
+    wins (not the smallest time); ties go to the first trial in AlgoPerf's row order: the
+    original experiment folder before its reruns, then (here) the lowest trial number. A trial without any eval is not a trial at all (AlgoPerf never reads it), so a
     study whose trials all lack evals does not exist."""
     df = df[df["global_step"].notna()] if "global_step" in df else df.iloc[:0]
     if df.empty:
@@ -36,11 +36,11 @@ def best_trial_times(df: pd.DataFrame) -> pd.DataFrame:
     start[owners] = at
     time_column = "score" if "score" in df.columns and df["score"].notna().any() else "accumulated_submission_time"
     times = df[time_column].to_numpy(dtype=float)
-    runs = df.drop_duplicates("run_dir").set_index("run_dir").loc[run_dirs, ["submission", "workload", "study", "trial"]].reset_index()
+    runs = df.drop_duplicates("run_dir").set_index("run_dir").loc[run_dirs, ["submission", "workload", "study", "trial", "experiment"]].reset_index()
     reached = first >= 0
     runs["eval_index"] = np.where(reached, first - start, np.iinfo(np.int64).max)
     runs["time"] = np.where(reached, times[np.maximum(first, 0)], np.inf)
-    runs = runs.sort_values(["submission", "workload", "study", "eval_index", "trial"], kind="stable")
+    runs = runs.sort_values(["submission", "workload", "study", "eval_index", "experiment", "trial"], kind="stable")
     return runs.drop_duplicates(["submission", "workload", "study"], keep="first")[["submission", "workload", "study", "time"]]
 
 
