@@ -22,8 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.errors import PacerUserError  # noqa: E402
-from harness.scoring import ScoreResult, ScoringRules, performance_profiles, score_roots  # noqa: E402
-from harness.store import load_results  # noqa: E402
+from harness.scoring import ScoreResult, ScoringRules, load_roots, performance_profiles, score_results  # noqa: E402
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -40,8 +39,8 @@ def write_report(roots: Sequence[Path] | Path, out_dir: Path, *, rules: ScoringR
                  allow_mixed: bool = False, log_x: bool = False, cache: bool = True) -> Path:
     """Score `roots` and write `out_dir/index.html` and `out_dir/leaderboard.md`; return the HTML path."""
     roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
-    result = score_roots(roots, rules, allow_mixed=allow_mixed, compat=compat, cache=cache)
-    df = load_results(*roots, cache=cache)
+    df = load_roots(roots, cache)
+    result = score_results(df, rules, allow_mixed=allow_mixed, compat=compat)
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

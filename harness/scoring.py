@@ -428,18 +428,28 @@ def score_frame(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mi
     return result
 
 
-def score_roots(roots: Sequence[Path], rules: ScoringRules | None = None, *, allow_mixed: bool = False, compat: str | None = None, cache: bool = True) -> ScoreResult:
-    """Load results trees (through the Parquet cache) and score them."""
+def load_roots(roots: Sequence[Path], cache: bool = True) -> pd.DataFrame:
+    """`load_results` over results roots (through the Parquet cache), checking they exist."""
     for root in roots:
         if not Path(root).is_dir():
             raise PacerUserError(f"results root {root} is not a folder")
     df = load_results(*roots, cache=cache)
     if df.empty:
         raise PacerUserError(f"no run records (run.json) under {', '.join(map(str, roots))}")
+    return df
+
+
+def score_results(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mixed: bool = False, compat: str | None = None) -> ScoreResult:
+    """Score a loaded frame with Pacer's rules, or with AlgoPerf's code path (`compat="algoperf"`)."""
     if compat == "algoperf":
         from harness.algoperf_compat import score_algoperf
 
         return score_algoperf(df, rules, allow_mixed=allow_mixed)
     if compat is not None:
-        raise PacerUserError(f"unknown --compat {compat!r} (valid: algoperf)")
+        raise PacerUserError(f"unknown compat mode {compat!r} (valid: algoperf)")
     return score_frame(df, rules, allow_mixed=allow_mixed)
+
+
+def score_roots(roots: Sequence[Path], rules: ScoringRules | None = None, *, allow_mixed: bool = False, compat: str | None = None, cache: bool = True) -> ScoreResult:
+    """Load results trees (through the Parquet cache) and score them."""
+    return score_results(load_roots(roots, cache), rules, allow_mixed=allow_mixed, compat=compat)
