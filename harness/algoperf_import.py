@@ -22,9 +22,11 @@ import json
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -40,13 +42,49 @@ NUMBERED = re.compile(r"^(study|trial)_(\d+)$")
 EVALS_CSV = "eval_measurements.csv"
 
 
+class WorkloadTargets(TypedDict):
+    """One AlgoPerf workload's row in the shipped tables."""
+
+    base_workload: str
+    variant: str | None
+    metric: str
+    direction: str
+    validation: float
+    test: float
+    max_runtime_sec: float
+    step_hint: int
+
+
+class TargetTable(TypedDict):
+    """harness/data/algoperf_targets_<version>.json."""
+
+    version: str
+    source: str
+    num_base_workloads: int
+    num_studies: int
+    num_trials: int
+    self_tuning_budget_factor: float
+    held_out: list[str]
+    held_out_seed: int | None
+    workloads: dict[str, WorkloadTargets]
+
+
+@dataclass
+class ImportSummary:
+    runs: int = 0
+    submissions: list[str] = field(default_factory=list)
+    unknown_workloads: set[str] = field(default_factory=set)
+    reruns: list[str] = field(default_factory=list)
+
+
 @cache
-def algoperf_targets(version: str) -> dict[str, object]:
+def algoperf_targets(version: str) -> TargetTable:
     """AlgoPerf's workload table for `version`: targets, budgets, step hints, held-out draw."""
     if version not in VERSIONS:
         raise PacerUserError(f"unknown AlgoPerf targets {version!r} (valid: {', '.join(VERSIONS)})")
     text = resources.files("harness").joinpath("data", f"algoperf_targets_{version}.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    table: TargetTable = json.loads(text)
+    return table
 
 
 def find_experiments(root: Path) -> dict[str, list[Path]]:
@@ -76,7 +114,7 @@ def _numbered(folder: Path, kind: str) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def read_eval_csv(path: Path) -> list[dict[str, object]]:
+def read_eval_csv(path: Path) -> list[dict[str, float | None]]:
     """The eval rows of one trial; [] for a missing or empty file; cut-short rows dropped."""
     if not path.exists():
         warnings.warn(f"{path}: missing; the trial counts as a miss", stacklevel=2)
@@ -103,7 +141,7 @@ def read_eval_csv(path: Path) -> list[dict[str, object]]:
     return [{k: v for k, v in row.items() if not str(k).startswith("Unnamed")} for row in rows]
 
 
-def first_reaching(rows: list[dict[str, object]], column: str, target: float, maximize: bool) -> dict[str, object] | None:
+def first_reaching(rows: list[dict[str, float | None]], column: str, target: float, maximize: bool) -> dict[str, float | None] | None:
     for row in rows:
         value = row.get(column)
         if isinstance(value, (int, float)) and (value >= target if maximize else value <= target):
@@ -131,7 +169,7 @@ def import_trial(trial_dir: Path, out: Path, experiment: str, submission: str, w
         "time_to_target": {s: (r["accumulated_submission_time"] if r else None) for s, r in reached.items()},
         "steps_to_target": {s: (r["global_step"] if r else None) for s, r in reached.items()},
         "examples_to_target": {"validation": None, "test": None},
-        "preemptions": int(max((r.get("preemption_count") or 0) for r in rows)) if rows else 0,
+        "preemptions": int(max(float(r.get("preemption_count") or 0) for r in rows)) if rows else 0,
         "fingerprint": {"id": f"algoperf-{version}", "source": "AlgoPerf logs (hardware not recorded)"},
         "source": f"algoperf:{version}",
         "imported_from": str(trial_dir),
@@ -151,29 +189,29 @@ def _read_json(path: Path) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
-def import_algoperf(root: Path, out: Path, version: str, ruleset: str) -> dict[str, object]:
+def import_algoperf(root: Path, out: Path, version: str, ruleset: str) -> ImportSummary:
     """Import every trial under `root` into `out`; return counts, skipped workloads and reruns."""
     if ruleset not in RULESETS:
         raise PacerUserError(f"unknown ruleset {ruleset!r} (valid: {', '.join(RULESETS)})")
     workloads = algoperf_targets(version)["workloads"]
-    summary: dict[str, object] = {"runs": 0, "submissions": [], "unknown_workloads": set(), "reruns": []}
+    summary = ImportSummary()
     seen: dict[tuple[str, int, str, int], str] = {}
     for submission, folders in find_experiments(root).items():
-        summary["submissions"].append(submission)
+        summary.submissions.append(submission)
         for folder in folders:
             for study, study_dir in _numbered(folder, "study"):
                 for workload_dir in sorted(p for p in study_dir.iterdir() if p.is_dir()):
                     workload = FRAMEWORK_SUFFIX.sub("", workload_dir.name)
                     if workload not in workloads:
-                        summary["unknown_workloads"].add(workload_dir.name)
+                        summary.unknown_workloads.add(workload_dir.name)
                         continue
                     for trial, trial_dir in _numbered(workload_dir, "trial"):
                         key = (submission, study, workload, trial)
                         if key in seen:
-                            summary["reruns"].append(f"{submission} study_{study} {workload} trial_{trial}: {seen[key]} and {folder.name}")
+                            summary.reruns.append(f"{submission} study_{study} {workload} trial_{trial}: {seen[key]} and {folder.name}")
                         seen.setdefault(key, folder.name)
                         import_trial(trial_dir, Path(out), folder.name, submission, workload, study, trial, version, ruleset)
-                        summary["runs"] += 1
+                        summary.runs += 1
     return summary
 
 
@@ -191,11 +229,11 @@ def import_command(args: Sequence[str]) -> int:
         summary = import_algoperf(opts.dir, opts.out, opts.targets, opts.ruleset)
     for w in caught:
         print(f"warning: {w.message}")
-    for unknown in sorted(summary["unknown_workloads"]):
+    for unknown in sorted(summary.unknown_workloads):
         print(f"warning: skipped unknown workload folder {unknown} (not in AlgoPerf {opts.targets})")
-    for rerun in summary["reruns"]:
+    for rerun in summary.reruns:
         print(f"duplicate rerun: {rerun} (scoring keeps the one with more evals; --compat algoperf pools them)")
-    print(f"imported {summary['runs']} runs of {len(summary['submissions'])} submissions ({', '.join(summary['submissions'])}) into {opts.out}")
+    print(f"imported {summary.runs} runs of {len(summary.submissions)} submissions ({', '.join(summary.submissions)}) into {opts.out}")
     return 0
 
 

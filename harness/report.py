@@ -11,7 +11,7 @@ import html
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -27,9 +27,10 @@ from harness.scoring import ScoreResult, ScoringRules, load_roots, performance_p
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}.miss{color:#b00}img{max-width:100%}code{font-size:90%}"""
+Colour = tuple[float, float, float, float]
 
 
-def submission_colours(submissions: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
+def submission_colours(submissions: Sequence[str]) -> dict[str, Colour]:
     """One colour per submission, fixed by the sorted names (the same in every plot)."""
     cmap = plt.get_cmap("tab10" if len(submissions) <= 10 else "tab20")
     return {s: cmap(i % cmap.N) for i, s in enumerate(sorted(submissions))}
@@ -116,7 +117,7 @@ def best_trials(result: ScoreResult) -> pd.DataFrame:
     return trials.drop_duplicates(["submission", "workload"]).sort_values(["workload", "submission"])
 
 
-def profile_figure(result: ScoreResult, colours: dict[str, object], log_x: bool) -> plt.Figure:
+def profile_figure(result: ScoreResult, colours: Mapping[str, Colour], log_x: bool) -> plt.Figure:
     taus = np.geomspace(1.0, result.rules.max_ratio, 301) if log_x else np.linspace(1.0, result.rules.max_ratio, 301)
     profiles = performance_profiles(result.ratios, taus, result.rules.num_workloads or result.ratios.shape[1])
     fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -133,7 +134,7 @@ def profile_figure(result: ScoreResult, colours: dict[str, object], log_x: bool)
     return fig
 
 
-def curves_figure(df: pd.DataFrame, best: pd.DataFrame, colours: dict[str, object]) -> plt.Figure:
+def curves_figure(df: pd.DataFrame, best: pd.DataFrame, colours: Mapping[str, Colour]) -> plt.Figure:
     workloads = sorted(best["workload"].unique())
     cols = min(3, len(workloads))
     rows = math.ceil(len(workloads) / cols)

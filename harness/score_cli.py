@@ -100,7 +100,7 @@ def as_json(result: ScoreResult, compat: str | None) -> dict[str, object]:
         "times": {s: {w: _finite(v) for w, v in row.items()} for s, row in result.times.iterrows()},
         "ruleset": result.ruleset, "compat": compat, "warnings": result.warnings,
     }
-    if result.score_ci is not None:
+    if result.score_ci is not None and result.p_rank1 is not None:
         out["score_ci"] = {s: [float(r.score_lo), float(r.score_hi)] for s, r in result.score_ci.iterrows()}
         out["p_rank1"] = {s: float(v) for s, v in result.p_rank1.items()}
     if result.speedup is not None:

@@ -372,10 +372,11 @@ def bootstrap(trials: pd.DataFrame, table: Table, times: pd.DataFrame, rules: Sc
     top = score_b == score_b.max(axis=1, keepdims=True)
     p_rank1 = (top / top.sum(axis=1, keepdims=True)).mean(axis=0)
     index = pd.Index(table.submissions, name="submission")
-    q = {"axis": 0, "method": "inverted_cdf"}  # no interpolation, so an inf bound stays inf
-    score_ci = pd.DataFrame({"score_lo": np.quantile(score_b, lo, **q), "score_hi": np.quantile(score_b, hi, **q)}, index=index)
-    time_lo = pd.DataFrame(np.quantile(t_all, lo, **q), index=index, columns=table.workloads)
-    time_hi = pd.DataFrame(np.quantile(t_all, hi, **q), index=index, columns=table.workloads)
+    # inverted_cdf: no interpolation, so an infinite bound stays inf instead of becoming NaN
+    score_ci = pd.DataFrame({"score_lo": np.quantile(score_b, lo, axis=0, method="inverted_cdf"),
+                             "score_hi": np.quantile(score_b, hi, axis=0, method="inverted_cdf")}, index=index)
+    time_lo = pd.DataFrame(np.quantile(t_all, lo, axis=0, method="inverted_cdf"), index=index, columns=table.workloads)
+    time_hi = pd.DataFrame(np.quantile(t_all, hi, axis=0, method="inverted_cdf"), index=index, columns=table.workloads)
     time_ci = pd.concat({"lo": time_lo.stack(), "hi": time_hi.stack()}, axis=1)
     time_ci.index.names = ["submission", "workload"]
     return {"score_ci": score_ci, "time_ci": time_ci, "p_rank1": pd.Series(p_rank1, index=index, name="p_rank1")}

@@ -143,7 +143,7 @@ class RunDir:
         return json.loads(self.run_path.read_text(encoding="utf-8"))
 
 
-RUN_COLUMNS = {
+RUN_COLUMNS: dict[str, str | tuple[str, ...]] = {
     "experiment": "experiment",
     "ruleset": "ruleset",
     "submission": "submission",
@@ -216,15 +216,18 @@ def _empty_frame() -> pd.DataFrame:
 
 
 def _load_runs(paths: list[Path]) -> pd.DataFrame:
-    runs, texts = [], []
+    runs: list[dict[str, object]] = []
+    texts: list[bytes] = []
+    read: list[Path] = []
     for path in paths:
         loaded = _read_run(path)
         if loaded is not None:
             runs.append(loaded[0])
             texts.append(loaded[1])
+            read.append(path)
     if not runs:
         return _empty_frame()
-    evals, counts = _parse_evals(texts, [Path(r["run_dir"]) for r in runs])
+    evals, counts = _parse_evals(texts, read)
     run_table = pd.DataFrame(runs)
     owner = np.repeat(np.arange(len(runs)), counts)
     empty = np.flatnonzero(np.asarray(counts) == 0)
@@ -281,7 +284,7 @@ def _parse_evals(texts: list[bytes], paths: list[Path]) -> tuple[pd.DataFrame, l
 
 
 def _parse_lines(text: bytes, path: Path) -> list[dict[str, object]]:
-    rows = []
+    rows: list[dict[str, object]] = []
     for number, line in enumerate(text.splitlines(), 1):
         try:
             row = json.loads(line)

@@ -21,7 +21,7 @@ import pytest
 from scoring_fixtures import write_run, write_table
 
 from harness.algoperf_compat import score_algoperf
-from harness.algoperf_import import algoperf_targets, import_algoperf
+from harness.algoperf_import import ImportSummary, algoperf_targets, import_algoperf
 from harness.errors import PacerUserError
 from harness.scoring import ScoringRules, score_frame, score_roots
 from harness.store import load_results
@@ -163,36 +163,35 @@ def algoperf_scores(root: Path) -> pd.Series:
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, object]]:
+def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ImportSummary, list[str]]:
     logs, out = tmp_path_factory.mktemp("algoperf_logs"), tmp_path_factory.mktemp("imported")
     write_algoperf_tree(logs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = import_algoperf(logs, out, "v0.5", "external")
-    summary["warnings"] = [str(w.message) for w in caught]
-    return logs, out, summary
+    return logs, out, summary, [str(w.message) for w in caught]
 
 
-def test_import_writes_one_run_per_trial_and_reports_problems(imported: tuple[Path, Path, dict[str, object]]) -> None:
-    logs, out, summary = imported
-    assert summary["submissions"] == ["alpha", "beta", "gamma"] and summary["runs"] == 3 * 2 * 6 * 3 + 1
-    assert any("gamma/study_1/wmt_pytorch/trial_2/eval_measurements.csv: missing" in w for w in summary["warnings"])
-    assert summary["reruns"] == ["alpha study_0 ogbg trial_1: alpha and alpha-2024-05-01-10-00-00"]
+def test_import_writes_one_run_per_trial_and_reports_problems(imported: tuple[Path, Path, ImportSummary, list[str]]) -> None:
+    logs, out, summary, messages = imported
+    assert summary.submissions == ["alpha", "beta", "gamma"] and summary.runs == 3 * 2 * 6 * 3 + 1
+    assert any("gamma/study_1/wmt_pytorch/trial_2/eval_measurements.csv: missing" in w for w in messages)
+    assert summary.reruns == ["alpha study_0 ogbg trial_1: alpha and alpha-2024-05-01-10-00-00"]
     df = load_results(out)
     run = df[(df.submission == "beta") & (df.workload == "ogbg_model_size")].iloc[0]
     assert run.validation_target == 0.269446 and run.base_workload == "ogbg" and run.variant == "model_size" and run.max_runtime_sec == 18477
 
 
-def test_compat_scores_equal_algoperf_code_to_four_decimals(imported: tuple[Path, Path, dict[str, object]]) -> None:
-    logs, out, _ = imported
+def test_compat_scores_equal_algoperf_code_to_four_decimals(imported: tuple[Path, Path, ImportSummary, list[str]]) -> None:
+    logs, out, _, _ = imported
     expected = algoperf_scores(logs)
     got = score_roots([out], NO_BOOT, compat="algoperf", cache=False).scores
     assert expected.max() > 0 and expected.nunique() == 3  # the fixture discriminates
     pd.testing.assert_series_equal(got.sort_index().round(4), expected.sort_index().round(4), check_names=False)
 
 
-def test_import_and_score_verbs_end_to_end(imported: tuple[Path, Path, dict[str, object]], tmp_path: Path) -> None:
-    logs, _, _ = imported
+def test_import_and_score_verbs_end_to_end(imported: tuple[Path, Path, ImportSummary, list[str]], tmp_path: Path) -> None:
+    logs, _, _, _ = imported
     cmd = [sys.executable, "-m", "harness"]
     imp = subprocess.run([*cmd, "import-algoperf", str(logs), "--out", str(tmp_path), "--targets", "v0.5", "--ruleset", "external"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert imp.returncode == 0, imp.stderr
@@ -226,7 +225,7 @@ def test_import_tolerates_empty_truncated_and_missing_csvs(tmp_path: Path) -> No
     messages = " | ".join(str(w.message) for w in caught)
     assert "trial_1/eval_measurements.csv: dropping 1 cut-short row(s)" in messages
     assert "trial_2/eval_measurements.csv: empty" in messages and "trial_3/eval_measurements.csv: missing" in messages
-    assert summary["unknown_workloads"] == {"mnist_jax"} and summary["runs"] == 3
+    assert summary.unknown_workloads == {"mnist_jax"} and summary.runs == 3
     result = score_frame(load_results(tmp_path / "out"), NO_BOOT)
     assert result.ruleset == "self" and result.times.loc["sub", "ogbg"] == 20.0
     assert result.trials["max_runtime_sec"].iloc[0] == 12011 * 1.5  # v0.6 self-tuning budget
