@@ -257,3 +257,16 @@ def test_score_verb_table_and_user_errors(tmp_path: Path, capsys: pytest.Capture
     assert capsys.readouterr().err.startswith("pacer: error: unknown reference submission 'nope' (valid: a, b)")
     assert main(["score", str(tmp_path / "missing")]) == 2
     assert main(["score", str(tmp_path), "--compat", "other"]) == 2
+
+
+def test_score_verb_held_out_and_no_cutoff_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    write_table(tmp_path, {"a": {"w": [[10]]}, "b": {"w": [[45]]}})
+    write_run(tmp_path, "a", "w_v", 0, 0, None, base_workload="w", variant="v")
+    write_run(tmp_path, "b", "w_v", 0, 0, 30, base_workload="w", variant="v")
+    assert main(["score", str(tmp_path), "--format", "json", "--bootstrap", "0", "--held-out", "w_v", "--no-cutoff"]) == 0
+    scores = json.loads(capsys.readouterr().out)["scores"]
+    assert scores == {"a": 0.0, "b": 1.0}  # a missed the held-out variant; b's 45 s survives without the cut-off
+    assert main(["score", str(tmp_path), "--format", "json", "--bootstrap", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["scores"]["b"] == pytest.approx(0.5)  # w: cut (45 > 40); w_v: reached alone
