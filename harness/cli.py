@@ -20,6 +20,9 @@ USAGE = """usage: pacer VERB [key=value ...]
 verbs:
   run     one benchmark run, e.g. pacer run workload=mnist1d_mlp submission=nadamw seed=0 hparams.learning_rate=3e-3
           (-m/--multirun: a Hydra multirun, e.g. with hydra/launcher=submitit_slurm)
+  score   scores of results trees, e.g. pacer score results [--compat algoperf] [--format json] [--reference adamw]
+  report  HTML report + Markdown leaderboard, e.g. pacer report results --out report
+  import-algoperf  AlgoPerf logs as run records, e.g. pacer import-algoperf logs/ --out results --targets v0.5 --ruleset external
 options:
   --quiet  plain progress lines instead of a progress bar
 """
@@ -91,8 +94,29 @@ def _hydra_multirun(overrides: Sequence[str]) -> int:
     return 0
 
 
+def score_command(args: Sequence[str]) -> int:
+    from harness.score_cli import score_command as command
+
+    return command(args)
+
+
+def report_command(args: Sequence[str]) -> int:
+    from harness.score_cli import report_command as command
+
+    return command(args)
+
+
+def import_algoperf_command(args: Sequence[str]) -> int:
+    from harness.algoperf_import import import_command
+
+    return import_command(args)
+
+
 VERBS: dict[str, Callable[[Sequence[str]], int]] = {
     "run": run_command,
+    "score": score_command,
+    "report": report_command,
+    "import-algoperf": import_algoperf_command,
 }
 
 

@@ -12,6 +12,8 @@ holding
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -20,6 +22,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 SCHEMA_VERSION = 1
@@ -122,6 +125,10 @@ class RunDir:
                 break  # a torn last line from a kill mid-write; nothing after it was finished
         return rows
 
+    def write_evals(self, rows: Iterable[Mapping[str, object]]) -> None:
+        """Replace the eval log with `rows` at once (used by importers)."""
+        atomic_write_text(self.evals_path, "".join(_dumps(r) + "\n" for r in rows))
+
     def truncate_evals(self, keep: int) -> None:
         """Keep the first `keep` evals (used on resume from a checkpoint taken after them)."""
         rows = self.read_evals()[:keep]
@@ -161,7 +168,19 @@ RUN_COLUMNS: dict[str, str | tuple[str, ...]] = {
     "examples_to_validation_target": ("examples_to_target", "validation"),
     "preemptions": "preemptions",
     "fingerprint_id": ("fingerprint", "id"),
+    "hardware": ("fingerprint", "gpu"),
+    "cpu": ("fingerprint", "cpu"),
+    "torch_version": ("fingerprint", "torch"),
+    "pacer_version": ("fingerprint", "pacer"),
+    "git_commit": ("fingerprint", "git_commit"),
+    "started_at": "started_at",
+    "finished_at": "finished_at",
+    "source": "source",
 }
+"""Run-record fields repeated on every eval row (column name -> key path in run.json).
+`hyperparameters` travels too, as a JSON string."""
+CACHE_FILE = ".pacer_results.parquet"
+CACHE_KEY = b"pacer_signature"
 
 
 def _pick(record: Mapping[str, object], key: str | tuple[str, ...]) -> object:
@@ -178,31 +197,140 @@ def find_runs(roots: Iterable[Path]) -> list[Path]:
     return sorted({p.parent for root in roots for p in Path(root).rglob(RUN_FILE)})
 
 
-def load_results(*roots: Path) -> pd.DataFrame:
+def load_results(*roots: Path, cache: bool = False) -> pd.DataFrame:
     """One tidy DataFrame of a results tree: one row per eval, run columns repeated.
 
     A run with no eval yet still gets one row (eval columns NaN) so that it counts as a miss.
-    Unreadable records are skipped with a warning naming the file, never a crash."""
-    frames = []
-    for path in find_runs(roots):
-        run = RunDir(path)
-        try:
-            record = run.read_run()
-            evals = run.read_evals()
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            warnings.warn(f"skipping unreadable run record {path}: {e}", stacklevel=2)
-            continue
-        if not isinstance(record, dict):
-            warnings.warn(f"skipping run record {path / RUN_FILE}: not a JSON object", stacklevel=2)
-            continue
-        frame = pd.DataFrame(evals or [{}])
-        for column, key in RUN_COLUMNS.items():
-            frame[column] = _pick(record, key)
-        frame["run_dir"] = str(path)
-        frames.append(frame)
-    if not frames:
-        return pd.DataFrame(columns=[*RUN_COLUMNS, "run_dir"])
-    df = pd.concat(frames, ignore_index=True)
-    metric_columns = [c for c in df.columns if "/" in c or c.startswith("accumulated_")]
+    Unreadable records are skipped with a warning naming the file, never a crash. With
+    `cache=True` each root keeps a Parquet copy (`.pacer_results.parquet`) that is reused
+    while no run.json or evals.jsonl under it has changed (size or modification time)."""
+    if cache:
+        frames = [_load_root_cached(Path(root)) for root in roots]
+        frames = [f for f in frames if len(f)]
+        return pd.concat(frames, ignore_index=True) if frames else _empty_frame()
+    return _load_runs(find_runs(roots))
+
+
+def _empty_frame() -> pd.DataFrame:
+    return pd.DataFrame(columns=[*RUN_COLUMNS, "hyperparameters", "run_dir"])
+
+
+def _load_runs(paths: list[Path]) -> pd.DataFrame:
+    runs: list[dict[str, object]] = []
+    texts: list[bytes] = []
+    read: list[Path] = []
+    for path in paths:
+        loaded = _read_run(path)
+        if loaded is not None:
+            runs.append(loaded[0])
+            texts.append(loaded[1])
+            read.append(path)
+    if not runs:
+        return _empty_frame()
+    evals, counts = _parse_evals(texts, read)
+    run_table = pd.DataFrame(runs)
+    owner = np.repeat(np.arange(len(runs)), counts)
+    empty = np.flatnonzero(np.asarray(counts) == 0)
+    if len(empty):  # a run without evals still gets one row, so that it counts as a miss
+        evals = pd.concat([evals, pd.DataFrame(index=range(len(empty)))], ignore_index=True)
+        owner = np.concatenate([owner, empty])
+    order = np.argsort(owner, kind="stable")
+    evals = evals.iloc[order].reset_index(drop=True)
+    df = pd.concat([evals, run_table.iloc[owner[order]].reset_index(drop=True)], axis=1)
+    metric_columns = [c for c in df.columns if "/" in c or c.startswith("accumulated_") or c in ("global_step", "examples_seen", "total_duration")]
     df[metric_columns] = df[metric_columns].apply(pd.to_numeric, errors="coerce")
+    return df
+
+
+def _read_run(path: Path) -> tuple[dict[str, object], bytes] | None:
+    run = RunDir(path)
+    try:
+        record = run.read_run()
+        text = run.evals_path.read_bytes() if run.evals_path.exists() else b""
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        warnings.warn(f"skipping unreadable run record {path / RUN_FILE}: {e}", stacklevel=3)
+        return None
+    if not isinstance(record, dict):
+        warnings.warn(f"skipping run record {path / RUN_FILE}: not a JSON object", stacklevel=3)
+        return None
+    row = {column: _pick(record, key) for column, key in RUN_COLUMNS.items()}
+    row["hyperparameters"] = json.dumps(record.get("hyperparameters") or {}, sort_keys=True, default=str)
+    row["run_dir"] = str(path)
+    return row, text
+
+
+def _parse_evals(texts: list[bytes], paths: list[Path]) -> tuple[pd.DataFrame, list[int]]:
+    """All eval lines in one Arrow JSON parse; a file with a bad line falls back to the
+    line-by-line reader, which keeps the lines before it (a torn tail from a kill)."""
+    import pyarrow.json as pajson
+
+    clean = [t if t.endswith(b"\n") or not t else t[: t.rfind(b"\n") + 1] for t in texts]
+    counts = [t.count(b"\n") for t in clean]
+    blob = b"".join(clean)
+    if blob:
+        try:
+            table = pajson.read_json(io.BytesIO(blob))
+            if table.num_rows == sum(counts):
+                return table.to_pandas(), counts
+        except Exception:  # noqa: BLE001 - any parse failure means: find the bad file the slow way
+            pass
+    rows: list[dict[str, object]] = []
+    counts = []
+    for text, path in zip(texts, paths, strict=True):
+        parsed = _parse_lines(text, path)
+        rows.extend(parsed)
+        counts.append(len(parsed))
+    return pd.DataFrame.from_records(rows) if rows else pd.DataFrame(index=range(0)), counts
+
+
+def _parse_lines(text: bytes, path: Path) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if number < len(text.splitlines()) or text.endswith(b"\n"):
+                warnings.warn(f"{path / EVALS_FILE}: line {number} is not JSON; keeping the {len(rows)} evals before it", stacklevel=4)
+            break
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _signature(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        for name in (RUN_FILE, EVALS_FILE):
+            try:
+                st = (path / name).stat()
+                digest.update(f"{path}/{name}:{st.st_size}:{st.st_mtime_ns};".encode())
+            except FileNotFoundError:
+                digest.update(f"{path}/{name}:-;".encode())
+    return digest.hexdigest()
+
+
+def _load_root_cached(root: Path) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = find_runs([root])
+    signature = _signature(paths).encode()
+    cache_path = root / CACHE_FILE
+    if cache_path.exists():
+        try:
+            table = pq.read_table(cache_path)
+            if (table.schema.metadata or {}).get(CACHE_KEY) == signature:
+                return table.to_pandas()
+        except (OSError, pa.ArrowException):
+            pass  # a broken cache is rebuilt below
+    df = _load_runs(paths)
+    if root.is_dir():
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), CACHE_KEY: signature})
+        tmp = cache_path.with_name(f".{cache_path.name}.tmp{os.getpid()}")
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, cache_path)
+        except OSError as e:
+            warnings.warn(f"cannot write the results cache {cache_path}: {e}", stacklevel=3)
     return df

@@ -1,0 +1,208 @@
+"""`pacer report`: a self-contained HTML page and a Markdown leaderboard from results trees.
+
+Every plot is a PNG embedded as base64, so the page opens from disk with no other file. Each
+submission keeps one colour in every plot.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from harness.errors import PacerUserError  # noqa: E402
+from harness.scoring import ScoreResult, ScoringRules, load_roots, performance_profiles, score_results  # noqa: E402
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}.miss{color:#b00}img{max-width:100%}code{font-size:90%}"""
+Colour = tuple[float, float, float, float]
+
+
+def submission_colours(submissions: Sequence[str]) -> dict[str, Colour]:
+    """One colour per submission, fixed by the sorted names (the same in every plot)."""
+    cmap = plt.get_cmap("tab10" if len(submissions) <= 10 else "tab20")
+    return {s: cmap(i % cmap.N) for i, s in enumerate(sorted(submissions))}
+
+
+def write_report(roots: Sequence[Path] | Path, out_dir: Path, *, rules: ScoringRules | None = None, compat: str | None = None,
+                 allow_mixed: bool = False, log_x: bool = False, cache: bool = True) -> Path:
+    """Score `roots` and write `out_dir/index.html` and `out_dir/leaderboard.md`; return the HTML path."""
+    roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
+    df = load_roots(roots, cache)
+    result = score_results(df, rules, allow_mixed=allow_mixed, compat=compat)
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PacerUserError(f"cannot create the report folder {out_dir}: {e.strerror}") from None
+    colours = submission_colours(list(result.scores.index))
+    best = best_trials(result)
+    sections = [
+        ("Leaderboard", leaderboard_html(result)),
+        ("Performance profiles", _img(profile_figure(result, colours, log_x))),
+        ("Time to target per workload", times_html(result)),
+        ("Training curves (best trial of each submission)", _img(curves_figure(df, best, colours))),
+        ("Best hyperparameters", hyperparameters_html(best)),
+        ("Provenance", provenance_html(df, result, compat)),
+    ]
+    body = "\n".join(f"<h2>{html.escape(title)}</h2>\n{content}" for title, content in sections)
+    page = f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Pacer leaderboard</title><style>{STYLE}</style></head>\n<body><h1>Pacer leaderboard</h1>\n{body}\n</body></html>\n"
+    path = out_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
+    (out_dir / "leaderboard.md").write_text(leaderboard_markdown(result), encoding="utf-8")
+    return path
+
+
+def _fmt_time(value: float) -> str:
+    return "miss" if value is None or not math.isfinite(value) else f"{value:,.1f}"
+
+
+def _rows(board: pd.DataFrame) -> list[dict[str, str]]:
+    rows = []
+    for name, row in board.iterrows():
+        ci = f"[{row.score_lo:.3f}, {row.score_hi:.3f}]" if "score_lo" in board else "n/a"
+        p1 = f"{row.p_rank1:.2f}" if "p_rank1" in board else "n/a"
+        rows.append({"rank": str(int(row["rank"])), "submission": str(name), "score": f"{row.score:.4f}", "ci": ci, "p1": p1, "reached": f"{int(row.reached)}/{int(row.workloads)}"})
+    return rows
+
+
+def leaderboard_html(result: ScoreResult) -> str:
+    head = "<tr><th>rank</th><th class='l'>submission</th><th>score</th><th>95% CI</th><th>P(rank 1)</th><th>workloads reached</th></tr>"
+    cells = "".join(f"<tr><td>{r['rank']}</td><td class='l'>{html.escape(r['submission'])}</td><td>{r['score']}</td><td>{r['ci']}</td><td>{r['p1']}</td><td>{r['reached']}</td></tr>"
+                    for r in _rows(result.leaderboard()))
+    note = f"<p>Ruleset <b>{html.escape(result.ruleset)}</b>; score = normalised area under the performance profile for &tau; in [1, {result.rules.max_ratio:g}]" \
+           f" (1 = fastest on every workload). Intervals: bootstrap over studies and trials.</p>"
+    return f"{note}<table>{head}{cells}</table>"
+
+
+def leaderboard_markdown(result: ScoreResult) -> str:
+    lines = ["| rank | submission | score | 95% CI | P(rank 1) | workloads reached |", "|---:|:---|---:|:---:|---:|---:|"]
+    lines += [f"| {r['rank']} | {r['submission']} | {r['score']} | {r['ci']} | {r['p1']} | {r['reached']} |" for r in _rows(result.leaderboard())]
+    return f"Ruleset: {result.ruleset}\n\n" + "\n".join(lines) + "\n"
+
+
+def times_html(result: ScoreResult) -> str:
+    """Median time per workload with its bootstrap interval (the spread), misses marked."""
+    head = "<tr><th class='l'>submission</th>" + "".join(f"<th>{html.escape(w)}</th>" for w in result.times.columns) + "</tr>"
+    rows = []
+    for submission, row in result.times.iterrows():
+        cells = []
+        for workload, value in row.items():
+            spread = ""
+            if result.time_ci is not None and (submission, workload) in result.time_ci.index:
+                lo, hi = result.time_ci.loc[(submission, workload)]
+                spread = f"<br><small>[{_fmt_time(lo)}, {_fmt_time(hi)}]</small>"
+            cls = " class='miss'" if not math.isfinite(value) else ""
+            cells.append(f"<td{cls}>{_fmt_time(value)}{spread}</td>")
+        rows.append(f"<tr><td class='l'>{html.escape(str(submission))}</td>{''.join(cells)}</tr>")
+    return "<p>Submission seconds to the validation target (median over studies); below, the 95% bootstrap interval.</p>" \
+           f"<table>{head}{''.join(rows)}</table>"
+
+
+def best_trials(result: ScoreResult) -> pd.DataFrame:
+    """Per submission and workload, the run that reached the target fastest (else the one with most evals)."""
+    trials = result.trials.sort_values(["time_to_validation", "num_evals"], ascending=[True, False], kind="stable")
+    return trials.drop_duplicates(["submission", "workload"]).sort_values(["workload", "submission"])
+
+
+def profile_figure(result: ScoreResult, colours: Mapping[str, Colour], log_x: bool) -> plt.Figure:
+    taus = np.geomspace(1.0, result.rules.max_ratio, 301) if log_x else np.linspace(1.0, result.rules.max_ratio, 301)
+    profiles = performance_profiles(result.ratios, taus, result.rules.num_workloads or result.ratios.shape[1])
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for submission, rho in profiles.iterrows():
+        ax.step(taus, rho.to_numpy(), where="post", color=colours[submission], label=f"{submission} ({result.scores[submission]:.3f})", linewidth=2)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel("τ: time-to-target ratio to the best submission" + (" (log scale)" if log_x else ""))
+    ax.set_ylabel("ρ(τ): fraction of workloads within τ")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="submission (score)")
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(df: pd.DataFrame, best: pd.DataFrame, colours: Mapping[str, Colour]) -> plt.Figure:
+    workloads = sorted(best["workload"].unique())
+    cols = min(3, len(workloads))
+    rows = math.ceil(len(workloads) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 2, 3.3 * rows), squeeze=False)
+    chosen = df[df["run_dir"].isin(set(best["run_dir"]))]
+    for ax, workload in zip(axes.flat, workloads, strict=False):
+        runs = best[best["workload"] == workload]
+        metric, target = str(runs["target_metric"].iloc[0]), float(runs["validation_target"].iloc[0])
+        for _, run in runs.iterrows():
+            evals = chosen[chosen["run_dir"] == run["run_dir"]]
+            column = f"validation/{metric}"
+            if column in evals and evals[column].notna().any():
+                ax.plot(evals["accumulated_submission_time"], evals[column], color=colours[run["submission"]], label=run["submission"], linewidth=1.6)
+        ax.axhline(target, color="black", linestyle="--", linewidth=1, label="target")
+        ax.set_title(workload)
+        ax.set_xlabel("submission time (s)")
+        ax.set_ylabel(f"validation {metric}")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(workloads):]:
+        ax.axis("off")
+    handles = [plt.Line2D([], [], color=c, linewidth=2) for c in colours.values()] + [plt.Line2D([], [], color="black", linestyle="--")]
+    fig.legend(handles, [*colours.keys(), "target"], loc="upper left", bbox_to_anchor=(1.0, 0.98))
+    fig.tight_layout()
+    return fig
+
+
+def hyperparameters_html(best: pd.DataFrame) -> str:
+    head = "<tr><th class='l'>workload</th><th class='l'>submission</th><th>time to target (s)</th><th class='l'>hyperparameters</th></tr>"
+    rows = []
+    for _, run in best.iterrows():
+        params = json.loads(run["hyperparameters"]) if isinstance(run.get("hyperparameters"), str) else {}
+        text = ", ".join(f"{k}={_short(v)}" for k, v in sorted(params.items())) or "(none)"
+        rows.append(f"<tr><td class='l'>{html.escape(str(run['workload']))}</td><td class='l'>{html.escape(str(run['submission']))}</td>"
+                    f"<td>{_fmt_time(run['time_to_validation'])}</td><td class='l'><code>{html.escape(text)}</code></td></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def provenance_html(df: pd.DataFrame, result: ScoreResult, compat: str | None) -> str:
+    runs = df.drop_duplicates("run_dir")
+
+    def values(column: str) -> str:
+        if column not in runs:
+            return "n/a"
+        found = sorted({str(v) for v in runs[column].dropna()})
+        return ", ".join(found) if found else "n/a"
+
+    studies = result.trials.groupby(["submission", "workload"])["study"].nunique()
+    trials = result.trials.groupby(["submission", "workload", "study"])["trial"].nunique()
+    dates = pd.to_datetime(runs.get("started_at"), errors="coerce", utc=True).dropna() if "started_at" in runs else pd.Series([], dtype="datetime64[ns, UTC]")
+    items = [
+        ("ruleset", result.ruleset), ("scoring", f"AlgoPerf code path ({compat})" if compat else "Pacer (AlgoPerf's written rules, closed form)"),
+        ("runs", str(len(runs))), ("studies per workload", f"{studies.min()}–{studies.max()}" if len(studies) else "0"),
+        ("trials per study", f"{trials.min()}–{trials.max()}" if len(trials) else "0"),
+        ("hardware fingerprint", values("fingerprint_id")), ("CPU", values("cpu")), ("GPU", values("hardware")),
+        ("torch", values("torch_version")), ("pacer", values("pacer_version")), ("git commit", values("git_commit")),
+        ("run dates", f"{dates.min():%Y-%m-%d %H:%M} – {dates.max():%Y-%m-%d %H:%M} UTC" if len(dates) else "n/a"),
+    ]
+    items += [("warning", w) for w in result.warnings]
+    return "<table>" + "".join(f"<tr><th class='l'>{html.escape(k)}</th><td class='l'>{html.escape(v)}</td></tr>" for k, v in items) + "</table>"
+
+
+def _img(fig: plt.Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"<img alt='plot' src='data:image/png;base64,{data}'>"

@@ -1,0 +1,456 @@
+"""Scores from a results tree: times to target, performance profiles, benchmark scores and
+their uncertainty.
+
+The pipeline, each step a function on plain pandas/numpy data:
+
+1. `trial_times`: per run, the submission time (and steps, examples) at the first eval that
+   meets the validation target, and the same for the test target; a miss is inf.
+2. `workload_times`: per submission and workload, the ruleset's rule: external tuning takes
+   the median over studies of the minimum over trials, self-tuning the median over studies
+   (of its single trial); misses are inf and take part in the median.
+3. `apply_held_out`: AlgoPerf v0.5's held-out variant rule (optional).
+4. `apply_cutoff`: times above 4x the fastest submission's become inf.
+5. `ratios`: against the fastest submission or a named reference.
+6. `performance_profiles` and `benchmark_scores` (closed form of the integral of the profile).
+
+`score_results` runs them all and adds bootstrap confidence intervals (resampling studies, and
+trials within studies), the probability of ranking first, a geometric-mean speedup against a
+reference and a step-based score. `compat="algoperf"` switches to AlgoPerf's own scoring code
+path instead (see docs/scoring.md for every difference and `harness.algoperf_compat`).
+Steps 3-6 work on arrays with any leading batch shape, so the bootstrap scores all replicates
+at once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import PacerUserError
+from harness.store import load_results
+
+RULESETS = ("external", "self")
+TIME_COLUMNS = {"time": "accumulated_submission_time", "steps": "global_step", "examples": "examples_seen"}
+RUN_KEY = ["ruleset", "submission", "workload", "study", "trial"]
+
+
+@dataclass(frozen=True)
+class ScoringRules:
+    """How to turn times into scores. The defaults follow AlgoPerf's written rules.
+
+    Attributes:
+        max_ratio: r_max, the upper end of the profile integral (4 in AlgoPerf).
+        cutoff: times above `cutoff` x the fastest become misses; None disables it.
+        held_out: held-out variant workload ids; with `held_out_rule` the variant and its base
+            workload must both be reached, and the variants leave the table.
+        held_out_rule: whether to apply the held-out rule.
+        reference: a submission whose times are the denominators of the ratios (None: the
+            fastest submission per workload).
+        num_workloads: n in rho = |{w: r <= tau}| / n; None counts the workloads scored.
+        bootstrap: number of bootstrap replicates (0 disables the intervals).
+        confidence: the central interval's coverage.
+        seed: the bootstrap's seed (results are reproducible).
+    """
+
+    max_ratio: float = 4.0
+    cutoff: float | None = 4.0
+    held_out: tuple[str, ...] = ()
+    held_out_rule: bool = False
+    reference: str | None = None
+    num_workloads: int | None = None
+    bootstrap: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_ratio <= 1:
+            raise PacerUserError(f"max_ratio={self.max_ratio} must be > 1")
+        if self.cutoff is not None and self.cutoff < 1:
+            raise PacerUserError(f"cutoff={self.cutoff} must be >= 1 (or None)")
+        if not 0 < self.confidence < 1:
+            raise PacerUserError(f"confidence={self.confidence} must lie in (0, 1)")
+        if self.bootstrap < 0:
+            raise PacerUserError(f"bootstrap={self.bootstrap} must be >= 0")
+
+
+@dataclass
+class ScoreResult:
+    """Everything `pacer score` prints and `pacer report` draws."""
+
+    times: pd.DataFrame
+    """submission x workload: the ruleset's time to target (inf = miss), before held-out/cut-off."""
+    scored_times: pd.DataFrame
+    """submission x workload: after the held-out rule and the cut-off, as the ratios see them."""
+    ratios: pd.DataFrame
+    scores: pd.Series
+    trials: pd.DataFrame
+    """One row per run: times/steps/examples to the validation and test targets."""
+    step_scores: pd.Series | None = None
+    score_ci: pd.DataFrame | None = None
+    time_ci: pd.DataFrame | None = None
+    p_rank1: pd.Series | None = None
+    speedup: pd.Series | None = None
+    rules: ScoringRules = field(default_factory=ScoringRules)
+    ruleset: str = "external"
+    warnings: list[str] = field(default_factory=list)
+
+    def leaderboard(self) -> pd.DataFrame:
+        """One row per submission, best first: score, its interval, P(rank 1), workloads reached."""
+        board = pd.DataFrame({"score": self.scores})
+        if self.score_ci is not None:
+            board = board.join(self.score_ci)
+        if self.p_rank1 is not None:
+            board["p_rank1"] = self.p_rank1
+        if self.step_scores is not None:
+            board["step_score"] = self.step_scores
+        if self.speedup is not None:
+            board["speedup"] = self.speedup
+        board["reached"] = np.isfinite(self.scored_times).sum(axis=1)
+        board["workloads"] = self.scored_times.shape[1]
+        board = board.sort_values(["score", "reached"], ascending=False, kind="stable")
+        board.insert(0, "rank", board["score"].rank(ascending=False, method="min").astype(int))
+        board.index.name = "submission"
+        return board
+
+
+# ---------------------------------------------------------------- 1. per trial
+
+
+def trial_times(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run: time, steps and examples at the first eval meeting the validation target, and
+    the time at the first eval meeting the test target (inf / NaN when never met).
+
+    `df` is `load_results`' frame; evals are taken in the order they were logged."""
+    if df.empty:
+        return pd.DataFrame(columns=[*RUN_KEY, "run_dir"])
+    run_id, run_dirs = pd.factorize(df["run_dir"], sort=False)
+    runs = df.drop_duplicates("run_dir").set_index("run_dir").loc[run_dirs]
+    out = runs[[c for c in [*RUN_KEY, "base_workload", "variant", "target_metric", "target_direction", "validation_target", "test_target",
+                            "max_runtime_sec", "step_hint", "fingerprint_id", "hyperparameters", "status", "experiment", "source"] if c in runs.columns]].copy()
+    out["num_evals"] = np.bincount(run_id, weights=df["global_step"].notna().to_numpy() if "global_step" in df else None, minlength=len(run_dirs)).astype(int)
+    for split in ("validation", "test"):
+        first = _first_reaching(df, run_id, len(run_dirs), split)
+        hit = first >= 0
+        for name, column in TIME_COLUMNS.items():
+            values = df[column].to_numpy(dtype=float) if column in df else np.full(len(df), np.nan)
+            result = np.full(len(run_dirs), np.inf)
+            result[hit] = values[first[hit]]
+            out[f"{name}_to_{split}"] = result
+    return out.reset_index(names="run_dir")
+
+
+def _first_reaching(df: pd.DataFrame, run_id: np.ndarray, n_runs: int, split: str) -> np.ndarray:
+    """Row index of each run's first eval meeting its `split` target, -1 where none does."""
+    value = np.full(len(df), np.nan)
+    metrics = df["target_metric"].astype("string").fillna("")
+    for metric in metrics.unique():
+        column = f"{split}/{metric}"
+        if column in df.columns:
+            rows = (metrics == metric).to_numpy()
+            value[rows] = df.loc[rows, column].to_numpy(dtype=float)
+    target = pd.to_numeric(df[f"{split}_target"], errors="coerce").to_numpy(dtype=float)
+    maximize = (df["target_direction"] == "max").to_numpy()
+    with np.errstate(invalid="ignore"):
+        reached = np.where(maximize, value >= target, value <= target) & np.isfinite(value)
+    rows = np.flatnonzero(reached)
+    first = np.full(n_runs, -1)
+    owners, at = np.unique(run_id[rows], return_index=True)
+    first[owners] = rows[at]
+    return first
+
+
+# ---------------------------------------------------------------- 2. per workload
+
+
+def infer_ruleset(trials: pd.DataFrame) -> str:
+    """The one ruleset of the runs (scoring never mixes rulesets)."""
+    rulesets = sorted(set(trials["ruleset"].dropna().astype(str)))
+    if len(rulesets) != 1:
+        raise PacerUserError(f"runs from {len(rulesets)} rulesets ({', '.join(rulesets) or 'none'}); score one ruleset at a time")
+    if rulesets[0] not in RULESETS:
+        raise PacerUserError(f"unknown ruleset {rulesets[0]!r} (valid: {', '.join(RULESETS)})")
+    return rulesets[0]
+
+
+def workload_times(trials: pd.DataFrame, ruleset: str, column: str = "time_to_validation") -> pd.DataFrame:
+    """submission x workload times: median over studies of the min over trials (external) or of
+    the single trial (self; with more than one, the fastest counts). Misses are inf."""
+    if ruleset not in RULESETS:
+        raise PacerUserError(f"unknown ruleset {ruleset!r} (valid: {', '.join(RULESETS)})")
+    per_study = trials.groupby(["submission", "workload", "study"], sort=True)[column].min()
+    per_workload = per_study.groupby(level=["submission", "workload"]).median()
+    return per_workload.unstack("workload").sort_index(axis=1)
+
+
+# ---------------------------------------------------------------- 3-6. table -> score (batched arrays)
+
+
+def held_out_pairs(workloads: Sequence[str], base_of: dict[str, str], held_out: Sequence[str]) -> list[tuple[int, int]]:
+    """(variant column, base column) index pairs for the held-out variants present."""
+    index = {w: i for i, w in enumerate(workloads)}
+    pairs = []
+    for variant in held_out:
+        base = base_of.get(variant)
+        if variant in index and base in index:
+            pairs.append((index[variant], index[base]))
+    return pairs
+
+
+def apply_held_out(t: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Written rule: a miss on a held-out variant makes its base workload a miss, and a miss on
+    the base makes the variant a miss. `t` has workloads on its last axis."""
+    t = t.copy()
+    for v, b in pairs:
+        miss = ~np.isfinite(t[..., v]) | ~np.isfinite(t[..., b])
+        t[..., v] = np.where(miss, np.inf, t[..., v])
+        t[..., b] = np.where(miss, np.inf, t[..., b])
+    return t
+
+
+def apply_cutoff(t: np.ndarray, factor: float | None) -> np.ndarray:
+    """Times above `factor` x the fastest submission's (axis -2) become inf; exactly at it stays."""
+    if factor is None:
+        return t
+    best = t.min(axis=-2, keepdims=True)
+    return np.where(t > factor * best, np.inf, t)
+
+
+def ratio_array(t: np.ndarray, reference: int | None) -> np.ndarray:
+    """r = t / fastest (or / the reference row). A workload nobody (or the reference) reached
+    gives inf to misses and 1 to the submissions that reached it."""
+    denom = t.min(axis=-2, keepdims=True) if reference is None else t[..., reference : reference + 1, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = t / denom
+    r = np.where(np.isfinite(denom), r, np.where(np.isfinite(t), 1.0, np.inf))
+    return r
+
+
+def closed_form_scores(r: np.ndarray, max_ratio: float, n: int) -> np.ndarray:
+    """B = 1/(r_max-1) * integral_1^r_max rho(tau) dtau, exactly: rho is a step function, so each
+    workload adds (r_max - max(r, 1)) / (r_max - 1) when r <= r_max."""
+    contribution = np.clip((max_ratio - np.maximum(r, 1.0)) / (max_ratio - 1.0), 0.0, 1.0)
+    contribution = np.where(np.isfinite(r), contribution, 0.0)
+    return contribution.sum(axis=-1) / n
+
+
+def profile_array(r: np.ndarray, taus: np.ndarray, n: int) -> np.ndarray:
+    """rho_s(tau) for each tau: shape (..., submissions, len(taus))."""
+    return (r[..., None, :] <= taus[:, None]).sum(axis=-1) / n
+
+
+def trapezoid_scores(r: np.ndarray, max_ratio: float, n: int, points: int = 100) -> np.ndarray:
+    """AlgoPerf's code: the trapezoid rule on `points` evenly spaced tau in [1, r_max], / (r_max - 1)."""
+    taus = np.linspace(1.0, max_ratio, points)
+    return np.trapezoid(profile_array(r, taus, n), taus, axis=-1) / (max_ratio - 1.0)
+
+
+@dataclass(frozen=True)
+class Table:
+    """The submission x workload table as arrays, with what the batched steps need."""
+
+    submissions: list[str]
+    workloads: list[str]
+    base_of: dict[str, str]
+
+    def score_arrays(self, t: np.ndarray, rules: ScoringRules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(scored times, ratios, scores) for times `t` of shape (..., submissions, workloads)."""
+        keep = list(range(len(self.workloads)))
+        if rules.held_out_rule:
+            t = apply_held_out(t, held_out_pairs(self.workloads, self.base_of, rules.held_out))
+            keep = [i for i, w in enumerate(self.workloads) if w not in set(rules.held_out)]
+        t = apply_cutoff(t[..., keep], rules.cutoff)
+        reference = self.submissions.index(rules.reference) if rules.reference is not None else None
+        r = ratio_array(t, reference)
+        n = rules.num_workloads or len(keep)
+        return t, r, closed_form_scores(r, rules.max_ratio, n)
+
+    def scored_workloads(self, rules: ScoringRules) -> list[str]:
+        return [w for w in self.workloads if not (rules.held_out_rule and w in set(rules.held_out))]
+
+
+def performance_profiles(ratios: pd.DataFrame, taus: np.ndarray | None = None, n: int | None = None) -> pd.DataFrame:
+    """rho_s(tau) as a submission x tau frame (default: 301 taus from 1 to 4)."""
+    taus = np.linspace(1.0, 4.0, 301) if taus is None else np.asarray(taus, dtype=float)
+    values = profile_array(ratios.to_numpy(dtype=float), taus, n or ratios.shape[1])
+    return pd.DataFrame(values, index=ratios.index, columns=taus)
+
+
+# ---------------------------------------------------------------- guards
+
+
+def check_comparable(df: pd.DataFrame, allow_mixed: bool) -> list[str]:
+    """Refuse runs from different hardware fingerprints, or one workload with different targets,
+    unless `allow_mixed`; then return the differences as warnings."""
+    problems = []
+    runs = df.drop_duplicates("run_dir")
+    prints = runs["fingerprint_id"].fillna("unknown").astype(str)
+    if prints.nunique() > 1:
+        groups = runs.groupby(prints)["run_dir"]
+        detail = "; ".join(f"{fp}: {len(dirs)} runs, e.g. {dirs.iloc[0]}" for fp, dirs in groups)
+        problems.append(f"runs come from {prints.nunique()} hardware fingerprints ({detail})")
+    target_key = runs[["target_metric", "target_direction", "validation_target", "test_target"]].astype(str).agg("|".join, axis=1)
+    for workload, keys in target_key.groupby(runs["workload"]):
+        if keys.nunique() > 1:
+            examples = runs.loc[keys.index].groupby(keys)["run_dir"].first()
+            problems.append(f"workload {workload} has {keys.nunique()} different targets ({'; '.join(f'{k}: e.g. {d}' for k, d in examples.items())})")
+    if problems and not allow_mixed:
+        raise PacerUserError(problems[0] + "; pass --allow-mixed to score them together")
+    return problems
+
+
+def dedupe_reruns(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """One run per (ruleset, submission, workload, study, trial): where a trial was rerun (e.g.
+    into another experiment folder), keep the rerun that logged the most evals, the later
+    experiment name on a tie, and report the others."""
+    dup = trials.duplicated(RUN_KEY, keep=False)
+    if not dup.any():
+        return trials, []
+    ordered = trials.sort_values([*RUN_KEY, "num_evals", "experiment"], kind="stable")
+    kept = ordered.drop_duplicates(RUN_KEY, keep="last")
+    dropped = trials.index.difference(kept.index)
+    notes = [f"duplicate rerun of {'/'.join(str(v) for v in trials.loc[i, RUN_KEY])}: ignoring {trials.loc[i, 'run_dir']}" for i in dropped]
+    return kept.sort_index(), notes
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+def trial_cube(trials: pd.DataFrame, submissions: list[str], workloads: list[str], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Times as a (submission, workload, study, trial) array padded with NaN, with the number of
+    studies per cell and of trials per study."""
+    s_idx = pd.Index(submissions).get_indexer(trials["submission"])
+    w_idx = pd.Index(workloads).get_indexer(trials["workload"])
+    keep = (s_idx >= 0) & (w_idx >= 0)
+    t = trials[keep]
+    s_idx, w_idx = s_idx[keep], w_idx[keep]
+    cell = s_idx * len(workloads) + w_idx
+    study_codes = pd.DataFrame({"cell": cell, "study": t["study"].to_numpy()}).groupby("cell")["study"].rank(method="dense").to_numpy(dtype=int) - 1
+    trial_codes = pd.DataFrame({"cell": cell, "study": study_codes, "x": 1}).groupby(["cell", "study"]).cumcount().to_numpy()
+    shape = (len(submissions), len(workloads), study_codes.max() + 1 if len(t) else 1, trial_codes.max() + 1 if len(t) else 1)
+    cube = np.full(shape, np.nan)
+    cube[s_idx, w_idx, study_codes, trial_codes] = t[column].to_numpy(dtype=float)
+    n_trials = (~np.isnan(cube)).sum(axis=-1)
+    n_studies = (n_trials > 0).sum(axis=-1)
+    return cube, n_studies, n_trials
+
+
+def bootstrap_times(cube: np.ndarray, n_studies: np.ndarray, n_trials: np.ndarray, replicates: int, rng: np.random.Generator) -> np.ndarray:
+    """Replicates of the per-workload times: for each cell resample its studies with replacement,
+    and within each drawn study its trials, then take min over trials and median over studies.
+    Returns shape (replicates, submissions, workloads); cells without runs stay NaN."""
+    S, W, K, _ = cube.shape
+    studies = np.floor(rng.random((replicates, S, W, K)) * np.maximum(n_studies, 1)[None, :, :, None]).astype(int)
+    per_study_trials = np.take_along_axis(np.broadcast_to(n_trials, (replicates, S, W, K)), studies, axis=-1)
+    draws = np.floor(rng.random((replicates, S, W, K, cube.shape[3])) * np.maximum(per_study_trials, 1)[..., None]).astype(int)
+    picked = cube[np.arange(S)[None, :, None, None, None], np.arange(W)[None, None, :, None, None], studies[..., None], draws]
+    drawn = np.arange(cube.shape[3]) < per_study_trials[..., None]  # a study of n trials gets n draws
+    best = np.where(drawn & ~np.isnan(picked), picked, np.inf).min(axis=-1)
+    slot = np.arange(K)[None, None, None, :] < n_studies[None, :, :, None]
+    best = np.where(slot, best, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(best, axis=-1)
+
+
+def bootstrap(trials: pd.DataFrame, table: Table, times: pd.DataFrame, rules: ScoringRules) -> dict[str, pd.DataFrame | pd.Series]:
+    """Percentile intervals of each score and each per-workload time, and P(rank 1)."""
+    cube, n_studies, n_trials = trial_cube(trials, table.submissions, table.workloads, "time_to_validation")
+    rng = np.random.default_rng(rules.seed)
+    scores, times_b = [], []
+    for start in range(0, rules.bootstrap, 250):  # chunks bound the memory of the resampled cube
+        t_b = bootstrap_times(cube, n_studies, n_trials, min(250, rules.bootstrap - start), rng)
+        t_b = np.where(np.isnan(t_b), times.to_numpy(dtype=float)[None], t_b)
+        times_b.append(t_b)
+        scores.append(table.score_arrays(t_b, rules)[2])
+    score_b, t_all = np.concatenate(scores), np.concatenate(times_b)
+    lo, hi = (1 - rules.confidence) / 2, 1 - (1 - rules.confidence) / 2
+    top = score_b == score_b.max(axis=1, keepdims=True)
+    p_rank1 = (top / top.sum(axis=1, keepdims=True)).mean(axis=0)
+    index = pd.Index(table.submissions, name="submission")
+    # inverted_cdf: no interpolation, so an infinite bound stays inf instead of becoming NaN
+    score_ci = pd.DataFrame({"score_lo": np.quantile(score_b, lo, axis=0, method="inverted_cdf"),
+                             "score_hi": np.quantile(score_b, hi, axis=0, method="inverted_cdf")}, index=index)
+    time_lo = pd.DataFrame(np.quantile(t_all, lo, axis=0, method="inverted_cdf"), index=index, columns=table.workloads)
+    time_hi = pd.DataFrame(np.quantile(t_all, hi, axis=0, method="inverted_cdf"), index=index, columns=table.workloads)
+    time_ci = pd.concat({"lo": time_lo.stack(), "hi": time_hi.stack()}, axis=1)
+    time_ci.index.names = ["submission", "workload"]
+    return {"score_ci": score_ci, "time_ci": time_ci, "p_rank1": pd.Series(p_rank1, index=index, name="p_rank1")}
+
+
+# ---------------------------------------------------------------- extras
+
+
+def geometric_mean_speedup(times: pd.DataFrame, reference: str, budgets: pd.Series) -> pd.Series:
+    """Per submission: the geometric mean over workloads of t_reference / t_submission (> 1 is
+    faster), a miss counted as the workload's budget + 1 s (as AlgoPerf's compute_speedups)."""
+    if reference not in times.index:
+        raise PacerUserError(f"unknown reference submission {reference!r} (valid: {', '.join(times.index)})")
+    filled = times.copy()
+    for workload in filled.columns:
+        budget = float(budgets.get(workload, np.nan))
+        filled[workload] = filled[workload].replace(np.inf, budget + 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(filled.loc[reference]) - np.log(filled)
+    return np.exp(logs.mean(axis=1)).rename("speedup")
+
+
+def score_frame(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mixed: bool = False, ruleset: str | None = None) -> ScoreResult:
+    """Score a `load_results` frame with Pacer's rules (AlgoPerf's written rules, exactly)."""
+    rules = rules or ScoringRules()
+    if df.empty:
+        raise PacerUserError("no runs to score")
+    notes = check_comparable(df, allow_mixed)
+    trials, dup_notes = dedupe_reruns(trial_times(df))
+    ruleset = ruleset or infer_ruleset(trials)
+    times = workload_times(trials, ruleset)
+    if rules.reference is not None and rules.reference not in times.index:
+        raise PacerUserError(f"unknown reference submission {rules.reference!r} (valid: {', '.join(times.index)})")
+    base_of = trials.drop_duplicates("workload").set_index("workload")["base_workload"].fillna("").to_dict()
+    table = Table(list(times.index), list(times.columns), base_of)
+    scored, r, scores = table.score_arrays(times.to_numpy(dtype=float), rules)
+    kept = table.scored_workloads(rules)
+    result = ScoreResult(
+        times=times, scored_times=pd.DataFrame(scored, index=times.index, columns=kept),
+        ratios=pd.DataFrame(r, index=times.index, columns=kept), scores=pd.Series(scores, index=times.index, name="score"),
+        trials=trials, rules=rules, ruleset=ruleset, warnings=notes + dup_notes)
+    step_times = workload_times(trials, ruleset, "steps_to_validation").reindex(index=times.index, columns=times.columns)
+    result.step_scores = pd.Series(table.score_arrays(step_times.to_numpy(dtype=float), rules)[2], index=times.index, name="step_score")
+    if rules.bootstrap:
+        parts = bootstrap(trials, table, times, rules)
+        result.score_ci, result.time_ci, result.p_rank1 = parts["score_ci"], parts["time_ci"], parts["p_rank1"]
+    if rules.reference is not None:
+        budgets = trials.groupby("workload")["max_runtime_sec"].max()
+        result.speedup = geometric_mean_speedup(times[kept], rules.reference, budgets)
+    return result
+
+
+def load_roots(roots: Sequence[Path], cache: bool = True) -> pd.DataFrame:
+    """`load_results` over results roots (through the Parquet cache), checking they exist."""
+    for root in roots:
+        if not Path(root).is_dir():
+            raise PacerUserError(f"results root {root} is not a folder")
+    df = load_results(*roots, cache=cache)
+    if df.empty:
+        raise PacerUserError(f"no run records (run.json) under {', '.join(map(str, roots))}")
+    return df
+
+
+def score_results(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mixed: bool = False, compat: str | None = None) -> ScoreResult:
+    """Score a loaded frame with Pacer's rules, or with AlgoPerf's code path (`compat="algoperf"`)."""
+    if compat == "algoperf":
+        from harness.algoperf_compat import score_algoperf
+
+        return score_algoperf(df, rules, allow_mixed=allow_mixed)
+    if compat is not None:
+        raise PacerUserError(f"unknown compat mode {compat!r} (valid: algoperf)")
+    return score_frame(df, rules, allow_mixed=allow_mixed)
+
+
+def score_roots(roots: Sequence[Path], rules: ScoringRules | None = None, *, allow_mixed: bool = False, compat: str | None = None, cache: bool = True) -> ScoreResult:
+    """Load results trees (through the Parquet cache) and score them."""
+    return score_results(load_roots(roots, cache), rules, allow_mixed=allow_mixed, compat=compat)

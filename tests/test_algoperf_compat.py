@@ -1,0 +1,330 @@
+"""AlgoPerf import and `--compat algoperf`: an AlgoPerf-format log tree written here, imported and
+scored, against a re-implementation of AlgoPerf's scoring code path; then each documented
+difference between that code and the written rules (docs/scoring.md), one test each."""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import operator
+import os
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scoring_fixtures import write_run, write_table
+
+from harness.algoperf_compat import score_algoperf
+from harness.algoperf_import import ImportSummary, algoperf_targets, import_algoperf
+from harness.errors import PacerUserError
+from harness.scoring import ScoringRules, score_frame, score_roots
+from harness.store import load_results
+
+REPO = Path(__file__).resolve().parents[1]
+NO_BOOT = ScoringRules(bootstrap=0)
+# Typed from AlgoPerf's workload modules (algoperf/workloads/*/workload.py and the variant subclasses).
+TARGETS = {
+    "ogbg": ("validation/mean_average_precision", 0.28098), "ogbg_model_size": ("validation/mean_average_precision", 0.269446),
+    "wmt": ("validation/bleu", 30.8491), "criteo1tb": ("validation/loss", 0.123735),
+    "criteo1tb_embed_init": ("validation/loss", 0.129657), "fastmri": ("validation/ssim", 0.723653),
+}
+FRAMEWORK = {"ogbg": "jax", "ogbg_model_size": "jax", "wmt": "pytorch", "criteo1tb": "jax", "criteo1tb_embed_init": "jax", "fastmri": "pytorch"}
+BASE_WORKLOADS = ["criteo1tb", "fastmri", "imagenet_resnet", "imagenet_vit", "librispeech_conformer", "librispeech_deepspeech", "ogbg", "wmt"]
+
+
+# ------------------------------------------------------------------ an AlgoPerf log tree
+
+
+def write_algoperf_trial(trial_dir: Path, workload: str, times: list[float], values: list[float], *, extra_rows: str = "") -> None:
+    metric, _ = TARGETS[workload]
+    name = metric.split("/", 1)[1]
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame({
+        "accumulated_eval_time": np.arange(1, len(times) + 1) * 3.0, "accumulated_logging_time": 0.5, "accumulated_submission_time": times,
+        "global_step": np.arange(1, len(times) + 1) * 100, "preemption_count": 0, "score": times, "total_duration": np.array(times) * 1.3,
+        f"train/{name}": values, metric: values, "validation/num_examples": 1000, f"test/{name}": values,
+    })
+    (trial_dir / "eval_measurements.csv").write_text(frame.to_csv(index=False) + extra_rows, encoding="utf-8")
+    (trial_dir / "hparams.json").write_text(json.dumps({"learning_rate": 0.001, "trial": trial_dir.name}), encoding="utf-8")
+
+
+def random_trial(rng: np.random.Generator, workload: str) -> tuple[list[float], list[float]]:
+    """A curve that improves towards a final value around the target (some reach it, some not)."""
+    metric, target = TARGETS[workload]
+    n = int(rng.integers(3, 9))
+    times = list(np.cumsum(rng.uniform(50, 400, n)))
+    minimize = "loss" in metric
+    final = target * (1 + rng.normal(0, 0.015)) if not minimize else target * (1 - rng.normal(0, 0.015))
+    start = target * (0.5 if not minimize else 1.5)
+    values = [start + (final - start) * (1 - math.exp(-3 * (k + 1) / n)) / (1 - math.exp(-3)) for k in range(n)]
+    return [round(t, 3) for t in times], [round(v, 6) for v in values]
+
+
+def write_algoperf_tree(root: Path, seed: int = 0) -> None:
+    """Three submissions, two studies x three trials on four base workloads and two held-out
+    variants; one trial with no eval file; one rerun folder (timestamp suffix) repeating a trial."""
+    rng = np.random.default_rng(seed)
+    for submission in ("alpha", "beta", "gamma"):
+        for study in range(2):
+            for workload in TARGETS:
+                for trial in range(1, 4):
+                    trial_dir = root / submission / f"study_{study}" / f"{workload}_{FRAMEWORK[workload]}" / f"trial_{trial}"
+                    if (submission, study, workload, trial) == ("gamma", 1, "wmt", 2):
+                        trial_dir.mkdir(parents=True)  # a trial that never wrote its eval file
+                        continue
+                    write_algoperf_trial(trial_dir, workload, *random_trial(rng, workload))
+    rerun = root / "alpha-2024-05-01-10-00-00" / "study_0" / "ogbg_jax" / "trial_1"
+    write_algoperf_trial(rerun, "ogbg", [100.0, 200.0, 300.0], [0.2, 0.27, 0.29])
+
+
+# ------------------------------------------------------------------ AlgoPerf's code path, re-implemented
+
+
+TIMESTAMP = r"-\d{4}(-\d{2}){5}"
+MINIMIZED = ["ce_loss", "error_rate", "ctc_loss", "wer", "l1_loss", "loss"]
+MAXIMIZED = ["mean_average_precision", "ssim", "accuracy", "bleu"]
+
+
+def algoperf_is_minimized(column: str) -> bool:
+    """Direction guessed from the column name by substring, in the registry's order."""
+    registry = {f"{split}/{m}": True for split in ("train", "validation") for m in MINIMIZED}
+    registry.update({f"{split}/{m}": False for split in ("train", "validation") for m in MAXIMIZED})
+    return next(value for key, value in registry.items() if key in column)
+
+
+def algoperf_experiment_df(experiment_dir: str) -> pd.DataFrame:
+    """One row per trial with arrays per column; timestamped rerun folders are pooled in."""
+    rows = []
+    folders = sorted(p for p in glob.glob(f"{experiment_dir}*") if p == experiment_dir or re.fullmatch(re.escape(experiment_dir) + TIMESTAMP, p))
+    for folder in folders:
+        for study in sorted(os.listdir(folder)):
+            for workload in sorted(w for w in os.listdir(os.path.join(folder, study)) if os.path.isdir(os.path.join(folder, study, w))):
+                data: dict[str, object] = {"workload": workload}
+                for trial in sorted(t for t in os.listdir(os.path.join(folder, study, workload)) if re.match(r"trial_(\d+)", t)):
+                    try:
+                        trial_df = pd.read_csv(os.path.join(folder, study, workload, trial, "eval_measurements.csv"))
+                    except FileNotFoundError:
+                        continue
+                    data["trial"], data["study"] = (trial, folder), study
+                    for column in trial_df.columns:
+                        data[column] = trial_df[column].to_numpy()
+                    rows.append(dict(data))
+    return pd.DataFrame(rows)
+
+
+def algoperf_best_trial_index(group: pd.DataFrame, metric: str, target: float) -> tuple[int, int]:
+    op = operator.le if algoperf_is_minimized(metric) else operator.ge
+    reached = group[metric].apply(lambda x: op(x, target))
+    reached = reached[reached.apply(np.any)]
+    if len(reached) == 0:
+        return -1, -1
+    index = reached.apply(np.argmax)
+    trial = index.idxmin()
+    return trial, index[trial]
+
+
+def algoperf_times(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    rows = []
+    for workload, group in df.groupby("workload"):
+        base_name = re.sub(r"_(jax|pytorch)$", "", workload)
+        metric, target = TARGETS[base_name]
+        per_study = []
+        for _, study_group in group.groupby("study"):
+            trial, at = algoperf_best_trial_index(study_group, metric, target)
+            per_study.append(study_group["score"].loc[trial][at] if at > -1 else float("inf"))
+        rows.append({"submission": name, "workload": base_name, "score": np.median(per_study)})
+    return pd.DataFrame(rows).pivot(index="submission", columns="workload", values="score")
+
+
+def algoperf_scores(root: Path) -> pd.Series:
+    names = sorted(p.name for p in root.iterdir() if not re.search(TIMESTAMP + "$", p.name))
+    df = pd.concat([algoperf_times(algoperf_experiment_df(str(root / n)), n) for n in names])
+    best = df.min(axis=0)
+    df[df.apply(lambda x: x > 4 * best, axis=1)] = np.inf
+    for workload in list(df.keys()):
+        if workload not in BASE_WORKLOADS:
+            base = next(b for b in BASE_WORKLOADS if workload.startswith(b + "_"))
+            df[base] = df.apply(lambda x, w=workload, b=base: np.inf if x[w] == np.inf else x[b], axis=1)
+    df = df.reindex(columns=BASE_WORKLOADS)  # AlgoPerf indexes df[BASE_WORKLOADS] (KeyError when one is absent)
+    df.update(df.div(df.min(axis=0), axis=1))
+    taus = np.linspace(1.0, 4.0, 100)
+    profile = pd.concat([(df <= tau).sum(axis=1) / 8 for tau in taus], axis=1)
+    profile.columns = taus
+    return pd.Series(np.trapezoid(profile, x=profile.columns) / 3.0, index=profile.index)
+
+
+# ------------------------------------------------------------------ import + compat == AlgoPerf
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ImportSummary, list[str]]:
+    logs, out = tmp_path_factory.mktemp("algoperf_logs"), tmp_path_factory.mktemp("imported")
+    write_algoperf_tree(logs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = import_algoperf(logs, out, "v0.5", "external")
+    return logs, out, summary, [str(w.message) for w in caught]
+
+
+def test_import_writes_one_run_per_trial_and_reports_problems(imported: tuple[Path, Path, ImportSummary, list[str]]) -> None:
+    logs, out, summary, messages = imported
+    assert summary.submissions == ["alpha", "beta", "gamma"] and summary.runs == 3 * 2 * 6 * 3 + 1
+    assert any("gamma/study_1/wmt_pytorch/trial_2/eval_measurements.csv: missing" in w for w in messages)
+    assert summary.reruns == ["alpha study_0 ogbg trial_1: alpha and alpha-2024-05-01-10-00-00"]
+    df = load_results(out)
+    run = df[(df.submission == "beta") & (df.workload == "ogbg_model_size")].iloc[0]
+    assert run.validation_target == 0.269446 and run.base_workload == "ogbg" and run.variant == "model_size" and run.max_runtime_sec == 18477
+
+
+def test_compat_scores_equal_algoperf_code_to_four_decimals(imported: tuple[Path, Path, ImportSummary, list[str]]) -> None:
+    logs, out, _, _ = imported
+    expected = algoperf_scores(logs)
+    got = score_roots([out], NO_BOOT, compat="algoperf", cache=False).scores
+    assert expected.max() > 0 and expected.nunique() == 3  # the fixture discriminates
+    pd.testing.assert_series_equal(got.sort_index().round(4), expected.sort_index().round(4), check_names=False)
+
+
+def test_import_and_score_verbs_end_to_end(imported: tuple[Path, Path, ImportSummary, list[str]], tmp_path: Path) -> None:
+    logs, _, _, _ = imported
+    cmd = [sys.executable, "-m", "harness"]
+    imp = subprocess.run([*cmd, "import-algoperf", str(logs), "--out", str(tmp_path), "--targets", "v0.5", "--ruleset", "external"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert imp.returncode == 0, imp.stderr
+    assert "imported 109 runs of 3 submissions" in imp.stdout and "duplicate rerun: alpha study_0 ogbg trial_1" in imp.stdout
+    score = subprocess.run([*cmd, "score", str(tmp_path), "--compat", "algoperf", "--format", "json", "--bootstrap", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert score.returncode == 0, score.stderr
+    assert {k: round(v, 4) for k, v in json.loads(score.stdout)["scores"].items()} == algoperf_scores(logs).round(4).to_dict()
+
+
+def test_import_verb_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    assert main(["import-algoperf", str(tmp_path), "--out", str(tmp_path / "o"), "--targets", "v9"]) == 2
+    assert "unknown AlgoPerf targets 'v9' (valid: v0.5, v0.6)" in capsys.readouterr().err
+    assert main(["import-algoperf", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "no AlgoPerf experiment under" in capsys.readouterr().err
+    assert main(["import-algoperf", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--ruleset", "other"]) == 2
+
+
+def test_import_tolerates_empty_truncated_and_missing_csvs(tmp_path: Path) -> None:
+    logs = tmp_path / "logs" / "sub"
+    write_algoperf_trial(logs / "study_0" / "ogbg_jax" / "trial_1", "ogbg", [10.0, 20.0], [0.1, 0.3], extra_rows="30.0,")
+    empty = logs / "study_0" / "ogbg_jax" / "trial_2"
+    empty.mkdir(parents=True)
+    (empty / "eval_measurements.csv").write_text("")
+    (logs / "study_0" / "ogbg_jax" / "trial_3").mkdir()
+    (logs / "study_0" / "mnist_jax" / "trial_1").mkdir(parents=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = import_algoperf(tmp_path / "logs", tmp_path / "out", "v0.6", "self")
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "trial_1/eval_measurements.csv: dropping 1 cut-short row(s)" in messages
+    assert "trial_2/eval_measurements.csv: empty" in messages and "trial_3/eval_measurements.csv: missing" in messages
+    assert summary.unknown_workloads == {"mnist_jax"} and summary.runs == 3
+    result = score_frame(load_results(tmp_path / "out"), NO_BOOT)
+    assert result.ruleset == "self" and result.times.loc["sub", "ogbg"] == 20.0
+    assert result.trials["max_runtime_sec"].iloc[0] == 12011 * 1.5  # v0.6 self-tuning budget
+
+
+def test_target_tables_hold_the_published_values_and_the_held_out_draw() -> None:
+    v05, v06 = algoperf_targets("v0.5"), algoperf_targets("v0.6")
+    for workload, (metric, target) in TARGETS.items():
+        assert v05["workloads"][workload]["validation"] == target and metric.endswith(v05["workloads"][workload]["metric"])
+    assert len([w for w in v05["workloads"].values() if w["variant"] is None]) == 8 and len(v05["workloads"]) == 32
+    assert v05["workloads"]["fastmri"]["max_runtime_sec"] == 8859 and v06["workloads"]["fastmri"]["max_runtime_sec"] == 4430
+    assert v05["workloads"]["imagenet_resnet"]["validation"] == 1 - 0.22569 and v06["held_out"] == []
+    # AlgoPerf's generate_held_out_workloads.py with the published seed reproduces the v0.5 draw.
+    candidates = {
+        "librispeech": ["librispeech_conformer_attention_temperature", "librispeech_conformer_layernorm", "librispeech_deepspeech_no_resnet",
+                        "librispeech_deepspeech_norm_and_spec_aug", "librispeech_deepspeech_tanh"],
+        "imagenet": ["imagenet_resnet_silu", "imagenet_resnet_gelu", "imagenet_resnet_large_bn_init", "imagenet_vit_glu", "imagenet_vit_post_ln", "imagenet_vit_map"],
+        "ogbg": ["ogbg_gelu", "ogbg_silu", "ogbg_model_size"], "wmt": ["wmt_post_ln", "wmt_attention_temp", "wmt_glu_tanh"],
+        "fastmri": ["fastmri_model_size", "fastmri_tanh", "fastmri_layernorm"], "criteo1tb": ["criteo1tb_layernorm", "criteo1tb_embed_init", "criteo1tb_resnet"],
+    }
+    rng = np.random.default_rng(v05["held_out_seed"])
+    assert [v[rng.integers(len(v))] for v in candidates.values()] == v05["held_out"]
+    with pytest.raises(PacerUserError, match="unknown AlgoPerf targets"):
+        algoperf_targets("v1.0")
+
+
+# ------------------------------------------------------------------ each code-vs-rules difference
+
+
+def both(root: Path, rules: ScoringRules = NO_BOOT):
+    df = load_results(root)
+    return score_algoperf(df, rules), score_frame(df, rules)
+
+
+def test_difference_best_trial_is_the_earliest_eval_index_not_the_fastest_time(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", "w", 0, 0, 50.0, evals=2)  # reaches at its 2nd eval, 50 s
+    write_run(tmp_path, "a", "w", 0, 1, 30.0, evals=4)  # reaches at its 4th eval, 30 s
+    compat, pacer = both(tmp_path)
+    assert compat.times.loc["a", "w"] == 50.0 and pacer.times.loc["a", "w"] == 30.0
+
+
+def test_difference_eval_index_ties_go_to_the_lowest_trial(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", "w", 0, 1, 20.0, evals=3)
+    write_run(tmp_path, "a", "w", 0, 2, 12.0, evals=3)
+    compat, pacer = both(tmp_path)
+    assert compat.times.loc["a", "w"] == 20.0 and pacer.times.loc["a", "w"] == 12.0
+
+
+def test_difference_rho_divides_by_eight_and_integrates_100_trapezoids(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w": [[10]]}, "b": {"w": [[20]]}})
+    compat, pacer = both(tmp_path)
+    assert pacer.scores["a"] == 1.0 and compat.scores["a"] == pytest.approx(1 / 8)
+    # r = 2: the 100-point rule puts tau_33 = 2 exactly, so the step contributes 66.5 intervals of 3/99
+    assert compat.scores["b"] == pytest.approx(66.5 * 3 / 99 / 3 / 8) and pacer.scores["b"] == pytest.approx(2 / 3)
+    assert score_algoperf(load_results(tmp_path), ScoringRules(bootstrap=0, num_workloads=1)).scores["a"] == pytest.approx(1.0)
+
+
+def test_difference_cutoff_comes_before_the_held_out_rule(tmp_path: Path) -> None:
+    # x is fastest on the base but misses the variant; y is 5x slower on the base.
+    write_table(tmp_path, {"x": {"w": [[10]]}, "y": {"w": [[50]]}})
+    write_run(tmp_path, "x", "w_v", 0, 0, None, base_workload="w", variant="v")
+    write_run(tmp_path, "y", "w_v", 0, 0, 10, base_workload="w", variant="v")
+    compat, pacer = both(tmp_path, ScoringRules(bootstrap=0, held_out=("w_v",), held_out_rule=True))
+    assert math.isinf(compat.scored_times.loc["y", "w"]) and math.isinf(compat.scored_times.loc["x", "w"])  # y cut against x, then x filtered
+    assert pacer.scored_times.loc["y", "w"] == 50 and pacer.scores["y"] == 1.0
+
+
+def test_difference_variants_get_the_cutoff_and_every_variant_counts(tmp_path: Path) -> None:
+    write_table(tmp_path, {"x": {"w": [[10]]}, "y": {"w": [[12]]}})
+    write_run(tmp_path, "x", "w_v", 0, 0, 10, base_workload="w", variant="v")
+    write_run(tmp_path, "y", "w_v", 0, 0, 45, base_workload="w", variant="v")  # reached, but > 4x x's variant time
+    compat, pacer = both(tmp_path, ScoringRules(bootstrap=0, held_out=("w_v",), held_out_rule=True))
+    assert math.isinf(compat.scored_times.loc["y", "w"]) and pacer.scored_times.loc["y", "w"] == 12
+    unlisted, _ = both(tmp_path)  # no held-out list: AlgoPerf still filters on every variant present
+    assert math.isinf(unlisted.scored_times.loc["y", "w"])
+
+
+def test_difference_studies_without_any_eval_file_drop_out_of_the_median(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w": [[10], [20]]}})
+    write_run(tmp_path, "a", "w", 2, 0, None).evals_path.write_text("")  # study 2: a run with no evals
+    compat, pacer = both(tmp_path)
+    assert compat.times.loc["a", "w"] == 15.0 and pacer.times.loc["a", "w"] == 20.0
+
+
+def test_difference_reruns_are_pooled_as_extra_trials(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", "w", 0, 0, 10.0, evals=2, experiment="exp")
+    write_run(tmp_path, "a", "w", 0, 0, 40.0, evals=6, experiment="exp-2024-01-01-00-00-00")
+    compat, pacer = both(tmp_path)
+    assert compat.times.loc["a", "w"] == 10.0 and pacer.times.loc["a", "w"] == 40.0
+
+
+def test_same_in_both_reaching_exactly_the_target_counts_and_reference_misses_get_full_credit(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", "w", 0, 0, 10.0)
+    df = load_results(tmp_path)
+    at_target = df["validation/accuracy"] == df["validation/accuracy"].max()
+    df.loc[at_target, "validation/accuracy"] = df["validation_target"]
+    assert score_algoperf(df, NO_BOOT).times.loc["a", "w"] == score_frame(df, NO_BOOT).times.loc["a", "w"] == 10.0
+    write_table(tmp_path / "ref", {"ref": {"w1": [[20]], "w2": [[None]]}, "new": {"w1": [[10]], "w2": [[7]]}})
+    rules = ScoringRules(bootstrap=0, reference="ref", num_workloads=2)
+    compat, pacer = both(tmp_path / "ref", rules)
+    assert compat.ratios.loc["new", "w2"] == 0.0 and pacer.ratios.loc["new", "w2"] == 1.0  # AlgoPerf: 7 / inf
+    assert compat.scores["new"] == pytest.approx(pacer.scores["new"]) == 1.0

@@ -1,0 +1,81 @@
+"""The HTML report and Markdown leaderboard, rendered for real in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scoring_fixtures import write_run, write_table
+
+from harness.report import submission_colours, write_report
+from harness.scoring import ScoringRules
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+                  "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    write_table(root, {"adamw": {"mlp": [[10, 14], [11, None]], "cnn": [[30, 40], [35, 33]]},
+                       "nadamw": {"mlp": [[8, 9], [12, 10]], "cnn": [[None, None], [None, None]]},
+                       "sgd": {"mlp": [[25, 30], [None, 28]], "cnn": [[60, 70], [65, 90]]}})
+    write_run(root, "adamw", "mlp", 0, 0, 10, hyperparameters={"learning_rate": 0.00123, "warmup": 0.05})
+    return write_report(root, root / "report", rules=ScoringRules(bootstrap=200))
+
+
+def embedded_images(page: str) -> list[Image.Image]:
+    images = []
+    for data in re.findall(r"src='data:image/png;base64,([^']+)'", page):
+        image = Image.open(io.BytesIO(base64.b64decode(data)))
+        image.load()  # raises if the PNG does not decode
+        images.append(image)
+    return images
+
+
+def test_report_is_self_contained_and_has_every_section(report: Path) -> None:
+    page = report.read_text(encoding="utf-8")
+    for heading in ("Leaderboard", "Performance profiles", "Time to target per workload", "Training curves", "Best hyperparameters", "Provenance"):
+        assert f"<h2>{heading}" in page
+    assert not re.search(r"(src|href)=['\"](?!data:)", page) and "http" not in page  # no external assets
+    images = embedded_images(page)
+    assert len(images) == 2 and all(min(i.size) > 100 for i in images)
+    assert "learning_rate=0.00123" in page and "fp-test" in page and "abc123" in page and "class='miss'" in page
+    markdown = (report.parent / "leaderboard.md").read_text(encoding="utf-8")
+    assert markdown.splitlines()[2].startswith("| rank | submission | score | 95% CI") and "| 1 | adamw |" in markdown
+
+
+def test_colours_are_fixed_per_submission() -> None:
+    assert submission_colours(["b", "a", "c"]) == submission_colours(["c", "b", "a"])
+    assert len(set(submission_colours([f"s{i}" for i in range(12)]).values())) == 12
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (tests/system/setup.d/20-chromium.sh installs it as root)")
+def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    shot = tmp_path / "shot.png"
+    cmd = ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2400", report.as_uri()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert shot.exists(), done.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape == (2400, 1280)
+    assert (pixels < 250).mean() > 0.02 and pixels.std() > 10  # text, tables and plots, not a blank page
+    # the plots were decoded by the browser: coloured pixels (lines) appear, not only grey text
+    rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=int)
+    assert (np.ptp(rgb, axis=2) > 60).mean() > 0.001
+
+
+def test_report_verb_writes_both_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    write_table(tmp_path / "r", {"a": {"w": [[10]]}, "b": {"w": [[None]]}})
+    assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "out"), "--bootstrap", "20", "--log-x"]) == 0
+    assert "report:" in capsys.readouterr().out
+    assert (tmp_path / "out" / "index.html").exists() and (tmp_path / "out" / "leaderboard.md").exists()
+    assert main(["report", str(tmp_path / "r")]) == 2  # --out is required

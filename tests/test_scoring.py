@@ -1,0 +1,272 @@
+"""Scoring rules on hand-computed examples, written as real run records."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scoring_fixtures import write_run, write_table
+
+from harness.errors import PacerUserError
+from harness.scoring import (
+    ScoringRules,
+    apply_held_out,
+    bootstrap_times,
+    closed_form_scores,
+    score_frame,
+    trapezoid_scores,
+)
+from harness.store import RunDir, load_results
+
+REPO = Path(__file__).resolve().parents[1]
+NO_BOOT = ScoringRules(bootstrap=0)
+
+
+def score(root: Path, rules: ScoringRules = NO_BOOT, **kwargs):
+    return score_frame(load_results(root), rules, **kwargs)
+
+
+def test_trial_times_first_eval_meeting_the_target(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", "w", 0, 0, 7.0, evals=4)
+    write_run(tmp_path, "a", "w", 0, 1, None)
+    trials = score(tmp_path).trials.set_index("trial")
+    assert trials.loc[0, "time_to_validation"] == 7.0
+    assert trials.loc[0, "steps_to_validation"] == 700
+    assert trials.loc[0, "time_to_test"] == 7.0 and trials.loc[1, "time_to_test"] == math.inf
+    assert trials.loc[1, "time_to_validation"] == math.inf
+
+
+def test_external_rule_median_over_studies_of_min_over_trials_with_inf(tmp_path: Path) -> None:
+    # studies: min(10, 20) = 10, min(12, miss) = 12, all miss = inf -> median(10, 12, inf) = 12
+    write_table(tmp_path, {"a": {"w": [[10, 20], [12, None], [None, None]]}})
+    assert score(tmp_path).times.loc["a", "w"] == 12.0
+
+
+def test_even_number_of_studies_with_a_miss_has_infinite_median(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w": [[5], [None]]}, "b": {"w": [[9], [9]]}})
+    result = score(tmp_path)
+    assert result.times.loc["a", "w"] == math.inf  # median(5, inf) = (5 + inf) / 2
+    assert result.scores["b"] == 1.0 and result.scores["a"] == 0.0
+
+
+def test_self_tuning_rule_median_over_studies(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w": [[3], [None], [7]]}}, ruleset="self")
+    result = score(tmp_path)
+    assert result.ruleset == "self" and result.times.loc["a", "w"] == 7.0
+
+
+def test_ties_share_rank_one(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w": [[10]]}, "b": {"w": [[10]]}, "c": {"w": [[25]]}})
+    result = score(tmp_path, ScoringRules(bootstrap=50))
+    board = result.leaderboard()
+    assert board.loc["a", "rank"] == board.loc["b", "rank"] == 1 and board.loc["c", "rank"] == 3
+    assert result.scores["a"] == result.scores["b"] == 1.0
+    assert result.scores["c"] == pytest.approx((4 - 2.5) / 3)
+    assert result.p_rank1["a"] == pytest.approx(0.5) and result.p_rank1["c"] == 0.0
+
+
+def test_all_miss_workload_counts_in_n_and_scores_zero(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w1": [[10]], "w2": [[None]]}, "b": {"w1": [[20]], "w2": [[None]]}})
+    result = score(tmp_path)
+    assert result.ratios.loc["a", "w2"] == math.inf
+    assert result.scores["a"] == pytest.approx(0.5)  # 1 of 2 workloads at ratio 1
+    assert result.scores["b"] == pytest.approx((4 - 2) / 3 / 2)
+
+
+def test_single_submission_scores_the_fraction_reached(tmp_path: Path) -> None:
+    write_table(tmp_path, {"solo": {"w1": [[10]], "w2": [[None]], "w3": [[3]]}})
+    assert score(tmp_path).scores["solo"] == pytest.approx(2 / 3)
+
+
+def test_cutoff_exactly_at_four_times_is_kept_just_above_is_a_miss(tmp_path: Path) -> None:
+    write_table(tmp_path, {"fast": {"w": [[10.0]]}, "edge": {"w": [[40.0]]}, "over": {"w": [[40.001]]}, "mid": {"w": [[25.0]]}})
+    result = score(tmp_path)
+    assert result.scored_times.loc["edge", "w"] == 40.0 and result.ratios.loc["edge", "w"] == 4.0
+    assert result.scored_times.loc["over", "w"] == math.inf
+    assert result.scores["edge"] == 0.0 and result.scores["mid"] == pytest.approx(0.5)
+    # without the cut-off the ratio stays finite (still beyond r_max, so still 0)
+    assert score(tmp_path, ScoringRules(bootstrap=0, cutoff=None)).ratios.loc["over", "w"] == pytest.approx(4.0001)
+
+
+def test_held_out_rule_variant_miss_makes_the_base_a_miss(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w": [[10]]}, "b": {"w": [[20]]}})
+    write_run(tmp_path, "a", "w_v", 0, 0, None, base_workload="w", variant="v")
+    write_run(tmp_path, "b", "w_v", 0, 0, 30, base_workload="w", variant="v")
+    on = score(tmp_path, ScoringRules(bootstrap=0, held_out=("w_v",), held_out_rule=True))
+    assert list(on.scored_times.columns) == ["w"]  # the variant leaves the table
+    assert on.scored_times.loc["a", "w"] == math.inf and on.scores["b"] == 1.0
+    off = score(tmp_path)  # rule off: the variant is a workload like any other
+    assert list(off.scored_times.columns) == ["w", "w_v"]
+    assert off.scores["a"] == pytest.approx(0.5) and off.scores["b"] == pytest.approx((4 - 2) / 3 / 2 + 0.5)
+
+
+def test_held_out_rule_base_miss_makes_the_variant_a_miss() -> None:
+    t = np.array([[np.inf, 5.0], [10.0, np.inf], [10.0, 5.0]])  # columns: base, variant
+    out = apply_held_out(t, [(1, 0)])
+    assert np.isinf(out[0]).all() and np.isinf(out[1]).all() and (out[2] == [10.0, 5.0]).all()
+
+
+def test_ratios_against_a_named_reference_and_reference_misses(tmp_path: Path) -> None:
+    write_table(tmp_path, {"ref": {"w1": [[20]], "w2": [[None]]}, "new": {"w1": [[10]], "w2": [[7]]}})
+    result = score(tmp_path, ScoringRules(bootstrap=0, reference="ref"))
+    assert result.ratios.loc["new", "w1"] == 0.5 and result.ratios.loc["new", "w2"] == 1.0  # reference missed w2
+    assert result.scores["new"] == 1.0 and result.scores["ref"] == 0.5
+    with pytest.raises(PacerUserError, match="unknown reference submission 'nope'"):
+        score(tmp_path, ScoringRules(bootstrap=0, reference="nope"))
+
+
+def test_geometric_mean_speedup_counts_a_miss_as_budget_plus_one(tmp_path: Path) -> None:
+    write_table(tmp_path, {"ref": {"w1": [[20]], "w2": [[None]]}, "new": {"w1": [[10]], "w2": [[50]]}}, budget=100.0)
+    result = score(tmp_path, ScoringRules(bootstrap=0, reference="ref", cutoff=None))
+    assert result.speedup["new"] == pytest.approx(math.sqrt(2.0 * 101.0 / 50.0))
+    assert result.speedup["ref"] == pytest.approx(1.0)
+
+
+def test_step_based_score_uses_steps_to_target(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w": [[10]]}, "b": {"w": [[25]]}})
+    result = score(tmp_path)
+    assert result.trials.set_index("submission").loc["b", "steps_to_validation"] == 2500
+    assert result.step_scores["b"] == pytest.approx((4 - 2.5) / 3)
+
+
+def test_closed_form_matches_a_fine_trapezoid_on_random_profiles() -> None:
+    rng = np.random.default_rng(1)
+    r = np.where(rng.random((40, 6, 8)) < 0.2, np.inf, 1 + rng.exponential(1.5, (40, 6, 8)))
+    r[:, 0, :] = np.minimum(r[:, 0, :], 1.0)
+    exact = closed_form_scores(r, 4.0, 8)
+    assert np.allclose(exact, trapezoid_scores(r, 4.0, 8, points=20001), atol=1e-4)
+    assert not np.allclose(exact, trapezoid_scores(r, 4.0, 8, points=100), atol=1e-6)  # the 100-point rule is an approximation
+
+
+def test_bootstrap_interval_covers_a_known_median() -> None:
+    """25 self-tuning studies of lognormal times: the population median is exp(mu); the 95%
+    percentile interval of the median over studies should cover it about 95% of the time."""
+    rng = np.random.default_rng(7)
+    mu, hits, repeats = 3.0, 0, 150
+    for _ in range(repeats):
+        cube = np.exp(mu + 0.5 * rng.standard_normal((1, 1, 25, 1)))
+        boot = bootstrap_times(cube, np.array([[25]]), np.ones((1, 1, 25), dtype=int), 400, rng)[:, 0, 0]
+        lo, hi = np.quantile(boot, [0.025, 0.975])
+        hits += lo <= math.exp(mu) <= hi
+    assert 0.88 <= hits / repeats <= 0.995
+
+
+def test_bootstrap_resamples_trials_within_studies() -> None:
+    cube = np.array([[[[1.0, 100.0], [2.0, 200.0], [3.0, 300.0]]]])
+    boot = bootstrap_times(cube, np.array([[3]]), np.full((1, 1, 3), 2), 2000, np.random.default_rng(0))[:, 0, 0]
+    assert set(np.unique(boot)) <= {1.0, 2.0, 3.0, 100.0, 200.0, 300.0}
+    assert (boot >= 100).mean() > 0.05  # a study whose draws miss its fast trial
+
+
+def test_corrupt_and_partial_records_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w": [[10, 12]]}})
+    broken = write_run(tmp_path, "b", "w", 0, 0, 5)
+    broken.run_path.write_text("{not json", encoding="utf-8")
+    torn = write_run(tmp_path, "c", "w", 0, 0, 8)
+    with open(torn.evals_path, "a", encoding="utf-8") as f:
+        f.write('{"global_step": 99, "accumulated_sub')  # a kill mid-write
+    bad_middle = write_run(tmp_path, "d", "w", 0, 0, 20)
+    lines = bad_middle.evals_path.read_text().splitlines()
+    bad_middle.evals_path.write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = load_results(tmp_path)
+    messages = [str(w.message) for w in caught]
+    assert any(str(broken.run_path) in m for m in messages)
+    assert any(str(bad_middle.evals_path) in m and "line 2" in m for m in messages)
+    assert not any(str(torn.path) in m for m in messages)  # a torn tail is normal, not a warning
+    result = score_frame(df, NO_BOOT)
+    assert set(result.scores.index) == {"a", "c", "d"}
+    assert result.times.loc["c", "w"] == 8.0 and result.times.loc["d", "w"] == math.inf  # d kept only its first eval
+
+
+def test_mixed_fingerprints_and_targets_are_refused_unless_allowed(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", "w", 0, 0, 10)
+    other = write_run(tmp_path, "b", "w", 0, 0, 12, fingerprint={"id": "fp-other"})
+    with pytest.raises(PacerUserError, match="2 hardware fingerprints") as e:
+        score(tmp_path)
+    assert str(other.path) in str(e.value)
+    assert "fingerprints" in score(tmp_path, allow_mixed=True).warnings[0]
+    write_run(tmp_path, "b", "w", 0, 0, 12, target=0.8)
+    with pytest.raises(PacerUserError, match="workload w has 2 different targets"):
+        score(tmp_path)
+
+
+def test_duplicate_reruns_keep_the_longest_and_are_reported(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", "w", 0, 0, None, evals=2, experiment="exp")
+    write_run(tmp_path, "a", "w", 0, 0, 30, evals=6, experiment="exp-rerun")
+    result = score(tmp_path)
+    assert result.times.loc["a", "w"] == 30 and "duplicate rerun" in result.warnings[0]
+
+
+def test_parquet_cache_is_reused_and_invalidated_when_a_run_changes(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w": [[10]]}})
+    first = load_results(tmp_path, cache=True)
+    cache = tmp_path / ".pacer_results.parquet"
+    stamp = cache.stat().st_mtime_ns
+    pd.testing.assert_frame_equal(load_results(tmp_path, cache=True), first)
+    assert cache.stat().st_mtime_ns == stamp
+    run = RunDir(next(tmp_path.rglob("trial_0")))
+    run.append_eval({"global_step": 5000, "accumulated_submission_time": 50.0, "validation/accuracy": 0.99})
+    os.utime(run.evals_path, ns=(stamp + 10**9, stamp + 10**9))
+    assert len(load_results(tmp_path, cache=True)) == len(first) + 1
+    write_run(tmp_path, "b", "w", 0, 0, 20)
+    assert set(load_results(tmp_path, cache=True)["submission"]) == {"a", "b"}
+
+
+def test_empty_root_and_unknown_ruleset_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(PacerUserError, match="no runs"):
+        score_frame(load_results(tmp_path), NO_BOOT)
+    write_table(tmp_path, {"a": {"w": [[10]]}}, ruleset="weird")
+    with pytest.raises(PacerUserError, match="unknown ruleset 'weird'"):
+        score(tmp_path)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_score_verb_json_table_and_errors(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w1": [[10], [11], [12]], "w2": [[5], [6], [None]]}, "b": {"w1": [[20], [21], [22]], "w2": [[4], [4], [4]]}})
+    out = run_cli("score", str(tmp_path), "--format", "json", "--bootstrap", "100")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["scores"]["b"] == pytest.approx(((4 - 21 / 11) / 3 + 1) / 2)  # medians: a 11 and 6, b 21 and 4
+    assert data["scores"]["a"] == pytest.approx((1 + (4 - 1.5) / 3) / 2)
+    assert data["times"]["a"]["w2"] == 6.0 and set(data["p_rank1"]) == {"a", "b"}
+    assert (tmp_path / "scores" / "times.csv").exists() and (tmp_path / "scores" / "scores.parquet").exists()
+
+
+def test_score_verb_table_and_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    write_table(tmp_path, {"a": {"w1": [[10]], "w2": [[None]]}, "b": {"w1": [[20]], "w2": [[4]]}})
+    assert main(["score", str(tmp_path), "--bootstrap", "0", "--out", str(tmp_path / "tables")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.split()[:3] == ["1", "b", f"{(1 + 2 / 3) / 2:.4f}"] for line in lines)
+    assert any(line.split() == ["a", "10.0", "miss"] for line in lines)
+    assert main(["score", str(tmp_path), "--reference", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("pacer: error: unknown reference submission 'nope' (valid: a, b)")
+    assert main(["score", str(tmp_path / "missing")]) == 2
+    assert main(["score", str(tmp_path), "--compat", "other"]) == 2
+
+
+def test_score_verb_held_out_and_no_cutoff_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    write_table(tmp_path, {"a": {"w": [[10]]}, "b": {"w": [[45]]}})
+    write_run(tmp_path, "a", "w_v", 0, 0, None, base_workload="w", variant="v")
+    write_run(tmp_path, "b", "w_v", 0, 0, 30, base_workload="w", variant="v")
+    assert main(["score", str(tmp_path), "--format", "json", "--bootstrap", "0", "--held-out", "w_v", "--no-cutoff"]) == 0
+    scores = json.loads(capsys.readouterr().out)["scores"]
+    assert scores == {"a": 0.0, "b": 1.0}  # a missed the held-out variant; b's 45 s survives without the cut-off
+    assert main(["score", str(tmp_path), "--format", "json", "--bootstrap", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["scores"]["b"] == pytest.approx(0.5)  # w: cut (45 > 40); w_v: reached alone
