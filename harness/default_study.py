@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from harness.hparams import FeasiblePoints, Range, SearchSpace, Value, resolve
+from harness.hparams import Range, SearchSpace, Value, resolve
 from harness.runner import Runner, RunSettings
 from harness.search import study_points
 from harness.spec import Workload

@@ -27,7 +27,6 @@ from harness.spec import (
     Workload,
 )
 
-
 HARNESS_HYPERPARAMETERS = ("warmup_factor", "decay_steps_factor", "end_factor", "label_smoothing", "dropout_rate", "grad_clip")
 """Hyperparameters this module reads itself (schedules, loss, model, clipping), as opposed to
 the ones a submission passes to its optimizer."""

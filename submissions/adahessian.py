@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytorch_optimizer
-import torch
 
 from harness import submission_kit
 from harness.spec import (
