@@ -16,7 +16,7 @@ from harness import hparams as hparamslib
 from harness.errors import PacerUserError
 from harness.fingerprint import fingerprint
 from harness.progress import Progress
-from harness.runner import Runner, RunOutcome, RunSettings
+from harness.runner import RunOutcome, Runner, RunSettings
 from harness.spec import Hyperparameters, Workload
 from harness.store import TERMINAL_STATUSES, RunDir, RunExistsError, run_path
 from harness.submissions import LoadedSubmission, load_submission
@@ -129,7 +129,7 @@ def _final_record(record: dict[str, object], outcome: RunOutcome) -> dict[str, o
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _check_device(device: str) -> str:
