@@ -12,6 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from harness import cli
 from harness.config_submission import ConfigSubmission
 from harness.errors import PacerUserError
 from harness.hparams import resolve
@@ -109,11 +110,9 @@ def test_bad_search_space_file_names_the_file_and_key(tmp_path: Path) -> None:
         load_submission({"name": "momentum", "module": "submissions.momentum", "search_space": str(space), "default": {}})
 
 
-def test_cli_rejects_a_hyperparameter_outside_its_space_before_training(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "submission=lion", "hparams.learning_rate=5.0", f"results_root={tmp_path}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.startswith("pacer: error: ") and "learning_rate=5.0 is outside its search space" in result.stderr
-    assert "configs/submission/lion.yaml" in result.stderr
+def test_cli_rejects_a_hyperparameter_outside_its_space_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "submission=lion", "hparams.learning_rate=5.0", f"results_root={tmp_path}"]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("pacer: error: ") and "learning_rate=5.0 is outside its search space" in stderr
+    assert "configs/submission/lion.yaml" in stderr
     assert not list(tmp_path.rglob("run.json"))
