@@ -34,7 +34,7 @@ def test_the_library_is_complete_and_documented() -> None:
         assert f"`{name}`" in doc, f"docs/submissions.md does not list {name}"
 
 
-@pytest.mark.parametrize("name", submission_names())
+@pytest.mark.parametrize("name", [*submission_names(), "_template"])
 def test_each_submission_loads_and_states_its_paper_and_memory(name: str) -> None:
     cfg = config(name)
     loaded = load_submission(cfg)
