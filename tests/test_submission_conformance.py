@@ -27,14 +27,6 @@ def workloads() -> dict[str, Workload]:
     return {}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # several small runs on a shared machine; avoids oversubscription
-    yield
-    torch.set_num_threads(threads)
-
-
 def cached_workload(cache: dict[str, Workload], name: str) -> Workload:
     if name not in cache:
         cache[name] = build_workload(workload_config(name), None, "cpu")
