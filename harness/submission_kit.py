@@ -27,6 +27,10 @@ from harness.spec import (
     Workload,
 )
 
+HARNESS_HYPERPARAMETERS = ("warmup_factor", "decay_steps_factor", "end_factor", "label_smoothing", "dropout_rate", "grad_clip")
+"""Hyperparameters this module reads itself (schedules, loss, model, clipping), as opposed to
+the ones a submission passes to its optimizer."""
+
 
 def reference_batch_size(workload_name: str) -> int:
     """The batch size the workload's targets were set with (its config's `batch_size`)."""
@@ -58,6 +62,27 @@ def next_batch(
 ) -> Batch:
     """`data_selection` of every submission that takes the stream as it comes."""
     return next(input_queue)
+
+
+def has_batch_norm(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(workload: Workload, model: torch.nn.Module, model_state: ModelAuxiliaryState, batches: list[Batch], rng: Rng) -> ModelAuxiliaryState:
+    """Recompute BatchNorm running statistics as the plain average over `batches` at the
+    current weights (for submissions that evaluate other weights than they train, e.g.
+    averaged ones). Parameters do not change."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    for batch in batches:
+        _, model_state = workload.model_fn(model, batch, model_state, ForwardPassMode.TRAIN, rng, update_batch_norm=True)
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
+    return model_state
 
 
 def clip_gradients(model: torch.nn.Module, hparams: Mapping[str, object]) -> None:
@@ -104,6 +129,22 @@ def warmup_linear_decay(optimizer: torch.optim.Optimizer, hparams: Hyperparamete
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupLinearDecay(warmup, decay_end, float(hparams.get("end_factor", 0.0))))
 
 
+def constant(optimizer: torch.optim.Optimizer, hparams: Hyperparameters, step_hint: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning rate as given, at every step."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, Constant())
+
+
+class Constant:
+    """Factor 1 at every step (a class, not a lambda, so that schedulers pickle)."""
+
+    def __call__(self, step: int) -> float:
+        return 1.0
+
+
+SCHEDULES = {"constant": constant, "warmup_cosine": warmup_cosine, "warmup_linear": warmup_linear_decay}
+"""Learning-rate schedules by the name a config-only submission's `schedule:` uses."""
+
+
 def optimizer_update(
     workload: Workload,
     current_param_container: ParameterContainer,
@@ -119,11 +160,13 @@ def optimizer_update(
     train_state: Mapping[str, object] | None = None,
 ) -> tuple[OptimizerState, ParameterContainer, ModelAuxiliaryState]:
     """`update_params` of a submission made of `optimizer_state["optimizer"]` (a torch
-    optimizer) and `optimizer_state["scheduler"]` (an LR scheduler)."""
+    optimizer) and, optionally, `optimizer_state["scheduler"]` (an LR scheduler; absent for
+    optimizers that schedule themselves)."""
     optimizer = optimizer_state["optimizer"]
     optimizer.zero_grad(set_to_none=True)
     _, new_model_state = forward_backward(workload, current_param_container, model_state, hyperparameters, batch, rng)
     clip_gradients(current_param_container, hyperparameters)
     optimizer.step()
-    optimizer_state["scheduler"].step()
+    if "scheduler" in optimizer_state:
+        optimizer_state["scheduler"].step()
     return optimizer_state, current_param_container, new_model_state

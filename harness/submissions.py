@@ -1,8 +1,10 @@
 """From a submission config to a loaded submission: its module, search space and default point.
 
 Submissions are discovered by convention: every `configs/submission/<name>.yaml` is one. A
-config with `module:` names a Python module with AlgoPerf's five functions; its `search_space`
-is a JSON file path, relative to `submissions/` unless absolute, or an inline mapping."""
+config with `module:` names a Python module with AlgoPerf's five functions; a config with
+`optimizer:` is a config-only submission (`harness.config_submission`). Either way its
+`search_space` is a JSON file path, relative to `submissions/` unless absolute, or an inline
+mapping, and its `default` is checked against it."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.config_submission import build_config_submission
 from harness.errors import PacerUserError
 from harness.hparams import SearchSpace, Value
 from harness.spec import Submission
@@ -29,18 +32,23 @@ class LoadedSubmission:
 
 
 def submission_names() -> list[str]:
+    """Every submission: the stems of configs/submission/*.yaml (but `_template`-like ones)."""
     return sorted(p.stem for p in (CONFIG_DIR / "submission").glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def load_submission(cfg: Mapping[str, object]) -> LoadedSubmission:
+    """Check a submission config and load its implementation; raise `PacerUserError` naming the file and key."""
     name = str(cfg.get("name", "?"))
     where = f"configs/submission/{name}.yaml"
-    if "module" not in cfg:
-        raise PacerUserError(f"{where}: needs `module:` (a Python module with AlgoPerf's submission functions)")
-    impl = _import_module(str(cfg["module"]), where)
+    if ("module" in cfg) == ("optimizer" in cfg):
+        raise PacerUserError(f"{where}: needs exactly one of `module:` (a Python module with AlgoPerf's submission functions) or `optimizer:` (a config-only submission)")
     space = _load_search_space(cfg.get("search_space"), where)
     default = dict(cfg.get("default") or {})
     space.check(default, f"{where} default")
+    if "module" in cfg:
+        impl = _import_module(str(cfg["module"]), where)
+    else:
+        impl = build_config_submission(cfg, space, default, where)
     return LoadedSubmission(name, impl, space, default)
 
 

@@ -96,3 +96,12 @@ def pacer(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.Comp
 @pytest.fixture
 def results_root(tmp_path: Path) -> Path:
     return tmp_path / "results"
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tests run tiny models, where more threads only add overhead (and oversubscribe a shared CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
