@@ -172,7 +172,8 @@ def test_ddp_two_processes_match_one_process(data: dict[str, Path], tmp_path: Pa
     runs = {}
     for devices in (1, 2):
         results = tmp_path / f"d{devices}"
-        overrides = tiny_overrides("imagenet_vit", data["imagenet_vit"], results, "max_steps=2", "workload.mixup_alpha=0", f"devices={devices}")
+        overrides = tiny_overrides("imagenet_vit", data["imagenet_vit"], results, "max_steps=2", "workload.mixup_alpha=0", f"devices={devices}",
+                                   "workload.step_hint=20", "hparams.learning_rate=0.5")  # a one-step warmup: steps that move the model
         result = subprocess.run([sys.executable, "-m", "harness", "run", *overrides], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.count("momentum on imagenet_vit") == 1  # only rank 0 reports
@@ -181,6 +182,7 @@ def test_ddp_two_processes_match_one_process(data: dict[str, Path], tmp_path: Pa
     (one, one_evals), (two, two_evals) = runs[1], runs[2]
     assert two["fingerprint"]["world_size"] == 2 and one["fingerprint"]["id"] != two["fingerprint"]["id"]
     assert [r["examples_seen"] for r in two_evals] == [r["examples_seen"] for r in one_evals] == [4, 8]
+    assert abs(one_evals[1]["train/loss"] - one_evals[0]["train/loss"]) > 1e-2
     for a, b in zip(one_evals, two_evals, strict=True):
         for key in ("train/loss", "validation/loss", "test/loss", "validation/accuracy", "validation/num_examples", "test/num_examples"):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
