@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from vision_data import make_cifar10, make_imagenet
 
 from harness.cli import compose_config
 from harness.job import run_job
 from harness.loader_workload import LoaderWorkload, ShardedStream, _EvalShard
 from harness.spec import ForwardPassMode
 from harness.workloads import build_workload, workload_config
-from vision_data import make_cifar10, make_imagenet
 from workloads.models.resnet import Bottleneck, resnet18, resnet50
 from workloads.models.vit import ViT
 
