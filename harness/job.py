@@ -45,7 +45,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     `create_run_dir=False` checks everything without creating or clearing the folder (what
     `pacer run devices=N` does before it launches torchrun)."""
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    device = _check_device(str(plain["device"]), _check_int(plain, "devices", minimum=1))
+    device = _check_device(str(plain["device"]), _check_int(plain, "devices", minimum=1, optional=True) or 1)
     distributed.setup(device)
     device = distributed.local_device(device)
     settings = RunSettings(
