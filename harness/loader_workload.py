@@ -332,10 +332,11 @@ class LoaderWorkload(Workload):
         update_batch_norm: bool,
         dropout_rate: float | None = None,
     ) -> tuple[Tensor, ModelAuxiliaryState]:
-        model = params
-        if mode is ForwardPassMode.EVAL and isinstance(model, DistributedDataParallel):
-            model = model.module  # evaluation is sharded by hand and needs no gradient sync
-        model.train(mode is ForwardPassMode.TRAIN)
+        inner = params.module if isinstance(params, DistributedDataParallel) else params
+        training = mode is ForwardPassMode.TRAIN
+        model = params if training else inner  # evaluation is sharded by hand: no DDP sync
+        if inner.training != training:  # a walk over every module: only when it changes
+            model.train(training)
         if dropout_rate is not None:
             set_dropout(model, dropout_rate)
         inputs = augmented_and_preprocessed_input_batch["inputs"]

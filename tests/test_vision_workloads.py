@@ -17,7 +17,7 @@ import torchvision
 from vision_data import make_cifar10, make_imagenet
 
 from harness.cli import compose_config
-from harness.job import run_job
+from harness.job import _initial_record, prepare_job, run_job
 from harness.loader_workload import LoaderWorkload, ShardedStream, _EvalShard
 from harness.spec import ForwardPassMode
 from harness.workloads import build_workload, workload_config
@@ -78,9 +78,7 @@ def test_one_train_step_and_eval(workload: str, variant: str | None, data: dict[
 def test_precision_and_compile_change_the_fingerprint(data: dict[str, Path], tmp_path: Path) -> None:
     ids = set()
     for i, extra in enumerate((["workload.precision=fp32"], ["workload.precision=tf32"], ["workload.compile=true"])):
-        cfg = compose_config(tiny_overrides("cifar10_resnet18", data["cifar10_resnet18"], tmp_path / str(i), "max_steps=1", *extra))
-        from harness.job import _initial_record, prepare_job
-
+        cfg = compose_config(tiny_overrides("cifar10_resnet18", data["cifar10_resnet18"], tmp_path / str(i), *extra))
         ids.add(_initial_record(prepare_job(cfg))["fingerprint"]["id"])
     assert len(ids) == 3
 
