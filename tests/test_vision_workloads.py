@@ -131,7 +131,7 @@ def test_eval_counts_every_example_once(data: dict[str, Path]) -> None:
     labels = torch.tensor([validation[i][1] for i in range(len(validation))])
     logits, _ = workload.model_fn(model, workload.device_batch(images, labels), None, ForwardPassMode.EVAL, 0, update_batch_norm=False)
     assert result["validation/num_examples"] == len(validation) == 9
-    assert result["validation/loss"] == pytest.approx(float(workload.loss_fn(labels, logits)["summed"]) / 9, rel=1e-5)
+    assert result["validation/loss"] == pytest.approx(float(workload.loss_fn(labels, logits)["summed"].detach()) / 9, rel=1e-5)
 
 
 def _shard_indices(size: int, rank: int, world: int, batch: int) -> list[tuple[int, tuple[int, float]]]:
