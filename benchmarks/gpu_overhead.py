@@ -9,6 +9,7 @@ step, the submission API, the input-queue call). Goal: runner time per step / ba
 step <= 1.02.
 
     python benchmarks/gpu_overhead.py                      # one H100: < 5 minutes
+    python benchmarks/gpu_overhead.py --pacer-model-baseline   # + bare loop on Pacer's model (one more compile)
     python benchmarks/gpu_overhead.py --device cpu --batch-size 2 --image-size 32 --warmup 2 --steps 3 --compile off   # smoke test
 """
 
@@ -35,6 +36,7 @@ from harness.submission_kit import WarmupLinearDecay
 from harness.workloads import workload_config
 from submissions import momentum
 from workloads.imagenet_resnet50 import ImagenetResNet50
+from workloads.models.resnet import resnet50
 
 HPARAMS = {"learning_rate": 0.1, "one_minus_beta1": 0.1, "weight_decay": 5e-5, "warmup_factor": 0.05,
            "decay_steps_factor": 0.9, "end_factor": 0.01, "label_smoothing": 0.0, "dropout_rate": 0.0}
@@ -111,10 +113,12 @@ def runner_seconds_per_step(args: argparse.Namespace, batch: Batch, compile_mode
     return (time.perf_counter() - started[0]) / args.steps
 
 
-def bare_seconds_per_step(args: argparse.Namespace, batch: Batch, compile_model: bool) -> float:
-    """Wall time per step of a plain torchvision loop doing the same work."""
+def bare_seconds_per_step(args: argparse.Namespace, batch: Batch, compile_model: bool, pacer_model: bool = False) -> float:
+    """Wall time per step of a plain torchvision loop doing the same work (with Pacer's
+    ResNet-50 definition instead of torchvision's when `pacer_model`)."""
     torch.manual_seed(0)
-    model = torchvision.models.resnet50().to(args.device, memory_format=torch.channels_last)
+    model = resnet50() if pacer_model else torchvision.models.resnet50()
+    model = model.to(args.device, memory_format=torch.channels_last)
     if compile_model:
         model.compile()
     optimizer = torch.optim.SGD(model.parameters(), lr=HPARAMS["learning_rate"], momentum=1 - HPARAMS["one_minus_beta1"], weight_decay=HPARAMS["weight_decay"])
@@ -154,6 +158,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=15, help="untimed steps first (compilation happens here)")
     parser.add_argument("--steps", type=int, default=50, help="timed steps")
     parser.add_argument("--compile", choices=("both", "on", "off"), default="both")
+    parser.add_argument("--pacer-model-baseline", action="store_true",
+                        help="also time the bare loop with Pacer's ResNet-50 definition, to separate the runner's cost from the model's")
     args = parser.parse_args()
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_model()
     print(f"device: {device_name}; torch {torch.__version__}; python {platform.python_version()}")
@@ -167,6 +173,9 @@ def main() -> None:
         per_step[compile_model] = runner
         print(f"compile={str(compile_model).lower():5}  bare {1 / bare:7.2f} steps/s ({1000 * bare:7.1f} ms/step)  "
               f"runner {1 / runner:7.2f} steps/s ({1000 * runner:7.1f} ms/step)  runner/bare time ratio {runner / bare:.3f} (goal <= 1.02)")
+        if args.pacer_model_baseline:
+            same_model = bare_seconds_per_step(args, batch, compile_model, pacer_model=True)
+            print(f"compile={str(compile_model).lower():5}  bare loop, Pacer's model {1000 * same_model:7.1f} ms/step  runner/that {runner / same_model:.3f}")
     if len(per_step) == 2:
         print(f"compile speedup through the runner: {per_step[False] / per_step[True]:.2f}x "
               f"({1000 * per_step[False]:.1f} -> {1000 * per_step[True]:.1f} ms/step)")

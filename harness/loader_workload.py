@@ -19,6 +19,7 @@ supplies the rest of `harness.spec.Workload`:
 from __future__ import annotations
 
 import abc
+import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -340,13 +341,18 @@ class LoaderWorkload(Workload):
         if dropout_rate is not None:
             set_dropout(model, dropout_rate)
         inputs = augmented_and_preprocessed_input_batch["inputs"]
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        with self._autocast():
             if mode is ForwardPassMode.TRAIN and not update_batch_norm:
                 with frozen_batch_norm_statistics(model):
                     logits = model(inputs)
             else:
                 logits = model(inputs)
         return logits.float(), model_state
+
+    def _autocast(self) -> contextlib.AbstractContextManager[None]:
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()  # not even a disabled autocast: compiled graphs guard on its state
 
     @property
     def loss_type(self) -> LossType:
