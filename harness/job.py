@@ -45,7 +45,8 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     `create_run_dir=False` checks everything without creating or clearing the folder (what
     `pacer run devices=N` does before it launches torchrun)."""
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    device = _check_device(str(plain["device"]), _check_int(plain, "devices", minimum=1, optional=True) or 1)
+    devices = _check_int(plain, "devices", minimum=1, optional=True) or 1
+    device = _check_device(str(plain["device"]), devices)
     distributed.setup(device)
     device = distributed.local_device(device)
     settings = RunSettings(
@@ -55,6 +56,8 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
         max_runtime_sec=_check_positive(plain, "max_runtime_sec"),
     )
     workload = build_workload(plain["workload"], plain.get("variant"), device)
+    if devices > 1 and not getattr(workload, "multi_device", False):
+        raise PacerUserError(f"workload {workload.name} runs on one device only, not devices={devices}")
     submission = load_submission(plain["submission"])
     hyperparameters = hparamslib.resolve(submission.search_space, submission.default, plain.get("hparams") or {}, f"submission {submission.name}")
     path = run_path(plain["results_root"], str(plain["experiment"]), str(plain["ruleset"]), submission.name, workload.name, int(plain["study"]), int(plain["trial"]))
@@ -148,7 +151,7 @@ def _final_record(record: dict[str, object], outcome: RunOutcome) -> dict[str, o
 def _run_options(workload: Workload) -> dict[str, object]:
     """Options that change what is timed (precision, compile, device count): part of the
     fingerprint, so that scoring compares only runs made with the same ones."""
-    return dict(getattr(workload, "run_options", {"world_size": distributed.world_size()}))
+    return dict(getattr(workload, "run_options", {}))
 
 
 def _now() -> str:

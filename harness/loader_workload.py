@@ -174,6 +174,8 @@ class LoaderWorkload(Workload):
 
     target_metric_name = "accuracy"
     target_metric_direction = MetricDirection.MAXIMIZE
+    multi_device = True
+    """Runs under DDP (`pacer run ... devices=N`)."""
     mean: tuple[float, float, float]
     """Per-channel mean of the images on the 0-255 scale."""
     std: tuple[float, float, float]

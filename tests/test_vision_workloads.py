@@ -146,8 +146,9 @@ def _shard_indices(size: int, rank: int, world: int, batch: int) -> list[tuple[i
     ("imagenet_resnet50", "no_v2", "imagenet_v2; expected data_dir/train/<wnid>"),
     ("cifar10_resnet18", "corrupt", "test_batch (UnpicklingError"),
     ("cifar10_resnet18", "missing", "lacks data_batch_1"),
+    ("mnist1d_mlp", "single_device", "workload mnist1d_mlp runs on one device only, not devices=2"),
 ])
-def test_bad_data_dir_is_one_line_error(workload: str, breakage: str, expected: str, data: dict[str, Path], tmp_path: Path) -> None:
+def test_bad_input_is_one_line_error(workload: str, breakage: str, expected: str, data: dict[str, Path], tmp_path: Path) -> None:
     data_dir = tmp_path / "nothing"
     if breakage == "no_v2":
         data_dir = make_imagenet(tmp_path / "imagenet", n_classes=2, train_per_class=1, val_per_class=1, v2_per_class=0)
@@ -157,10 +158,11 @@ def test_bad_data_dir_is_one_line_error(workload: str, breakage: str, expected: 
     if breakage == "corrupt":
         data_dir = make_cifar10(tmp_path / "cifar10", per_batch=2, n_test=2)
         (data_dir / "cifar-10-batches-py" / "test_batch").write_bytes(b"not a pickle")
-    result = subprocess.run([sys.executable, "-m", "harness", "run", f"workload={workload}", f"workload.data_dir={data_dir}", f"results_root={tmp_path}/r", "devices=2"],
+    data_arg = [] if breakage == "single_device" else [f"workload.data_dir={data_dir}"]
+    result = subprocess.run([sys.executable, "-m", "harness", "run", f"workload={workload}", *data_arg, f"results_root={tmp_path}/r", "devices=2"],
                             cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("pacer: error: workload ") and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("pacer: error: workload ")  # before torchrun starts anything and result.stderr.count("\n") == 1, result.stderr
     assert expected in result.stderr
 
 
