@@ -19,6 +19,7 @@ USAGE = """usage: pacer VERB [key=value ...]
 
 verbs:
   run     one benchmark run, e.g. pacer run workload=mnist1d_mlp submission=nadamw seed=0 hparams.learning_rate=3e-3
+          (devices=N: N DDP processes through torchrun, e.g. pacer run workload=imagenet_resnet50 device=cuda devices=8)
           (-m/--multirun: a Hydra multirun, e.g. with hydra/launcher=submitit_slurm)
   score   scores of results trees, e.g. pacer score results [--compat algoperf] [--format json] [--reference adamw]
   report  HTML report + Markdown leaderboard, e.g. pacer report results --out report
@@ -65,10 +66,18 @@ def run_command(args: Sequence[str]) -> int:
     overrides = normalize_overrides(args)
     if "-m" in overrides or "--multirun" in overrides:
         return _hydra_multirun(overrides)
-    from harness.job import run_job
+    from harness import distributed
+    from harness.job import prepare_job, run_job
 
-    record = run_job(compose_config(overrides))
-    print(summary_line(record))
+    cfg = compose_config(overrides)
+    if isinstance(cfg.devices, int) and cfg.devices > 1 and not distributed.launched():
+        prepare_job(cfg, create_run_dir=False)  # bad input fails here, before any process starts
+        return distributed.launch(cfg.devices, ["run", *args])
+    record = run_job(cfg)
+    main = distributed.is_main()
+    distributed.teardown()
+    if main:
+        print(summary_line(record))
     return 0 if record["status"] != "error" else 1
 
 

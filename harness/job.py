@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from harness import distributed
 from harness import hparams as hparamslib
 from harness.errors import PacerUserError
 from harness.fingerprint import fingerprint
@@ -37,10 +38,17 @@ class Job:
     run_dir: RunDir
 
 
-def prepare_job(cfg: DictConfig | Mapping[str, object]) -> Job:
-    """Check the config and build (cheaply) what the run needs; raise `PacerUserError`."""
+def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool = True) -> Job:
+    """Check the config and build (cheaply) what the run needs; raise `PacerUserError`.
+
+    Under torchrun this joins the process group first and only rank 0 touches the run folder.
+    `create_run_dir=False` checks everything without creating or clearing the folder (what
+    `pacer run devices=N` does before it launches torchrun)."""
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    device = _check_device(str(plain["device"]))
+    devices = _check_int(plain, "devices", minimum=1, optional=True) or 1
+    device = _check_device(str(plain["device"]), devices)
+    distributed.setup(device)
+    device = distributed.local_device(device)
     settings = RunSettings(
         seed=_check_int(plain, "seed", minimum=0),
         max_steps=_check_int(plain, "max_steps", minimum=1, optional=True),
@@ -48,16 +56,23 @@ def prepare_job(cfg: DictConfig | Mapping[str, object]) -> Job:
         max_runtime_sec=_check_positive(plain, "max_runtime_sec"),
     )
     workload = build_workload(plain["workload"], plain.get("variant"), device)
+    if devices > 1 and not getattr(workload, "multi_device", False):
+        raise PacerUserError(f"workload {workload.name} runs on one device only, not devices={devices}")
     submission = load_submission(plain["submission"])
     hyperparameters = hparamslib.resolve(submission.search_space, submission.default, plain.get("hparams") or {}, f"submission {submission.name}")
     path = run_path(plain["results_root"], str(plain["experiment"]), str(plain["ruleset"]), submission.name, workload.name, int(plain["study"]), int(plain["trial"]))
     run_dir = RunDir(path)
-    try:
-        run_dir.prepare(resume=bool(plain["resume"]), overwrite=bool(plain["overwrite"]))
-    except RunExistsError as e:
-        raise PacerUserError(str(e)) from None
-    except OSError as e:
-        raise PacerUserError(f"cannot write the results root {plain['results_root']}: {e.strerror} ({path})") from None
+    if not create_run_dir:
+        if run_dir.exists() and not (plain["resume"] or plain["overwrite"]):
+            raise PacerUserError(f"run folder {path} already holds a run: pass resume=true or overwrite=true")
+    elif distributed.is_main():
+        try:
+            run_dir.prepare(resume=bool(plain["resume"]), overwrite=bool(plain["overwrite"]))
+        except RunExistsError as e:
+            raise PacerUserError(str(e)) from None
+        except OSError as e:
+            raise PacerUserError(f"cannot write the results root {plain['results_root']}: {e.strerror} ({path})") from None
+    distributed.barrier()
     return Job(plain, workload, submission, hyperparameters, settings, run_dir)
 
 
@@ -67,19 +82,23 @@ def run_job(cfg: DictConfig | Mapping[str, object]) -> dict[str, object]:
     previous = job.run_dir.read_run()
     if previous is not None and previous.get("status") in TERMINAL_STATUSES and job.cfg["resume"]:
         return previous
-    job.run_dir.truncate_evals(0)
+    main = distributed.is_main()  # under DDP only rank 0 writes and reports
     record = _initial_record(job)
-    job.run_dir.write_run(record)
-    progress = Progress(job.workload, job.settings.max_runtime_sec or job.workload.max_allowed_runtime_sec, f"{job.submission.name} on {job.workload.name}", bool(job.cfg.get("quiet")))
+    if main:
+        job.run_dir.truncate_evals(0)
+        job.run_dir.write_run(record)
+    progress = Progress(job.workload, job.settings.max_runtime_sec or job.workload.max_allowed_runtime_sec, f"{job.submission.name} on {job.workload.name}", bool(job.cfg.get("quiet")) or not main)
 
     def on_eval(row: dict[str, float]) -> None:
-        job.run_dir.append_eval(row)
-        progress.on_eval(row)
+        if main:
+            job.run_dir.append_eval(row)
+            progress.on_eval(row)
 
     outcome = Runner(job.workload, job.submission.impl, job.hyperparameters, job.settings, on_eval).run()
     progress.close()
     record = _final_record(record, outcome)
-    job.run_dir.write_run(record)
+    if main:
+        job.run_dir.write_run(record)
     return record
 
 
@@ -108,7 +127,8 @@ def _initial_record(job: Job) -> dict[str, object]:
         "examples_to_target": {"validation": None, "test": None},
         "preemptions": 0,
         "config": job.cfg,
-        "fingerprint": fingerprint(w.device),
+        "options": _run_options(w),
+        "fingerprint": fingerprint(w.device, extra=_run_options(w)),
         "started_at": now,
         "updated_at": now,
     }
@@ -128,15 +148,23 @@ def _final_record(record: dict[str, object], outcome: RunOutcome) -> dict[str, o
     }
 
 
+def _run_options(workload: Workload) -> dict[str, object]:
+    """Options that change what is timed (precision, compile, device count): part of the
+    fingerprint, so that scoring compares only runs made with the same ones."""
+    return dict(getattr(workload, "run_options", {}))
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def _check_device(device: str) -> str:
+def _check_device(device: str, devices: int) -> str:
     if device not in DEVICES:
         raise PacerUserError(f"device={device!r} is not one of {', '.join(DEVICES)}")
     if device == "cuda" and not torch.cuda.is_available():
         raise PacerUserError("device=cuda but no CUDA device is visible to torch")
+    if device == "cuda" and devices > torch.cuda.device_count():
+        raise PacerUserError(f"devices={devices} but only {torch.cuda.device_count()} CUDA device(s) are visible")
     return device
 
 

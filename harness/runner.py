@@ -23,6 +23,7 @@ from types import MappingProxyType
 
 import torch
 
+from harness import distributed
 from harness import rng as rnglib
 from harness.spec import (
     Batch,
@@ -123,7 +124,8 @@ class Runner:
             self._state["training_complete"] = True
             return
         self.outcome.global_step += 1
-        self.outcome.examples_seen += batch_size_of(batch)
+        # Under DDP each process holds its shard of the global batch.
+        self.outcome.examples_seen += batch_size_of(batch) * distributed.world_size()
 
     def _after_step(self) -> None:
         state = self._state
@@ -147,7 +149,7 @@ class Runner:
             return True
         if self.settings.eval_every_steps:
             return step % self.settings.eval_every_steps == 0
-        return self.clock.now() - self.last_eval_end >= self.workload.eval_period_time_sec
+        return self.clock.since(self.last_eval_end) >= self.workload.eval_period_time_sec
 
     def _prepare_and_evaluate(self) -> None:
         prepare = getattr(self.submission, "prepare_for_eval", None)
@@ -184,7 +186,7 @@ class Runner:
             "accumulated_submission_time": totals["submission"],
             "accumulated_eval_time": totals["eval"],
             "accumulated_logging_time": totals["logging"],
-            "total_duration": self.clock.now() - self.clock.started,
+            "total_duration": self.clock.since(self.clock.started),
             **results,
         }
 

@@ -175,7 +175,7 @@ class TensorWorkload(Workload):
             model = self.build_model()
         self._model = model.to(self.device)
         if dropout_rate is not None:
-            _set_dropout(self._model, dropout_rate)
+            set_dropout(self._model, dropout_rate)
         return self._model, None
 
     @property
@@ -206,10 +206,10 @@ class TensorWorkload(Workload):
         if params.training != training:
             params.train(training)
         if dropout_rate is not None:
-            _set_dropout(params, dropout_rate)
+            set_dropout(params, dropout_rate)
         inputs = augmented_and_preprocessed_input_batch["inputs"]
         if mode is ForwardPassMode.TRAIN and not update_batch_norm:
-            with _frozen_batch_norm_statistics(params):
+            with frozen_batch_norm_statistics(params):
                 return params(inputs), model_state
         return params(inputs), model_state
 
@@ -258,7 +258,7 @@ class TensorWorkload(Workload):
         return {key: float(value) / weight for key, value in sums.items()} | {"num_examples": float(len(split))}
 
 
-def _set_dropout(model: nn.Module, rate: float) -> None:
+def set_dropout(model: nn.Module, rate: float) -> None:
     # model_fn calls this every step; walk the modules only when the rate changes.
     if getattr(model, "_pacer_dropout_rate", None) == rate:
         return
@@ -268,7 +268,7 @@ def _set_dropout(model: nn.Module, rate: float) -> None:
     model._pacer_dropout_rate = rate
 
 
-class _frozen_batch_norm_statistics:
+class frozen_batch_norm_statistics:
     """Train-mode forward that uses batch statistics but leaves running statistics alone."""
 
     def __init__(self, model: nn.Module):

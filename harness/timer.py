@@ -1,7 +1,12 @@
 """The clock: accumulated time per named phase, read after a device synchronisation.
 
 Phases are `submission` (the timed part), `eval` and `logging` (untimed by the rules but
-recorded). Only the runner opens phases."""
+recorded). Only the runner opens phases.
+
+With several processes (DDP) every process keeps its own totals; what the runner reads
+(`totals`, `submission_time`, `since`) is the maximum over processes, so that the clock is
+the slowest rank's and every rank takes the same decisions. Every rank must therefore read
+the clock at the same points, which the runner does."""
 
 from __future__ import annotations
 
@@ -11,19 +16,22 @@ from collections.abc import Iterator
 
 import torch
 
+from harness import distributed
+
 PHASES = ("submission", "eval", "logging")
 
 
 class Clock:
     def __init__(self, device: torch.device, totals: dict[str, float] | None = None):
+        self._device = device
         self._sync = device.type == "cuda"
-        self.totals = {phase: 0.0 for phase in PHASES} | (totals or {})
+        self._totals = {phase: 0.0 for phase in PHASES} | (totals or {})
         self.started = self.now()
 
     def now(self) -> float:
-        """Wall time in seconds, after waiting for queued device work."""
+        """This process's wall time in seconds, after waiting for queued device work."""
         if self._sync:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self._device)
         return time.perf_counter()
 
     @contextlib.contextmanager
@@ -32,8 +40,23 @@ class Clock:
         try:
             yield
         finally:
-            self.totals[name] += self.now() - start
+            self._totals[name] += self.now() - start
+
+    @property
+    def totals(self) -> dict[str, float]:
+        """Accumulated seconds per phase (the slowest process's)."""
+        return dict(zip(PHASES, self._slowest([self._totals[p] for p in PHASES]), strict=True))
 
     @property
     def submission_time(self) -> float:
         return self.totals["submission"]
+
+    def since(self, start: float) -> float:
+        """Seconds from `start` (a `now()` reading) until now (the slowest process's)."""
+        return self._slowest([self.now() - start])[0]
+
+    def _slowest(self, values: list[float]) -> list[float]:
+        if not distributed.active():
+            return values
+        reduced = torch.tensor(values, dtype=torch.float64, device=self._device)
+        return distributed.all_reduce(reduced, op="max").tolist()
