@@ -15,11 +15,16 @@ from omegaconf.errors import OmegaConfBaseException
 from harness.errors import PacerUserError
 from harness.workloads import CONFIG_DIR
 
+PREEMPTED_EXIT_CODE = 3
+
 USAGE = """usage: pacer VERB [key=value ...]
 
 verbs:
   run     one benchmark run, e.g. pacer run workload=mnist1d_mlp submission=nadamw seed=0 hparams.learning_rate=3e-3
           (-m/--multirun: a Hydra multirun, e.g. with hydra/launcher=submitit_slurm)
+  sweep   a tuning grid, e.g. pacer sweep experiment=demo suite=cpu submission=[nadamw,adamw] ruleset=external launcher=slurm
+          (--dry: jobs that exit at once, to test the plumbing)
+  status  where a sweep stands, e.g. pacer status experiment=demo [--wait]
 options:
   --quiet  plain progress lines instead of a progress bar
 """
@@ -66,6 +71,9 @@ def run_command(args: Sequence[str]) -> int:
 
     record = run_job(compose_config(overrides))
     print(summary_line(record))
+    if record["status"] == "preempted":
+        print("pacer: stopped by a signal; checkpoint saved: continue with the same command and resume=true", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     return 0 if record["status"] != "error" else 1
 
 
@@ -91,8 +99,22 @@ def _hydra_multirun(overrides: Sequence[str]) -> int:
     return 0
 
 
+def sweep_command(args: Sequence[str]) -> int:
+    from harness.sweep import sweep_command as sweep
+
+    return sweep(args)
+
+
+def status_command(args: Sequence[str]) -> int:
+    from harness.sweep import status_command as status
+
+    return status(args)
+
+
 VERBS: dict[str, Callable[[Sequence[str]], int]] = {
     "run": run_command,
+    "sweep": sweep_command,
+    "status": status_command,
 }
 
 
