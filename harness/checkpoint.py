@@ -125,7 +125,7 @@ def restore(runner: Runner, state: Mapping[str, object]) -> None:
             runner.optimizer_state[key] = packed["value"]
     runner.input_queue.load_state_dict(state["input_queue"])
     runner.eval_history = list(state["eval_history"])
-    runner.outcome = dataclasses.replace(runner.outcome, **state["outcome"])
+    runner.outcome = dataclasses.replace(runner.outcome, **state["outcome"] | {"status": "running"})
     runner._state.update(state["train_state"])  # the mapping that train_state views read-only
     clock = state["clock"]
     runner.clock.totals.update(clock["totals"])

@@ -69,7 +69,15 @@ def run_job(cfg: DictConfig | Mapping[str, object]) -> dict[str, object]:
     """Run one job to its end, or to a preemption signal, and return its run record (also on
     disk as run.json). With `resume=true` a finished run is returned as it is and a preempted
     or killed one continues from its checkpoint (or starts over when it has none); evals
-    recorded after the checkpoint are dropped and redone, never counted twice."""
+    recorded after the checkpoint are dropped and redone, never counted twice.
+
+    SIGUSR2/SIGTERM from here on stop the run at its next step boundary with a checkpoint."""
+    stop = checkpoint.StopFlag()
+    with stop.installed():
+        return _run_job(cfg, stop)
+
+
+def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) -> dict[str, object]:
     job = prepare_job(cfg)
     previous = job.run_dir.read_run()
     if previous is not None and previous.get("status") in TERMINAL_STATUSES and job.cfg["resume"]:
@@ -86,10 +94,8 @@ def run_job(cfg: DictConfig | Mapping[str, object]) -> dict[str, object]:
         job.run_dir.append_eval(row)
         progress.on_eval(row)
 
-    stop = checkpoint.StopFlag()
-    with stop.installed():
-        runner = Runner(job.workload, job.submission.impl, job.hyperparameters, job.settings, on_eval, should_stop=stop, resume_from=saved)
-        outcome = runner.run()
+    runner = Runner(job.workload, job.submission.impl, job.hyperparameters, job.settings, on_eval, should_stop=stop, resume_from=saved)
+    outcome = runner.run()
     progress.close()
     record = _final_record(record, outcome)
     if outcome.status == "preempted":

@@ -185,8 +185,6 @@ class Runner:
         self._state["last_eval_time"] = row["total_duration"]
         self._judge(row)
         self.last_eval_end = self.clock.now()
-        if self.resume_from is not None:
-            checkpoint.restore(self, self.resume_from)
 
     def _eval_row(self, results: EvalResults) -> EvalResults:
         totals = self.clock.totals

@@ -243,15 +243,16 @@ def parse_sweep_args(args: Sequence[str]) -> SweepArgs:
     from harness.cli import normalize_overrides
 
     dry = "--dry" in args
-    rest = normalize_overrides([a for a in args if a != "--dry"])
     axes: dict[str, list[str]] = {}
     overrides = []
-    for arg in rest:
+    for arg in args:
         key, sep, value = arg.partition("=")
         if sep and key in GRID_KEYS:
             axes[key] = [v.strip() for v in value.strip("[]").split(",") if v.strip()]
-        else:
+        elif arg != "--dry":
             overrides.append(arg)
+    normalize_overrides([f"submission={s}" for s in axes.get("submission", [])])  # unknown names: one line listing the valid
+    overrides = normalize_overrides(overrides)
     return SweepArgs(overrides, axes.get("submission") or ["nadamw"], axes.get("workload"), dry)
 
 

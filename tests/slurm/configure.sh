@@ -21,6 +21,7 @@ SlurmctldHost=$host
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+AuthInfo=cred_expire=15  # how long a requeued job waits before it may start again (default 120 s)
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
