@@ -89,6 +89,9 @@ def _hydra_multirun(overrides: Sequence[str]) -> int:
     import hydra
 
     from harness.job import run_job
+    from harness.launchers import quiet_sacct_warnings
+
+    quiet_sacct_warnings()  # hydra/launcher=submitit_slurm polls sacct, absent without accounting
 
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
     def task(cfg) -> None:

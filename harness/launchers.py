@@ -7,11 +7,14 @@ from that checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -127,10 +130,13 @@ def submit_slurm(jobs: Sequence[tuple[str, JobConfig]], launcher: Mapping[str, o
     for timeout_min, members in sorted(classes.items()):
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
         executor.update_parameters(name=job_name, timeout_min=timeout_min, **_slurm_parameters(launcher))
+        captured = io.StringIO()  # submitit prints sbatch's stderr; a refusal must reach the user as one line
         try:
-            handles = executor.map_array(SweepTask(dry), [cfg for _, cfg in members])
+            with contextlib.redirect_stderr(captured):
+                handles = executor.map_array(SweepTask(dry), [cfg for _, cfg in members])
         except Exception as e:  # noqa: BLE001 - submitit wraps sbatch's failure in several types
             raise PacerUserError(f"sbatch refused the job array: {_sbatch_error(e)}") from None
+        sys.stderr.write(captured.getvalue())
         submitted += [Submitted(key, str(h.job_id)) for (key, _), h in zip(members, handles, strict=True)]
     return submitted
 
