@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import submitit
+from submitit.core.job_environment import SignalHandler
 
 from harness.errors import PacerUserError
 
@@ -54,7 +55,7 @@ def _requeue_through_submitit() -> None:
     """Hand a preempted run (its checkpoint saved) to submitit's USR2 handler, which dumps
     this task (`checkpoint()`), requeues the job and exits. Outside submitit: just return."""
     handler = signal.getsignal(signal.SIGUSR2)
-    if callable(handler) and getattr(handler, "__self__", None).__class__.__name__ == "SignalHandler":
+    if isinstance(getattr(handler, "__self__", None), SignalHandler):
         handler(signal.SIGUSR2, None)
 
 

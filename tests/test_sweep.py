@@ -84,3 +84,12 @@ def test_unwritable_results_root_is_one_clear_line(capsys):
 def test_status_of_an_unknown_experiment(tmp_path, capsys):
     assert main(["status", f"results_root={tmp_path}", "experiment=nope"]) == 2
     assert "no sweep manifest for experiment nope" in capsys.readouterr().err
+
+
+def test_local_launcher_runs_cells_as_submitit_processes(tmp_path, capsys):
+    assert _sweep(tmp_path, "ruleset.num_trials=1", "launcher=local") == 0
+    entry = next(iter(json.loads((tmp_path / "demo" / MANIFEST).read_text())["jobs"].values()))
+    assert entry["launcher"] == "local" and entry["job_id"].isdigit()  # a submitit local job (a process id)
+    assert json.loads(next(tmp_path.rglob("run.json")).read_text())["status"] == "step_cap"
+    assert main(["status", f"results_root={tmp_path}", "experiment=demo"]) == 0
+    assert "1 done" in capsys.readouterr().out
