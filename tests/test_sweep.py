@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -79,6 +81,23 @@ def test_unwritable_results_root_is_one_clear_line(capsys):
     assert main(["sweep", "results_root=/proc/pacer-results", "experiment=demo", *TINY]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("pacer: error: cannot write the results root /proc/pacer-results") and "\n" not in err
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 16 KiB tmpfs: too small for a 300-cell manifest (needs root; skips elsewhere)."""
+    root = tmp_path / "full"
+    root.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(root)], capture_output=True).returncode != 0:
+        pytest.skip("mounting a tiny tmpfs (a full disk) needs root")
+    yield root
+    subprocess.run(["umount", str(root)], check=False)
+
+
+def test_full_results_disk_is_one_clear_line(full_disk, capsys):
+    assert main(["sweep", f"results_root={full_disk}", "experiment=demo", "ruleset.num_trials=100", *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"pacer: error: cannot write the results root {full_disk}: No space left on device ({full_disk}/demo/sweep.json)"
 
 
 def test_status_of_an_unknown_experiment(tmp_path, capsys):
