@@ -15,6 +15,8 @@ from omegaconf.errors import OmegaConfBaseException
 from harness.errors import PacerUserError
 from harness.workloads import CONFIG_DIR
 
+PREEMPTED_EXIT_CODE = 3
+
 USAGE = """usage: pacer VERB [key=value ...]
 
 verbs:
@@ -24,6 +26,9 @@ verbs:
   score   scores of results trees, e.g. pacer score results [--compat algoperf] [--format json] [--reference adamw]
   report  HTML report + Markdown leaderboard, e.g. pacer report results --out report
   import-algoperf  AlgoPerf logs as run records, e.g. pacer import-algoperf logs/ --out results --targets v0.5 --ruleset external
+  sweep   a tuning grid, e.g. pacer sweep experiment=demo suite=cpu submission=[nadamw,adamw] ruleset=external launcher=slurm
+          (--dry: jobs that exit at once, to test the plumbing)
+  status  where a sweep stands, e.g. pacer status experiment=demo [--wait]
 options:
   --quiet  plain progress lines instead of a progress bar
 """
@@ -76,8 +81,12 @@ def run_command(args: Sequence[str]) -> int:
     record = run_job(cfg)
     main = distributed.is_main()
     distributed.teardown()
-    if main:
-        print(summary_line(record))
+    if not main:
+        return 0
+    print(summary_line(record))
+    if record["status"] == "preempted":
+        print("pacer: stopped by a signal; checkpoint saved: continue with the same command and resume=true", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     return 0 if record["status"] != "error" else 1
 
 
@@ -93,6 +102,9 @@ def _hydra_multirun(overrides: Sequence[str]) -> int:
     import hydra
 
     from harness.job import run_job
+    from harness.launchers import quiet_sacct_warnings
+
+    quiet_sacct_warnings()  # hydra/launcher=submitit_slurm polls sacct, absent without accounting
 
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
     def task(cfg) -> None:
@@ -121,11 +133,25 @@ def import_algoperf_command(args: Sequence[str]) -> int:
     return import_command(args)
 
 
+def sweep_command(args: Sequence[str]) -> int:
+    from harness.sweep import sweep_command as sweep
+
+    return sweep(args)
+
+
+def status_command(args: Sequence[str]) -> int:
+    from harness.sweep import status_command as status
+
+    return status(args)
+
+
 VERBS: dict[str, Callable[[Sequence[str]], int]] = {
     "run": run_command,
     "score": score_command,
     "report": report_command,
     "import-algoperf": import_algoperf_command,
+    "sweep": sweep_command,
+    "status": status_command,
 }
 
 

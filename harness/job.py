@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness import distributed
+from harness import checkpoint, distributed
 from harness import hparams as hparamslib
 from harness.errors import PacerUserError
 from harness.fingerprint import fingerprint
@@ -24,6 +24,8 @@ from harness.submissions import LoadedSubmission, load_submission
 from harness.workloads import build_workload
 
 DEVICES = ("cpu", "cuda")
+SWEEP_ONLY_KEYS = ("suite", "launcher")
+"""Root-config groups that only `pacer sweep` reads; a run's record leaves them out."""
 
 
 @dataclass(frozen=True)
@@ -45,22 +47,23 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     `create_run_dir=False` checks everything without creating or clearing the folder (what
     `pacer run devices=N` does before it launches torchrun)."""
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    plain = {k: v for k, v in plain.items() if k not in SWEEP_ONLY_KEYS}
     devices = _check_int(plain, "devices", minimum=1, optional=True) or 1
     device = _check_device(str(plain["device"]), devices)
     distributed.setup(device)
     device = distributed.local_device(device)
+    workload = build_workload(plain["workload"], plain.get("variant"), device)
+    if devices > 1 and not getattr(workload, "multi_device", False):
+        raise PacerUserError(f"workload {workload.name} runs on one device only, not devices={devices}")
     settings = RunSettings(
         seed=_check_int(plain, "seed", minimum=0),
         max_steps=_check_int(plain, "max_steps", minimum=1, optional=True),
         eval_every_steps=_check_int(plain, "eval_every_steps", minimum=1, optional=True),
-        max_runtime_sec=_check_positive(plain, "max_runtime_sec"),
+        max_runtime_sec=_check_positive(plain, "max_runtime_sec") or _ruleset_budget(plain, workload),
     )
-    workload = build_workload(plain["workload"], plain.get("variant"), device)
-    if devices > 1 and not getattr(workload, "multi_device", False):
-        raise PacerUserError(f"workload {workload.name} runs on one device only, not devices={devices}")
     submission = load_submission(plain["submission"])
     hyperparameters = hparamslib.resolve(submission.search_space, submission.default, plain.get("hparams") or {}, f"submission {submission.name}")
-    path = run_path(plain["results_root"], str(plain["experiment"]), str(plain["ruleset"]), submission.name, workload.name, int(plain["study"]), int(plain["trial"]))
+    path = run_path(plain["results_root"], str(plain["experiment"]), ruleset_name(plain), submission.name, workload.name, int(plain["study"]), int(plain["trial"]))
     run_dir = RunDir(path)
     if not create_run_dir:
         if run_dir.exists() and not (plain["resume"] or plain["overwrite"]):
@@ -77,15 +80,29 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
 
 
 def run_job(cfg: DictConfig | Mapping[str, object]) -> dict[str, object]:
-    """Run one job to its end and return its run record (also on disk as run.json)."""
+    """Run one job to its end, or to a preemption signal, and return its run record (also on
+    disk as run.json). With `resume=true` a finished run is returned as it is and a preempted
+    or killed one continues from its checkpoint (or starts over when it has none); evals
+    recorded after the checkpoint are dropped and redone, never counted twice.
+
+    SIGUSR2/SIGTERM from here on stop the run at its next step boundary with a checkpoint."""
+    stop = checkpoint.StopFlag()
+    with stop.installed():
+        return _run_job(cfg, stop)
+
+
+def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) -> dict[str, object]:
     job = prepare_job(cfg)
     previous = job.run_dir.read_run()
     if previous is not None and previous.get("status") in TERMINAL_STATUSES and job.cfg["resume"]:
         return previous
     main = distributed.is_main()  # under DDP only rank 0 writes and reports
+    saved = checkpoint.load(job.run_dir.path) if job.cfg["resume"] else None
     record = _initial_record(job)
+    if previous is not None and job.cfg["resume"]:
+        record |= {"started_at": previous["started_at"], "restarts": int(previous.get("restarts", 0)) + 1, "preemptions": saved["preemptions"] if saved else 0}
     if main:
-        job.run_dir.truncate_evals(0)
+        job.run_dir.truncate_evals(len(saved["outcome"]["evals"]) if saved else 0)
         job.run_dir.write_run(record)
     progress = Progress(job.workload, job.settings.max_runtime_sec or job.workload.max_allowed_runtime_sec, f"{job.submission.name} on {job.workload.name}", bool(job.cfg.get("quiet")) or not main)
 
@@ -94,12 +111,32 @@ def run_job(cfg: DictConfig | Mapping[str, object]) -> dict[str, object]:
             job.run_dir.append_eval(row)
             progress.on_eval(row)
 
-    outcome = Runner(job.workload, job.submission.impl, job.hyperparameters, job.settings, on_eval).run()
+    runner = Runner(job.workload, job.submission.impl, job.hyperparameters, job.settings, on_eval, should_stop=stop, resume_from=saved)
+    outcome = runner.run()
     progress.close()
     record = _final_record(record, outcome)
     if main:
+        if outcome.status == "preempted":
+            record["preemptions"] += 1
+            checkpoint.save(runner, job.run_dir.path, record["preemptions"])
+            del record["finished_at"]
+        else:
+            checkpoint.remove(job.run_dir.path)
         job.run_dir.write_run(record)
     return record
+
+
+def ruleset_name(cfg: Mapping[str, object]) -> str:
+    """The ruleset's name (`external`, `self`) from a config's `ruleset` group or string."""
+    ruleset = cfg["ruleset"]
+    return str(ruleset["name"] if isinstance(ruleset, Mapping) else ruleset)
+
+
+def _ruleset_budget(cfg: Mapping[str, object], workload: Workload) -> float | None:
+    """The workload's budget times the ruleset's multiplier (self-tuning gets 1.5 x), or None."""
+    ruleset = cfg["ruleset"]
+    multiplier = float(ruleset.get("budget_multiplier", 1.0)) if isinstance(ruleset, Mapping) else 1.0
+    return None if multiplier == 1.0 else workload.max_allowed_runtime_sec * multiplier
 
 
 def _initial_record(job: Job) -> dict[str, object]:
@@ -108,7 +145,7 @@ def _initial_record(job: Job) -> dict[str, object]:
     return {
         "schema": 1,
         "experiment": job.cfg["experiment"],
-        "ruleset": job.cfg["ruleset"],
+        "ruleset": ruleset_name(job.cfg),
         "submission": job.submission.name,
         "workload": w.name,
         "base_workload": getattr(w, "base_name", w.name),
@@ -126,6 +163,7 @@ def _initial_record(job: Job) -> dict[str, object]:
         "steps_to_target": {"validation": None, "test": None},
         "examples_to_target": {"validation": None, "test": None},
         "preemptions": 0,
+        "restarts": 0,
         "config": job.cfg,
         "options": _run_options(w),
         "fingerprint": fingerprint(w.device, extra=_run_options(w)),

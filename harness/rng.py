@@ -33,7 +33,8 @@ def fold_in(rng: Rng, data: int) -> Rng:
 
 def from_strings(*parts: str | int) -> Rng:
     """A seed derived from names and numbers (e.g. experiment seed, workload, study, trial)."""
-    words = [int.from_bytes(str(p).encode(), "little") % (1 << 63) for p in parts]
+    # Whole strings, not their first 8 bytes: `mnist1d_mlp` and `mnist1d_mlp_gelu` must differ.
+    words = [int.from_bytes(str(p).encode(), "little") for p in parts]
     return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 

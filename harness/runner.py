@@ -9,6 +9,8 @@
 * The run stops when the validation target is reached, when the submission time exceeds
   the budget (checked before each eval; no eval happens past the budget), on
   `TrainingCompleteError` (after one final eval), or at an optional step cap.
+* A preemption signal ends it as `preempted` at the next step boundary; the caller saves a
+  checkpoint (`harness.checkpoint`), and a later runner continues from it.
 * A non-finite loss at an eval ends the run as `diverged`; an exception raised by the
   submission (or the workload) ends it as `error` with its traceback. Neither escapes.
 """
@@ -17,13 +19,13 @@ from __future__ import annotations
 
 import math
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import torch
 
-from harness import distributed
+from harness import checkpoint, distributed
 from harness import rng as rnglib
 from harness.spec import (
     Batch,
@@ -71,12 +73,16 @@ def batch_size_of(batch: Batch) -> int:
 class Runner:
     """One training run. Create it, then call `run()` once."""
 
-    def __init__(self, workload: Workload, submission: Submission, hyperparameters: Hyperparameters, settings: RunSettings, on_eval: EvalObserver = lambda row: None):
+    def __init__(self, workload: Workload, submission: Submission, hyperparameters: Hyperparameters, settings: RunSettings, on_eval: EvalObserver = lambda row: None,
+                 should_stop: Callable[[], bool] = lambda: False, resume_from: Mapping[str, object] | None = None):
+        """`should_stop` is polled between steps (a preemption signal); `resume_from` is a
+        checkpoint (`harness.checkpoint`) to continue from."""
         self.workload = workload
         self.submission = submission
         self.hparams = hyperparameters
         self.settings = settings
         self.on_eval = on_eval
+        self.should_stop, self.resume_from = should_stop, resume_from
         self.budget = settings.max_runtime_sec or workload.max_allowed_runtime_sec
         self.outcome = RunOutcome(status="running")
         self.eval_history: list[tuple[int, EvalResults]] = []
@@ -100,6 +106,8 @@ class Runner:
         self.params_types = self.workload.model_params_types
         self.clock = Clock(self.workload.device)
         self.last_eval_end = self.clock.now()
+        if self.resume_from is not None:
+            checkpoint.restore(self, self.resume_from)
 
     def run(self) -> RunOutcome:
         try:
@@ -107,6 +115,8 @@ class Runner:
             while self.outcome.status == "running":
                 self._train_step()
                 self._after_step()
+                if self.outcome.status == "running" and self.should_stop():
+                    self.outcome.status = "preempted"  # the caller checkpoints and requeues
         except Exception:  # noqa: BLE001 - the run, not the caller, must absorb any failure
             self.outcome.status, self.outcome.error = "error", traceback.format_exc()
         return self.outcome

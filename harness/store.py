@@ -29,7 +29,8 @@ SCHEMA_VERSION = 1
 EVALS_FILE = "evals.jsonl"
 RUN_FILE = "run.json"
 TERMINAL_STATUSES = frozenset({"reached", "budget_exhausted", "diverged", "error", "complete", "step_cap"})
-STATUSES = TERMINAL_STATUSES | {"running"}
+STATUSES = TERMINAL_STATUSES | {"running", "preempted"}
+"""`preempted`: stopped by a signal with a checkpoint saved; `resume=true` continues it."""
 
 
 class RunExistsError(Exception):

@@ -8,7 +8,7 @@ from conftest import pacer
 
 @pytest.mark.parametrize(("args", "expected"), [
     (["workload=nope"], "unknown workload 'nope' (valid: "),  # the list grows with every workload
-    (["submission=nope"], "unknown submission 'nope' (valid: adamw"),
+    (["submission=nope"], "unknown submission 'nope' (valid: adabelief, adadagrad, adahessian, adamp, adamw"),
     (["hparams.nope=1"], "unknown hyperparameter 'nope'"),
     (["hparams.learning_rate=5.0"], "learning_rate=5.0 is outside its search space [0.0003, 0.03] (log)"),
     (["hparams.beta2=0.9"], "beta2=0.9 is outside its search space {0.999}"),

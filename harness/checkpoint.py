@@ -1,0 +1,158 @@
+"""Preemption: stop at a step boundary on SIGUSR2/SIGTERM, save the whole run, restore it later.
+
+Slurm sends SIGUSR2 (through submitit's `--signal`) before a time limit and SIGTERM on
+preemption. A signal only sets a flag; the runner reads it between steps, so a checkpoint is
+never taken in the middle of an update. Saving and restoring are untimed.
+
+A checkpoint holds everything the rest of the run depends on: the parameters, the optimizer
+state (values with `state_dict`, such as optimizers and LR schedulers, through it), the model
+state, every RNG state, the input queue's position, the accumulated clock totals, the eval
+history and outcome so far (step, examples seen, times to target) and the preemption count.
+Restored in the runner's setup after everything is built, it continues the run exactly: on
+CPU in deterministic mode the eval sequence is the one of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import random
+import signal
+import threading
+import types
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from harness.runner import Runner
+
+CHECKPOINT_FILE = "checkpoint.pt"
+STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+FORMAT_VERSION = 1
+
+
+class StopFlag:
+    """True once SIGUSR2 or SIGTERM arrived while `installed()`; the runner polls it."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum: int, frame: types.FrameType | None) -> None:
+        self.signum = signum
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopFlag]:
+        """Catch the stop signals for the duration, then put back the previous handlers
+        (e.g. submitit's, which requeue the job)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # Python delivers signals to the main thread only
+            return
+        previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+        for s in STOP_SIGNALS:
+            signal.signal(s, self._handle)
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def path_in(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_FILE
+
+
+def save(runner: Runner, run_dir: Path, preemptions: int) -> Path:
+    """Write the runner's state to `<run_dir>/checkpoint.pt` atomically."""
+    path = path_in(run_dir)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(capture(runner, preemptions), f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load(run_dir: Path) -> dict[str, object] | None:
+    """The checkpoint of a run folder, or None when there is none."""
+    path = path_in(run_dir)
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: numpy RNG state, outcome
+    if state.get("version") != FORMAT_VERSION:
+        return None
+    return state
+
+
+def remove(run_dir: Path) -> None:
+    path_in(run_dir).unlink(missing_ok=True)
+
+
+def capture(runner: Runner, preemptions: int) -> dict[str, object]:
+    """Everything needed to continue `runner` from its current step boundary."""
+    now = runner.clock.now()
+    return {
+        "version": FORMAT_VERSION,
+        "params": runner.params.state_dict(),
+        "model_state": runner.model_state,
+        "optimizer_state": {key: _pack(value) for key, value in runner.optimizer_state.items()},
+        "rng": _rng_states(),
+        "input_queue": runner.input_queue.state_dict(),
+        "clock": {"totals": dict(runner.clock.totals), "elapsed": now - runner.clock.started, "since_last_eval": now - runner.last_eval_end},
+        "eval_history": runner.eval_history,
+        "outcome": dataclasses.asdict(runner.outcome),
+        "train_state": dict(runner.train_state),
+        "preemptions": preemptions,
+    }
+
+
+def restore(runner: Runner, state: Mapping[str, object]) -> None:
+    """Put a freshly set-up runner back where `capture` left it (called from its setup)."""
+    runner.params.load_state_dict(state["params"])
+    runner.model_state = state["model_state"]
+    for key, packed in state["optimizer_state"].items():
+        if "state_dict" in packed:
+            runner.optimizer_state[key].load_state_dict(packed["state_dict"])
+        else:
+            runner.optimizer_state[key] = packed["value"]
+    runner.input_queue.load_state_dict(state["input_queue"])
+    runner.eval_history = list(state["eval_history"])
+    runner.outcome = dataclasses.replace(runner.outcome, **state["outcome"] | {"status": "running"})
+    runner._state.update(state["train_state"])  # the mapping that train_state views read-only
+    clock = state["clock"]
+    runner.clock.totals.update(clock["totals"])
+    now = runner.clock.now()
+    runner.clock.started = now - clock["elapsed"]
+    runner.last_eval_end = now - clock["since_last_eval"]
+    _set_rng_states(state["rng"])
+
+
+def _pack(value: object) -> dict[str, object]:
+    if hasattr(value, "state_dict") and hasattr(value, "load_state_dict"):
+        return {"state_dict": value.state_dict()}
+    return {"value": value}
+
+
+def _rng_states() -> dict[str, object]:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def _set_rng_states(states: Mapping[str, object]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

@@ -1,0 +1,384 @@
+"""`pacer sweep` and `pacer status`: a grid of runs, its manifest, and where each cell stands.
+
+The grid is submission x workload x study x trial. Each cell is one `run_job` config with its
+run seed derived from (experiment seed, workload, study, trial) and, under the external
+ruleset, trial k of study j's point of the submission's search space (`harness.search`), so
+a cell is the same wherever and whenever it runs.
+
+`<root>/<experiment>/sweep.json` (the manifest, replaced atomically) lists every cell with its
+config hash, launcher job id, attempts and last known state. Re-running the same sweep
+launches only cells that are missing or failed (failed ones until `max_attempts`), never one
+that finished or is queued or running, and refuses when a cell's config changed, since its
+runs would no longer be comparable. A lock file stops two sweeps of one experiment at once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from harness import launchers
+from harness import rng as rnglib
+from harness.errors import PacerUserError
+from harness.search import study_points
+from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text, run_path
+from harness.submissions import load_submission
+from harness.workloads import CONFIG_DIR, resolve_variant, workload_config, workload_names
+
+MANIFEST = "sweep.json"
+LOCK = ".sweep.lock"
+GRID_KEYS = ("submission", "workload")
+UNHASHED_KEYS = ("resume", "overwrite", "quiet", "results_root")
+"""Keys that may change between re-runs without making runs incomparable."""
+STATES = ("done", "running", "pending", "failed")
+
+
+@dataclass
+class Cell:
+    """One grid cell: a run's config and what the manifest knows about it."""
+
+    key: str
+    cfg: dict[str, object]
+    hash: str
+    entry: dict[str, object] = field(default_factory=dict)
+
+
+# --- the grid ----------------------------------------------------------------------------
+
+
+def expand_grid(base_overrides: Sequence[str], submissions: Sequence[str], workloads: Sequence[str]) -> list[Cell]:
+    """Every cell of the grid: submission x workload x study x trial."""
+    from harness.cli import compose_config
+
+    cells = []
+    for submission in submissions:
+        for workload_id in workloads:
+            base, variant = split_workload_id(workload_id)
+            composed = compose_config([*base_overrides, f"submission={submission}", f"workload={base}", f"variant={variant or 'null'}"])
+            plain = OmegaConf.to_container(composed, resolve=True)
+            cells += _cells_of(plain)
+    return cells
+
+
+def split_workload_id(workload_id: str) -> tuple[str, str | None]:
+    """`mnist1d_mlp_gelu` -> (`mnist1d_mlp`, `gelu`); checks both names."""
+    if workload_id in workload_names():
+        return workload_id, None
+    config = workload_config(workload_id)  # raises, listing the valid names, when no base matches
+    base = str(config["name"])
+    variant = workload_id[len(base) + 1:]
+    resolve_variant(config, variant)
+    return base, variant
+
+
+def _cells_of(plain: dict[str, object]) -> list[Cell]:
+    ruleset = plain["ruleset"]
+    submission = load_submission(plain["submission"])
+    workload = resolve_variant(plain["workload"], plain.get("variant"))["name"]
+    job_base = {k: v for k, v in plain.items() if k not in ("suite", "launcher")} | {"resume": True, "overwrite": False, "quiet": True, "experiment_seed": plain["seed"]}
+    points = ruleset.get("points")
+    num_trials = len(points) if points else int(ruleset["num_trials"])
+    cells = []
+    for study in range(int(ruleset["num_studies"])):
+        study_hparams = _study_hparams(ruleset, submission.search_space, int(plain["seed"]), study, num_trials, dict(plain.get("hparams") or {}))
+        for trial in range(num_trials):
+            seed = rnglib.from_strings(plain["seed"], workload, study, trial)
+            cfg = job_base | {"study": study, "trial": trial, "seed": seed, "hparams": study_hparams[trial]}
+            cells.append(Cell(f"{submission.name}/{workload}/study_{study}/trial_{trial}", cfg, config_hash(cfg)))
+    return cells
+
+
+def _study_hparams(ruleset: Mapping[str, object], space, seed: int, study: int, num_trials: int, fixed: dict[str, object]) -> list[dict[str, object]]:
+    """Each trial's hyperparameter overrides: concrete points, quasi-random points of the
+    search space (external), or none so the submission's default point runs (self)."""
+    if ruleset.get("points"):
+        points = [dict(p) for p in ruleset["points"]]
+    elif ruleset.get("pass_hyperparameters"):
+        points = study_points(space, num_trials, seed, study)
+    else:
+        points = [{} for _ in range(num_trials)]
+    return [p | fixed for p in points]
+
+
+def config_hash(cfg: Mapping[str, object]) -> str:
+    comparable = {k: v for k, v in cfg.items() if k not in UNHASHED_KEYS}
+    return hashlib.sha256(json.dumps(comparable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --- manifest and lock -------------------------------------------------------------------
+
+
+def experiment_dir(results_root: str | Path, experiment: str) -> Path:
+    return Path(results_root) / experiment
+
+
+def read_manifest(exp_dir: Path) -> dict[str, object]:
+    path = exp_dir / MANIFEST
+    if not path.exists():
+        return {"schema": 1, "experiment": exp_dir.name, "jobs": {}}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise PacerUserError(f"cannot read the sweep manifest {path}: {e}") from None
+
+
+def write_manifest(exp_dir: Path, manifest: dict[str, object]) -> None:
+    manifest["updated_at"] = _now()
+    try:
+        atomic_write_text(exp_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    except OSError as e:
+        raise PacerUserError(f"cannot write the results root {exp_dir.parent}: {e.strerror} ({exp_dir / MANIFEST})") from None
+
+
+@contextmanager
+def experiment_lock(exp_dir: Path) -> Iterator[None]:
+    """Hold `<experiment>/.sweep.lock` (flock) for the duration; refuse if another holds it."""
+    try:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        f = open(exp_dir / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole block
+    except OSError as e:
+        raise PacerUserError(f"cannot write the results root {exp_dir.parent}: {e.strerror} ({exp_dir})") from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise PacerUserError(f"another pacer sweep of experiment {exp_dir.name} is running ({f.read().strip() or 'pid unknown'}; lock {exp_dir / LOCK})") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# --- where each cell stands --------------------------------------------------------------
+
+
+def cell_state(entry: Mapping[str, object], run_dir: Path, queue: Mapping[str, str]) -> tuple[str, str | None]:
+    """(state, reason) of a manifest entry from its run record and the launcher's queue.
+
+    The queue is read before the records, so a job that ends in between counts as done."""
+    in_queue = launchers.queue_state(queue.get(str(entry.get("job_id"))))
+    record = RunDir(run_dir).read_run()
+    status = record.get("status") if record else None
+    if status in TERMINAL_STATUSES and status != "error":
+        return "done", None
+    if status == "error":
+        return "failed", last_line(record.get("error") or "error")
+    if in_queue:
+        return in_queue, None
+    if not entry.get("job_id"):
+        return "pending", "not submitted"
+    if entry.get("job_id") == "inline" and status is None:
+        return "pending", "not started"
+    return "failed", _lost_reason(status, entry)
+
+
+def _lost_reason(status: str | None, entry: Mapping[str, object]) -> str:
+    log = entry.get("log")
+    log_line = last_line(Path(log).read_text(errors="replace")) if log and Path(log).exists() else ""
+    what = {"running": "the job ended while the run was running (killed?)", "preempted": "preempted and not requeued"}.get(status, "the job ended without a run record")
+    return f"{what}{': ' + log_line if log_line else ''}"
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def refresh(manifest: dict[str, object], results_root: Path) -> dict[str, int]:
+    """Update every entry's `state`/`reason` in place; return the count per state."""
+    jobs = manifest["jobs"]
+    queue = launchers.slurm_queue(manifest["job_name"]) if any(e.get("launcher") == "slurm" and e.get("job_id") for e in jobs.values()) else {}
+    queue |= _local_queue(jobs.values())
+    counts = dict.fromkeys(STATES, 0)
+    for entry in jobs.values():
+        entry["state"], entry["reason"] = cell_state(entry, Path(results_root) / entry["run_dir"], queue)
+        counts[entry["state"]] += 1
+    return counts
+
+
+def _local_queue(entries: Iterator[Mapping[str, object]]) -> dict[str, str]:
+    alive = {}
+    for entry in entries:
+        if entry.get("launcher") == "local" and str(entry.get("job_id", "")).isdigit():
+            try:
+                os.kill(int(entry["job_id"]), 0)
+                alive[str(entry["job_id"])] = "RUNNING"
+            except OSError:
+                pass
+    return alive
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+# --- the verbs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepArgs:
+    overrides: list[str]
+    submissions: list[str]
+    workloads: list[str] | None
+    dry: bool
+
+
+def parse_sweep_args(args: Sequence[str]) -> SweepArgs:
+    """Split `submission=[a,b]` and `workload=[x,y]` (the grid axes) from the other overrides."""
+    from harness.cli import normalize_overrides
+
+    dry = "--dry" in args
+    axes: dict[str, list[str]] = {}
+    overrides = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key in GRID_KEYS:
+            axes[key] = [v.strip() for v in value.strip("[]").split(",") if v.strip()]
+        elif arg != "--dry":
+            overrides.append(arg)
+    normalize_overrides([f"submission={s}" for s in axes.get("submission", [])])  # unknown names: one line listing the valid
+    overrides = normalize_overrides(overrides)
+    return SweepArgs(overrides, axes.get("submission") or ["nadamw"], axes.get("workload"), dry)
+
+
+def sweep_command(args: Sequence[str]) -> int:
+    parsed = parse_sweep_args(args)
+    from harness.cli import compose_config
+
+    settings = OmegaConf.to_container(compose_config(parsed.overrides), resolve=True)
+    workloads = parsed.workloads or list(settings["suite"]["workloads"])
+    launcher = settings["launcher"]
+    if launcher["name"] == "slurm":
+        launchers.check_slurm()
+    cells = expand_grid(parsed.overrides, parsed.submissions, workloads)
+    exp_dir = experiment_dir(settings["results_root"], str(settings["experiment"]))
+    with experiment_lock(exp_dir):
+        manifest = read_manifest(exp_dir)
+        manifest.setdefault("job_name", f"pacer-{settings['experiment']}")
+        _check_comparable(manifest, cells, str(settings["experiment"]))
+        _add_cells(manifest, cells, settings["results_root"])
+        refresh(manifest, Path(settings["results_root"]))
+        todo = _cells_to_launch(manifest, cells, int(launcher["max_attempts"]))
+        write_manifest(exp_dir, manifest)
+        print(f"experiment {settings['experiment']}: {len(cells)} cells, launching {len(todo)} on {launcher['name']}")
+        submitted = _launch(todo, launcher, exp_dir, manifest["job_name"], parsed.dry)
+        _record_submission(manifest, submitted, launcher["name"], exp_dir)
+        write_manifest(exp_dir, manifest)
+    _print_submitted(submitted, launcher["name"], str(settings["experiment"]))
+    return 0
+
+
+def _check_comparable(manifest: Mapping[str, object], cells: Sequence[Cell], experiment: str) -> None:
+    for cell in cells:
+        old = manifest["jobs"].get(cell.key)
+        if old is not None and old["hash"] != cell.hash:
+            changed = _changed_keys(manifest["configs"].get(cell.key.rsplit("/", 2)[0], {}), cell.cfg)
+            raise PacerUserError(
+                f"experiment {experiment} already holds {cell.key} with a different config ({changed}); "
+                "its runs would not be comparable: use a new experiment name")
+
+
+def _changed_keys(old: Mapping[str, object], new: Mapping[str, object]) -> str:
+    flat_old, flat_new = _flatten(old), _flatten({k: v for k, v in new.items() if k not in ("study", "trial", "seed", "hparams")})
+    changed = sorted(k for k in flat_old.keys() | flat_new.keys() if flat_old.get(k) != flat_new.get(k) and k.split(".")[0] not in UNHASHED_KEYS)
+    return "changed: " + ", ".join(f"{k} {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in changed[:3]) if changed else "changed hyperparameters or seeds"
+
+
+def _flatten(value: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, Mapping):
+        return {k: v for key, sub in value.items() for k, v in _flatten(sub, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def _add_cells(manifest: dict[str, object], cells: Sequence[Cell], results_root: str) -> None:
+    configs = manifest.setdefault("configs", {})
+    for cell in cells:
+        group = cell.key.rsplit("/", 2)[0]
+        configs.setdefault(group, {k: v for k, v in cell.cfg.items() if k not in ("study", "trial", "seed", "hparams")})
+        path = run_path(Path(""), str(cell.cfg["experiment"]), str(cell.cfg["ruleset"]["name"]), *cell.key.split("/")[:2], int(cell.cfg["study"]), int(cell.cfg["trial"]))
+        entry = manifest["jobs"].setdefault(cell.key, {"hash": cell.hash, "run_dir": str(path), "attempts": 0, "state": "pending"})
+        cell.entry = entry
+
+
+def _cells_to_launch(manifest: Mapping[str, object], cells: Sequence[Cell], max_attempts: int) -> list[Cell]:
+    todo = []
+    for cell in cells:
+        entry = cell.entry
+        if entry["state"] == "pending" and entry.get("reason") in ("not submitted", "not started"):
+            todo.append(cell)
+        elif entry["state"] == "failed" and int(entry["attempts"]) < max_attempts:
+            restart = str(entry.get("reason", "")).startswith(("the job ended", "preempted"))
+            cell.cfg = cell.cfg | ({} if restart else {"resume": False, "overwrite": True})  # an error starts over; a lost run resumes
+            todo.append(cell)
+    return todo
+
+
+def _launch(cells: Sequence[Cell], launcher: Mapping[str, object], exp_dir: Path, job_name: str, dry: bool) -> list[launchers.Submitted]:
+    jobs = [(c.key, c.cfg) for c in cells]
+    if not jobs:
+        return []
+    if launcher["name"] == "slurm":
+        return launchers.submit_slurm(jobs, launcher, exp_dir / ".submitit", job_name, dry)
+    if launcher["name"] == "local":
+        return launchers.run_local(jobs, launcher, exp_dir / ".submitit", dry)
+    return launchers.run_inline(jobs, dry)
+
+
+def _record_submission(manifest: dict[str, object], submitted: Sequence[launchers.Submitted], launcher: str, exp_dir: Path) -> None:
+    for item in submitted:
+        entry = manifest["jobs"][item.key]
+        entry |= {"job_id": item.job_id, "launcher": launcher, "attempts": int(entry["attempts"]) + 1, "submitted_at": _now(), "state": "pending", "reason": None}
+        if launcher != "inline":
+            entry["log"] = str(exp_dir / ".submitit" / f"{item.job_id}_0_log.err")
+
+
+def _print_submitted(submitted: Sequence[launchers.Submitted], launcher: str, experiment: str) -> None:
+    if not submitted:
+        print("nothing to launch: every cell is done, queued, running or out of attempts")
+        return
+    if launcher == "slurm":
+        arrays = sorted({s.job_id.split("_")[0] for s in submitted})
+        print(f"submitted {len(submitted)} jobs as Slurm job array(s) {', '.join(arrays)}")
+    print(f"follow with: pacer status experiment={experiment} [--wait]")
+
+
+def status_command(args: Sequence[str]) -> int:
+    """`pacer status experiment=NAME [results_root=DIR] [--wait]`."""
+    from harness.sweep_status import show_status
+
+    wait = "--wait" in args
+    values = dict(a.split("=", 1) for a in args if "=" in a)
+    unknown = sorted(set(values) - {"experiment", "results_root"}) + [a for a in args if "=" not in a and a != "--wait"]
+    if unknown or "experiment" not in values:
+        raise PacerUserError(f"usage: pacer status experiment=NAME [results_root=DIR] [--wait] (got {' '.join(unknown) or 'no experiment'})")
+    root = values.get("results_root") or str(OmegaConf.load(CONFIG_DIR / "config.yaml")["results_root"])
+    exp_dir = experiment_dir(root, values["experiment"])
+    if not (exp_dir / MANIFEST).exists():
+        raise PacerUserError(f"no sweep manifest for experiment {values['experiment']} under {root} ({exp_dir / MANIFEST})")
+    return show_status(exp_dir, Path(root), wait, poll_sec=2.0)
+
+
+def wait_until_settled(exp_dir: Path, results_root: Path, poll_sec: float) -> Iterator[tuple[dict[str, object], dict[str, int]]]:
+    """Yield (manifest, counts) until nothing is queued or running."""
+    while True:
+        manifest = read_manifest(exp_dir)
+        counts = refresh(manifest, results_root)
+        yield manifest, counts
+        if counts["running"] == 0 and all(e.get("reason") in ("not submitted", "not started") for e in manifest["jobs"].values() if e["state"] == "pending"):
+            return
+        time.sleep(poll_sec)

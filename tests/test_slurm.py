@@ -1,0 +1,140 @@
+"""Sweeps on a real one-node Slurm cluster (tests/slurm/, installed by tests/system/setup.d/10-slurm.sh).
+
+Skips, saying why, where Slurm is not installed; starts the cluster for the session when it is
+installed but not running (as root), and stops what it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.sweep import MANIFEST
+
+REPO = Path(__file__).resolve().parents[1]
+SLURM_DIR = REPO / "tests" / "slurm"
+TINY = ["ruleset.num_studies=1", "max_steps=3", "eval_every_steps=2", "workload.num_samples=600", "workload.hidden=16", "max_runtime_sec=600", "launcher=slurm"]
+
+
+def _controller_up() -> bool:
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
+    return " is UP" in ping.stdout
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    if shutil.which("sinfo") is None or shutil.which("slurmctld") is None:
+        pytest.skip("Slurm is not installed (tests/system/setup.d/10-slurm.sh installs it as root where apt works)")
+    started = False
+    if not _controller_up():
+        if os.geteuid() != 0:
+            pytest.skip("Slurm is installed but not running, and only root can start the test cluster")
+        subprocess.run(["bash", str(SLURM_DIR / "configure.sh")], check=True)
+        subprocess.run(["bash", str(SLURM_DIR / "start.sh")], check=True)
+        started = True
+    yield
+    if started:
+        subprocess.run(["bash", str(SLURM_DIR / "stop.sh")], check=False)
+
+
+def _manifest(root: Path, experiment: str) -> dict[str, object]:
+    return json.loads((root / experiment / MANIFEST).read_text())
+
+
+def _wait_settled(root: Path, experiment: str, capsys, timeout: float = 240) -> str:
+    """`pacer status --wait`, bounded: the table once nothing is queued or running."""
+    deadline = time.monotonic() + timeout
+    main(["status", f"results_root={root}", f"experiment={experiment}", "--wait"])
+    assert time.monotonic() < deadline
+    return capsys.readouterr().out
+
+
+def _records(root: Path, experiment: str) -> list[dict[str, object]]:
+    return [json.loads(p.read_text()) for p in sorted((root / experiment).rglob("run.json"))]
+
+
+def test_external_sweep_runs_as_job_arrays_and_a_rerun_submits_nothing(slurm, tmp_path, capsys):
+    args = ["sweep", f"results_root={tmp_path}", "experiment=grid", "submission=[nadamw,adamw]", "workload=[mnist1d_mlp,mnist1d_mlp_gelu]", "ruleset.num_trials=1", *TINY]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "launching 4 on slurm" in out and "Slurm job array" in out
+    assert all("_" in e["job_id"] for e in _manifest(tmp_path, "grid")["jobs"].values())  # array tasks
+    table = _wait_settled(tmp_path, "grid", capsys)
+    assert "4 done, 0 running, 0 pending, 0 failed" in table, table
+    records = _records(tmp_path, "grid")
+    assert sorted((r["submission"], r["workload"]) for r in records) == sorted((s, w) for s in ("nadamw", "adamw") for w in ("mnist1d_mlp", "mnist1d_mlp_gelu"))
+    assert all(r["status"] == "step_cap" and r["final"]["num_evals"] == 2 and r["hyperparameters"]["learning_rate"] != 0.01 for r in records)
+
+    assert main(args) == 0
+    assert "launching 0" in capsys.readouterr().out
+
+
+def _wait_for(path: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def _sigkill_task(job_id: str) -> None:
+    """SIGKILL the job's task process itself (`scancel --signal=KILL` is a graceful cancel:
+    SIGCONT and SIGTERM first)."""
+    real_id = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%A"], capture_output=True, text=True, check=True).stdout.strip()
+    listed = subprocess.run(["scontrol", "listpids", real_id], capture_output=True, text=True, check=True).stdout.splitlines()[1:]
+    pids = [int(cols[0]) for cols in map(str.split, listed) if cols[2] == "0" and cols[3] == "0"]
+    assert pids, listed
+    os.kill(pids[0], 9)
+
+
+def test_preempted_and_killed_jobs_end_with_consistent_records(slurm, tmp_path, capsys):
+    args = ["sweep", f"results_root={tmp_path}", "experiment=faults", "ruleset.num_trials=2", *TINY, "max_steps=300", "eval_every_steps=100"]
+    assert main(args) == 0
+    jobs = _manifest(tmp_path, "faults")["jobs"]
+    preempt, kill = (jobs[f"nadamw/mnist1d_mlp/study_0/trial_{t}"] for t in (0, 1))
+    _wait_for(tmp_path / preempt["run_dir"] / "run.json")  # the run catches USR2 from here on
+    subprocess.run(["scancel", "--signal=USR2", preempt["job_id"]], check=True)
+    _wait_for(tmp_path / kill["run_dir"] / "run.json")
+    _sigkill_task(kill["job_id"])
+
+    table = _wait_settled(tmp_path, "faults", capsys)
+    assert "1 done, 0 running, 0 pending, 1 failed" in table and "killed?" in table, table
+    assert main(args) == 0  # the re-run resubmits only the killed cell
+    assert "launching 1" in capsys.readouterr().out
+    assert "2 done" in _wait_settled(tmp_path, "faults", capsys)
+
+    for record in _records(tmp_path, "faults"):
+        evals = [json.loads(line) for line in (tmp_path / "faults" / "external/nadamw/mnist1d_mlp" / f"study_0/trial_{record['trial']}" / "evals.jsonl").read_text().splitlines()]
+        assert record["status"] == "step_cap" and [e["global_step"] for e in evals] == [1, 100, 200, 300]
+        assert (record["preemptions"], record["restarts"]) == ((1, 1) if record["trial"] == 0 else (0, 1))
+
+
+def test_controller_down_is_a_clear_error_before_submitting(slurm, tmp_path, capsys, monkeypatch):
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(Path("/etc/slurm/slurm.conf").read_text() + "SlurmctldPort=6999\n")
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    assert main(["sweep", f"results_root={tmp_path}", "experiment=down", *TINY]) == 2
+    assert "the Slurm controller is not reachable" in capsys.readouterr().err
+    assert not (tmp_path / "down").exists()
+
+
+def test_unknown_partition_is_one_line(slurm, tmp_path, capsys):
+    assert main(["sweep", f"results_root={tmp_path}", "experiment=part", *TINY, "launcher.partition=nosuch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pacer: error: sbatch refused the job array:") and "invalid partition" in err.lower() and "\n" not in err
+    assert all(e["state"] == "pending" and e["attempts"] == 0 for e in _manifest(tmp_path, "part")["jobs"].values())
+
+
+def test_hydra_multirun_through_submitit_slurm(slurm, tmp_path):
+    args = ["run", "-m", "trial=0,1", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=10",
+            f"results_root={tmp_path}", "experiment=hydra", *[a for a in TINY if not a.startswith(("ruleset", "launcher"))]]
+    done = subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Bypassing sacct error" not in done.stderr
+    assert sorted(r["trial"] for r in _records(tmp_path, "hydra")) == [0, 1]

@@ -1,0 +1,114 @@
+"""Rulesets, grid expansion, the manifest, idempotent re-runs and refusals (inline launcher)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from harness.cli import compose_config, main
+from harness.job import prepare_job
+from harness.search import trial_point
+from harness.submissions import load_submission
+from harness.sweep import MANIFEST, expand_grid, experiment_lock
+
+TINY = ["max_steps=3", "eval_every_steps=2", "workload.num_samples=600", "workload.hidden=16", "max_runtime_sec=600"]
+
+
+def test_self_ruleset_multiplies_the_budget_and_names_the_record_path(tmp_path):
+    job = prepare_job(compose_config([f"results_root={tmp_path}", "ruleset=self"]))
+    assert job.settings.max_runtime_sec == pytest.approx(1.5 * job.workload.max_allowed_runtime_sec)
+    assert "/self/nadamw/" in str(job.run_dir.path)
+    external = prepare_job(compose_config([f"results_root={tmp_path}", "experiment=e"]))
+    assert external.settings.max_runtime_sec is None and "/external/" in str(external.run_dir.path)
+
+
+def test_external_grid_points_are_sharding_safe_and_seeds_distinct():
+    cells = expand_grid(["ruleset.num_trials=3", "ruleset.num_studies=2", "seed=7"], ["nadamw", "adamw"], ["mnist1d_mlp", "mnist1d_mlp_gelu"])
+    assert len(cells) == 2 * 2 * 2 * 3 and len({c.key for c in cells}) == len(cells)
+    space = load_submission(compose_config(["submission=adamw"]).submission).search_space
+    for cell in cells:
+        if cell.key.startswith("adamw/"):
+            assert cell.cfg["hparams"] == trial_point(space, 7, cell.cfg["study"], cell.cfg["trial"])
+    study0 = [c.cfg["hparams"] for c in cells if c.key.startswith("adamw/mnist1d_mlp/study_0")]
+    study1 = [c.cfg["hparams"] for c in cells if c.key.startswith("adamw/mnist1d_mlp/study_1")]
+    assert study0 != study1
+    seeds = {(c.cfg["workload"]["name"], c.cfg["variant"], c.cfg["study"], c.cfg["trial"]): c.cfg["seed"] for c in cells}
+    assert len(set(seeds.values())) == len(seeds)  # per (workload, study, trial), shared by submissions
+    again = expand_grid(["ruleset.num_trials=3", "ruleset.num_studies=2", "seed=7"], ["nadamw", "adamw"], ["mnist1d_mlp", "mnist1d_mlp_gelu"])
+    assert [c.hash for c in again] == [c.hash for c in cells]
+
+
+def test_self_and_concrete_points_rulesets():
+    self_cells = expand_grid(["ruleset=self"], ["nadamw"], ["mnist1d_mlp"])
+    assert len(self_cells) == 3 and all(c.cfg["hparams"] == {} for c in self_cells)  # the submission's default point
+    points = expand_grid(["+ruleset.points=[{learning_rate:0.001},{learning_rate:0.002}]", "ruleset.num_studies=1"], ["adamw"], ["mnist1d_mlp"])
+    assert [c.cfg["hparams"] for c in points] == [{"learning_rate": 0.001}, {"learning_rate": 0.002}]
+
+
+def _sweep(tmp_path, *extra):
+    return main(["sweep", f"results_root={tmp_path}", "experiment=demo", "ruleset.num_trials=2", "ruleset.num_studies=1", *TINY, *extra])
+
+
+def test_inline_sweep_is_idempotent_and_refuses_a_changed_config(tmp_path, capsys):
+    assert _sweep(tmp_path) == 0
+    manifest = json.loads((tmp_path / "demo" / MANIFEST).read_text())
+    assert len(manifest["jobs"]) == 2 and all(e["attempts"] == 1 and e["hash"] for e in manifest["jobs"].values())
+    records = [json.loads(p.read_text()) for p in tmp_path.rglob("run.json")]
+    assert sorted(r["trial"] for r in records) == [0, 1] and {r["status"] for r in records} == {"step_cap"}
+    capsys.readouterr()
+
+    assert _sweep(tmp_path) == 0
+    assert "launching 0" in capsys.readouterr().out
+    assert main(["status", f"results_root={tmp_path}", "experiment=demo"]) == 0
+    table = capsys.readouterr().out
+    assert "2 done, 0 running, 0 pending, 0 failed" in table and "nadamw" in table
+
+    assert _sweep(tmp_path, "max_steps=4") == 2
+    assert "different config (changed: max_steps 3 -> 4)" in capsys.readouterr().err
+
+
+def test_second_sweep_of_a_locked_experiment_refuses(tmp_path, capsys):
+    with experiment_lock(tmp_path / "demo"):
+        assert _sweep(tmp_path) == 2
+    assert "another pacer sweep of experiment demo is running" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("run.json"))
+
+
+def test_unwritable_results_root_is_one_clear_line(capsys):
+    assert main(["sweep", "results_root=/proc/pacer-results", "experiment=demo", *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pacer: error: cannot write the results root /proc/pacer-results") and "\n" not in err
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 16 KiB tmpfs: too small for a 300-cell manifest (needs root; skips elsewhere)."""
+    root = tmp_path / "full"
+    root.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(root)], capture_output=True).returncode != 0:
+        pytest.skip("mounting a tiny tmpfs (a full disk) needs root")
+    yield root
+    subprocess.run(["umount", str(root)], check=False)
+
+
+def test_full_results_disk_is_one_clear_line(full_disk, capsys):
+    assert main(["sweep", f"results_root={full_disk}", "experiment=demo", "ruleset.num_trials=100", *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"pacer: error: cannot write the results root {full_disk}: No space left on device ({full_disk}/demo/sweep.json)"
+
+
+def test_status_of_an_unknown_experiment(tmp_path, capsys):
+    assert main(["status", f"results_root={tmp_path}", "experiment=nope"]) == 2
+    assert "no sweep manifest for experiment nope" in capsys.readouterr().err
+
+
+def test_local_launcher_runs_cells_as_submitit_processes(tmp_path, capsys):
+    assert _sweep(tmp_path, "ruleset.num_trials=1", "launcher=local") == 0
+    entry = next(iter(json.loads((tmp_path / "demo" / MANIFEST).read_text())["jobs"].values()))
+    assert entry["launcher"] == "local" and entry["job_id"].isdigit()  # a submitit local job (a process id)
+    assert json.loads(next(tmp_path.rglob("run.json")).read_text())["status"] == "step_cap"
+    assert main(["status", f"results_root={tmp_path}", "experiment=demo"]) == 0
+    assert "1 done" in capsys.readouterr().out
