@@ -128,7 +128,7 @@ def restore(runner: Runner, state: Mapping[str, object]) -> None:
     runner.outcome = dataclasses.replace(runner.outcome, **state["outcome"] | {"status": "running"})
     runner._state.update(state["train_state"])  # the mapping that train_state views read-only
     clock = state["clock"]
-    runner.clock.totals.update(clock["totals"])
+    runner.clock.restore(clock["totals"])
     now = runner.clock.now()
     runner.clock.started = now - clock["elapsed"]
     runner.last_eval_end = now - clock["since_last_eval"]

@@ -47,6 +47,10 @@ class Clock:
         """Accumulated seconds per phase (the slowest process's)."""
         return dict(zip(PHASES, self._slowest([self._totals[p] for p in PHASES]), strict=True))
 
+    def restore(self, totals: dict[str, float]) -> None:
+        """Continue from totals saved by a checkpoint (this process's own)."""
+        self._totals.update(totals)
+
     @property
     def submission_time(self) -> float:
         return self.totals["submission"]

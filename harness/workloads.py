@@ -71,3 +71,12 @@ def _check_arguments(cls: type, kwargs: Mapping[str, object], name: str) -> None
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise PacerUserError(f"workload {name}: unknown setting(s) {', '.join(unknown)} (valid: {', '.join(sorted(accepted))})")
+
+
+def suite_workloads(suite: str) -> list[str]:
+    """The workload ids (variants included) that `configs/suite/<suite>.yaml` lists."""
+    path = CONFIG_DIR / "suite" / f"{suite}.yaml"
+    if not path.exists():
+        valid = sorted(p.stem for p in (CONFIG_DIR / "suite").glob("*.yaml"))
+        raise PacerUserError(f"unknown suite {suite!r} (valid: {', '.join(valid)})")
+    return list(OmegaConf.load(path)["workloads"])

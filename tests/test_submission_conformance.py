@@ -15,7 +15,7 @@ from harness import rng as rnglib
 from harness.hparams import resolve
 from harness.spec import ForwardPassMode, Workload
 from harness.submissions import LoadedSubmission, load_submission, submission_names
-from harness.workloads import CONFIG_DIR, build_workload, workload_config, workload_names
+from harness.workloads import CONFIG_DIR, build_workload, suite_workloads, workload_config
 
 STEPS = 20
 PROBE_EXAMPLES = 512
@@ -48,7 +48,7 @@ def probe_loss(workload: Workload, model: torch.nn.Module, model_state, batch) -
     return float(loss["summed"] / loss["n_valid_examples"])
 
 
-@pytest.mark.parametrize("workload_name", workload_names())
+@pytest.mark.parametrize("workload_name", suite_workloads("cpu"))
 @pytest.mark.parametrize("submission_name", submission_names())
 def test_twenty_steps_at_the_default_point_train(workloads: dict[str, Workload], submission_name: str, workload_name: str) -> None:
     workload = cached_workload(workloads, workload_name)
