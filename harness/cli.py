@@ -20,6 +20,8 @@ USAGE = """usage: pacer VERB [key=value ...]
 verbs:
   run     one benchmark run, e.g. pacer run workload=mnist1d_mlp submission=nadamw seed=0 hparams.learning_rate=3e-3
           (-m/--multirun: a Hydra multirun, e.g. with hydra/launcher=submitit_slurm)
+  calibrate  set a workload's targets by AlgoPerf's procedure, e.g. pacer calibrate workload=digits_cnn trials=8 reruns=5
+          [variant=V steps=N eval_every=N algorithms=adamw,nadamw,sgd_nesterov,momentum write=false]
 options:
   --quiet  plain progress lines instead of a progress bar
 """
@@ -91,8 +93,15 @@ def _hydra_multirun(overrides: Sequence[str]) -> int:
     return 0
 
 
+def calibrate_command(args: Sequence[str]) -> int:
+    from harness.calibrate import calibrate_command as command
+
+    return command(args)
+
+
 VERBS: dict[str, Callable[[Sequence[str]], int]] = {
     "run": run_command,
+    "calibrate": calibrate_command,
 }
 
 

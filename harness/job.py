@@ -46,6 +46,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object]) -> Job:
         max_steps=_check_int(plain, "max_steps", minimum=1, optional=True),
         eval_every_steps=_check_int(plain, "eval_every_steps", minimum=1, optional=True),
         max_runtime_sec=_check_positive(plain, "max_runtime_sec"),
+        stop_at_target=bool(plain.get("stop_at_target", True)),
     )
     workload = build_workload(plain["workload"], plain.get("variant"), device)
     submission = load_submission(plain["submission"])
