@@ -38,6 +38,7 @@ from harness.fingerprint import fingerprint, package_version
 from harness.job import run_job
 from harness.search import study_points
 from harness.spec import MetricDirection
+from harness.store import RunDir, run_path
 from harness.submissions import load_submission
 from harness.workloads import CONFIG_DIR, build_workload, resolve_variant
 
@@ -107,7 +108,10 @@ def calibrate_command(args: Sequence[str]) -> int:
 
 
 def calibrate(base: dict[str, object], *, trials: int, reruns: int, steps: int | None, eval_every: int | None, algorithms: Sequence[str], write: bool) -> dict[str, object]:
-    """Run the whole procedure on the composed config `base`; return the provenance written."""
+    """Run the whole procedure on the composed config `base`.
+
+    Returns the targets, the provenance (written into the workload YAML when `write`), every
+    trial's and rerun's summary, the workload's name and its metric."""
     started = time.monotonic()
     variant = base.get("variant")
     workload_cfg = resolve_variant(base["workload"], variant)
@@ -165,8 +169,6 @@ def _submission_config(name: str) -> dict[str, object]:
 def _run(common: dict[str, object], submission_cfg: dict[str, object], point: Mapping[str, object], study: int, trial: int, run_seed: int) -> RunSummary:
     cfg = common | {"submission": submission_cfg, "hparams": dict(point), "study": study, "trial": trial, "seed": run_seed}
     record = run_job(cfg)
-    from harness.store import RunDir, run_path
-
     path = run_path(cfg["results_root"], str(cfg["experiment"]), str(cfg["ruleset"]), record["submission"], record["workload"], study, trial)
     evals = RunDir(path).read_evals()
     metric, direction = record["target"]["metric"], MetricDirection(record["target"]["direction"])

@@ -89,22 +89,24 @@ def test_every_variant_builds_and_differs(name, tmp_path):
 
 
 def _blocks(name: str):
+    """(label, resolved config, the block's own provenance) for the base and each variant."""
     config = workload_config(name)
-    yield name, config
-    for variant in config["variants"]:
-        yield f"{name}_{variant}", resolve_variant(config, variant)
+    yield name, config, config["provenance"]
+    for variant, block in config["variants"].items():
+        assert "provenance" in block, f"{name}_{variant}: every variant says where its targets come from"
+        yield f"{name}_{variant}", resolve_variant(config, variant), block["provenance"]
 
 
 @pytest.mark.parametrize("name", SUITE)
 def test_targets_and_budgets_match_their_provenance(name, tmp_path):
-    for label, cfg in _blocks(name):
+    for label, cfg, provenance in _blocks(name):
         for key in ("validation_target", "test_target", "max_runtime_sec", "eval_period_sec", "step_hint", "batch_size", "eval_batch_size"):
             assert isinstance(cfg[key], (int, float)) and cfg[key] > 0, f"{label}: {key}"
         assert cfg["eval_period_sec"] < cfg["max_runtime_sec"], label
-        provenance = cfg["provenance"]
-        if provenance["method"] != "pacer calibrate":
-            assert label != name or name != "mnist1d_mlp" or provenance["method"] == "provisional"
-            continue
+        build_workload(cfg | {"data_dir": str(tmp_path)})  # the target-range check passes
+        if label != name and provenance["method"] == "provisional":
+            continue  # a variant not calibrated yet (docs/cpu-suite.md lists them)
+        assert provenance["method"] == "pacer calibrate", label
         expected = targets_from_provenance(provenance)
         assert (cfg["validation_target"], cfg["test_target"], cfg["max_runtime_sec"], cfg["step_hint"], cfg["eval_period_sec"]) == (
             expected.validation, expected.test, expected.max_runtime_sec, expected.step_hint, expected.eval_period_sec), label
@@ -112,7 +114,7 @@ def test_targets_and_budgets_match_their_provenance(name, tmp_path):
         assert sorted(provenance["algorithms"]) == ["adamw", "momentum", "nadamw", "sgd_nesterov"], label
         for key in ("hardware", "date", "package_version"):
             assert provenance[key], f"{label}: provenance.{key}"
-        workload = build_workload(cfg | {"data_dir": str(tmp_path)})  # the target-range check passes
+        workload = build_workload(cfg | {"data_dir": str(tmp_path)})
         assert provenance["metric"] == workload.target_metric_name and provenance["direction"] == workload.target_metric_direction.value
         if "optimal_loss" in provenance:
             assert provenance["optimal_loss"] == pytest.approx(workload.optimal_loss, abs=1e-6) and cfg["validation_target"] > workload.optimal_loss
