@@ -11,17 +11,16 @@ from __future__ import annotations
 from torch import nn
 
 from harness.spec import Tensor
-from workloads.mnist1d_mlp import ACTIVATIONS, Mnist1dWorkload
+from workloads.mnist1d_mlp import ACTIVATIONS, Mnist1dWorkload, check_choice
 
-NORMS = ("group", "none")
+NORMS = {"group": "GroupNorm (4 groups) after each conv", "none": "no normalization"}
 SIGNAL_LENGTH = 40
 
 
 class Mnist1dCnn(Mnist1dWorkload):
     def __init__(self, *, channels: int = 32, depth: int = 3, norm: str = "group", **common):
         super().__init__(**common)
-        if norm not in NORMS:
-            raise ValueError(f"norm {norm!r} is not one of {', '.join(NORMS)}")
+        check_choice("norm", norm, NORMS)
         self.channels, self.depth, self.norm = channels, depth, norm
 
     def build_model(self) -> nn.Module:
