@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--noise", metavar="WORKLOAD", help="measure time-to-target noise on this workload instead")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--results-root", default="results")
-    parser.add_argument("--cap", type=float, default=60.0, help="budget for each run in seconds (default 60)")
+    parser.add_argument("--cap", type=float, default=30.0, help="budget for each run in seconds (default 30)")
     args = parser.parse_args()
     if args.noise:
         noise(args.noise, args.repeats, args.results_root, args.cap)

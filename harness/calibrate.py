@@ -208,7 +208,7 @@ def targets_from_provenance(provenance: Mapping[str, object]) -> Targets:
     worst = min if direction is MetricDirection.MAXIMIZE else max
     test = worst(provenance["rerun_best_test"][i] for i in reached)
     time_to_target = statistics.median(provenance["rerun_time_to_target_sec"][i] for i in reached)
-    step_hint = int(statistics.median_low([provenance["rerun_steps_to_target"][i] for i in reached]))
+    step_hint = int(provenance["step_budget"])  # the steps the target-setting runs were given (AlgoPerf's meaning)
     budget = round(BUDGET_FACTOR * time_to_target, 2)
     eval_cost = statistics.median(provenance["rerun_eval_cost_sec"][i] for i in reached)
     period = min(max(eval_cost * (1 / EVAL_SHARE - 1), budget / 40), budget / 10)
