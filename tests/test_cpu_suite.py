@@ -182,7 +182,8 @@ def _golden_losses(name: str, data_dir: Path) -> list[float]:
     workload = build_workload(cfg)
     sub, hp = default_nadamw()
     rows: list[dict[str, float]] = []
-    Runner(workload, sub.impl, hp, RunSettings(seed=0, max_steps=3, eval_every_steps=1, stop_at_target=False), rows.append).run()
+    outcome = Runner(workload, sub.impl, hp, RunSettings(seed=0, max_steps=3, eval_every_steps=1, stop_at_target=False), rows.append).run()
+    assert outcome.status == "step_cap", outcome.error
     return [row["validation/loss"] for row in rows]
 
 
