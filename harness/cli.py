@@ -29,6 +29,8 @@ verbs:
   sweep   a tuning grid, e.g. pacer sweep experiment=demo suite=cpu submission=[nadamw,adamw] ruleset=external launcher=slurm
           (--dry: jobs that exit at once, to test the plumbing)
   status  where a sweep stands, e.g. pacer status experiment=demo [--wait]
+  calibrate  set a workload's targets by AlgoPerf's procedure, e.g. pacer calibrate workload=digits_cnn trials=8 reruns=5
+          [variant=V steps=N eval_every=N algorithms=adamw,nadamw,sgd_nesterov,momentum write=false]
 options:
   --quiet  plain progress lines instead of a progress bar
 """
@@ -115,6 +117,12 @@ def _hydra_multirun(overrides: Sequence[str]) -> int:
     return 0
 
 
+def calibrate_command(args: Sequence[str]) -> int:
+    from harness.calibrate import calibrate_command as command
+
+    return command(args)
+
+
 def score_command(args: Sequence[str]) -> int:
     from harness.score_cli import score_command as command
 
@@ -152,6 +160,7 @@ VERBS: dict[str, Callable[[Sequence[str]], int]] = {
     "import-algoperf": import_algoperf_command,
     "sweep": sweep_command,
     "status": status_command,
+    "calibrate": calibrate_command,
 }
 
 

@@ -60,6 +60,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
         max_steps=_check_int(plain, "max_steps", minimum=1, optional=True),
         eval_every_steps=_check_int(plain, "eval_every_steps", minimum=1, optional=True),
         max_runtime_sec=_check_positive(plain, "max_runtime_sec") or _ruleset_budget(plain, workload),
+        stop_at_target=bool(plain.get("stop_at_target", True)),
     )
     submission = load_submission(plain["submission"])
     hyperparameters = hparamslib.resolve(submission.search_space, submission.default, plain.get("hparams") or {}, f"submission {submission.name}")

@@ -46,6 +46,8 @@ class RunSettings:
     """Deterministic mode: eval on a step schedule instead of the wall-clock period."""
     max_runtime_sec: float | None = None
     """Budget override (e.g. 1.5 x for self-tuning); None keeps the workload's."""
+    stop_at_target: bool = True
+    """False trains on past the validation target (target setting runs to a fixed step budget)."""
 
 
 @dataclass
@@ -210,7 +212,7 @@ class Runner:
                 self._state[f"{split}_goal_reached"] = True
         if not all(math.isfinite(row.get(f"{split}/loss", 0.0)) for split in ("train", "validation")):
             self.outcome.status = "diverged"
-        elif self._state["validation_goal_reached"]:
+        elif self._state["validation_goal_reached"] and self.settings.stop_at_target:
             self.outcome.status = "reached"
         elif self._state["training_complete"]:
             self.outcome.status = "complete"

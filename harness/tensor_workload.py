@@ -1,15 +1,26 @@
 """The shared base of workloads whose data fits in memory as tensors on the device.
 
 A concrete workload (one file in `workloads/`) supplies `make_splits` (the data, fixed by the
-dataset seed), `build_model` and, where it is not classification accuracy, `metric_sums`.
-This base supplies everything else in `harness.spec.Workload`: seeded init, train/eval modes
-and BatchNorm handling, masked losses, the training stream and the evaluation loop."""
+dataset seed), `build_model` and, where it is not classification accuracy, `metric_sums` and
+`target_bounds`. This base supplies everything else in `harness.spec.Workload`: seeded init,
+train/eval modes and BatchNorm handling, masked losses, the training stream, the evaluation
+loop, the target sanity check and the on-disk cache of generated data.
+
+Data cache: generated splits are saved under `data_dir` (default `$PACER_DATA_DIR`, else
+`~/.cache/pacer/data`) in a file named by the workload class, its `data_version`, the
+dataset seed and a hash of `data_settings()`; a later run loads the file instead of
+generating again. Bump `data_version` whenever the generator's output changes."""
 
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
+import math
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +34,7 @@ from harness.spec import (
     InputQueue,
     LossOutput,
     LossType,
+    MetricDirection,
     ModelAuxiliaryState,
     ParameterContainer,
     ParameterType,
@@ -32,17 +44,30 @@ from harness.spec import (
     parameter_type,
 )
 
+DATA_DIR_ENV = "PACER_DATA_DIR"
+DEFAULT_DATA_DIR = Path("~/.cache/pacer/data")
+
 
 @dataclass(frozen=True)
 class Split:
     inputs: Tensor
     targets: Tensor
+    weights: Tensor | None = None
+    """Optional per-target weights (same shape as `targets`): 1 for real targets, 0 for
+    padding; sequence workloads weight tokens this way."""
 
     def __len__(self) -> int:
         return len(self.inputs)
 
     def to(self, device: torch.device) -> Split:
-        return Split(self.inputs.to(device), self.targets.to(device))
+        return Split(self.inputs.to(device), self.targets.to(device), None if self.weights is None else self.weights.to(device))
+
+    def select(self, index: Tensor | slice) -> Batch:
+        """The examples at `index` as a batch (with `weights` where the split has them)."""
+        batch = {"inputs": self.inputs[index], "targets": self.targets[index]}
+        if self.weights is not None:
+            batch["weights"] = self.weights[index]
+        return batch
 
 
 @dataclass(frozen=True)
@@ -78,7 +103,7 @@ class TensorInputQueue(InputQueue):
             n -= len(chunk)
             parts.append(chunk)
         index = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return {"inputs": self.split.inputs[index], "targets": self.split.targets[index]}
+        return self.split.select(index)
 
     def __next__(self) -> Batch:
         return self.take(self.batch_size)
@@ -109,6 +134,7 @@ class TensorWorkload(Workload):
         eval_batch_size: int = 1024,
         dataset_seed: int = 0,
         device: str = "cpu",
+        data_dir: str | None = None,
         base_name: str | None = None,
         variant: str | None = None,
     ):
@@ -118,6 +144,7 @@ class TensorWorkload(Workload):
         self.step_hint, self.reference_batch_size, self.eval_batch_size = int(step_hint), int(batch_size), int(eval_batch_size)
         self.dataset_seed = dataset_seed
         self.device = torch.device(device)
+        self.data_dir = _writable_data_dir(data_dir)
         self._splits: Splits | None = None
         self._model: nn.Module | None = None
 
@@ -131,22 +158,65 @@ class TensorWorkload(Workload):
     def build_model(self) -> nn.Module:
         """A freshly initialised model (the global torch RNG is seeded by the caller)."""
 
-    def metric_sums(self, logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        """Per-batch sums of each metric (divided by the example count afterwards)."""
-        return {"accuracy": (logits.argmax(-1) == targets).sum()}
+    data_name: str | None = None
+    """Name of the generated data in the cache (default: the class name); workloads that share
+    data (e.g. two models on MNIST-1D) share it."""
+    data_version: str = "1"
+    """Version of the data generator; part of the cache key."""
 
-    def eval_weight(self, targets: Tensor) -> float:
-        """What metric sums are divided by: examples here; tokens for a sequence model."""
-        return float(len(targets))
+    def data_settings(self) -> dict[str, object]:
+        """The settings besides the dataset seed that change the generated data (cache key)."""
+        return {}
+
+    def metric_sums(self, logits: Tensor, targets: Tensor, weights: Tensor | None = None) -> dict[str, Tensor]:
+        """Per-batch sums of each metric (divided by `eval_weight` afterwards)."""
+        correct = logits.argmax(-1) == targets
+        return {"accuracy": (correct if weights is None else correct * weights).sum()}
+
+    def eval_weight(self, targets: Tensor, weights: Tensor | None = None) -> float:
+        """What metric sums are divided by: examples, or the weight sum (tokens) where weighted."""
+        return float(len(targets)) if weights is None else float(weights.sum())
+
+    def target_bounds(self) -> tuple[float, float]:
+        """The range a target of the metric can lie in (accuracy: [0, 1]). A loss-like metric
+        returns (its optimal value, inf): a target below the optimum can never be reached."""
+        return (0.0, 1.0)
+
+    def check_targets(self) -> None:
+        """Raise ValueError for a target outside `target_bounds` (e.g. the wrong direction)."""
+        low, high = self.target_bounds()
+        for split, value in (("validation", self.validation_target_value), ("test", self.test_target_value)):
+            if not (math.isfinite(value) and low <= value <= high):
+                better = "higher" if self.target_metric_direction is MetricDirection.MAXIMIZE else "lower"
+                raise ValueError(
+                    f"{split} target {value:g} of {self.target_metric_name} ({better} is better) is outside its possible range "
+                    f"[{low:.6g}, {high:.6g}]")
 
     # --- data ---------------------------------------------------------------------------
 
     @property
     def splits(self) -> Splits:
         if self._splits is None:
-            splits = self.make_splits(self.dataset_seed)
+            splits = self._cached_splits()
             self._splits = Splits(splits.train.to(self.device), splits.validation.to(self.device), splits.test.to(self.device), splits.eval_train_size)
         return self._splits
+
+    def data_cache_path(self) -> Path:
+        """Where the generated splits of this data version, seed and settings are kept."""
+        key = json.dumps({"version": self.data_version, "seed": self.dataset_seed, **self.data_settings()}, sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return self.data_dir / f"{self.data_name or type(self).__name__.lower()}-v{self.data_version}-seed{self.dataset_seed}-{digest}.pt"
+
+    def _cached_splits(self) -> Splits:
+        path = self.data_cache_path()
+        if path.exists():
+            saved = torch.load(path, weights_only=True)
+            return Splits(*(Split(**saved[name]) for name in ("train", "validation", "test")), saved["eval_train_size"])
+        splits = self.make_splits(self.dataset_seed)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        torch.save(asdict(splits), tmp)
+        os.replace(tmp, path)  # atomic: concurrent runs never read a half-written file
+        return splits
 
     @property
     def num_train_examples(self) -> int:
@@ -237,7 +307,8 @@ class TensorWorkload(Workload):
 
     def eval_model(self, global_batch_size: int, params: ParameterContainer, model_state: ModelAuxiliaryState, rng: Rng, global_step: int) -> EvalResults:
         splits = self.splits
-        eval_train = Split(splits.train.inputs[:splits.eval_train_size], splits.train.targets[:splits.eval_train_size])
+        n = splits.eval_train_size
+        eval_train = Split(splits.train.inputs[:n], splits.train.targets[:n], None if splits.train.weights is None else splits.train.weights[:n])
         results: EvalResults = {}
         for split_name, split in (("train", eval_train), ("validation", splits.validation), ("test", splits.test)):
             for metric, value in self._evaluate_split(params, model_state, split, global_batch_size).items():
@@ -249,13 +320,26 @@ class TensorWorkload(Workload):
         weight = 0.0
         with torch.no_grad():
             for start in range(0, len(split), batch_size):
-                inputs, targets = split.inputs[start:start + batch_size], split.targets[start:start + batch_size]
-                logits, _ = self.model_fn(params, {"inputs": inputs}, model_state, ForwardPassMode.EVAL, 0, update_batch_norm=False)
-                weight += self.eval_weight(targets)
-                batch_sums = {"loss": self.loss_fn(targets, logits)["summed"], **self.metric_sums(logits, targets)}
+                batch = split.select(slice(start, start + batch_size))
+                targets, weights = batch["targets"], batch.get("weights")
+                logits, _ = self.model_fn(params, batch, model_state, ForwardPassMode.EVAL, 0, update_batch_norm=False)
+                weight += self.eval_weight(targets, weights)
+                batch_sums = {"loss": self.loss_fn(targets, logits, weights)["summed"], **self.metric_sums(logits, targets, weights)}
                 for key, value in batch_sums.items():
                     sums[key] = sums.get(key, 0) + value.double()
         return {key: float(value) / weight for key, value in sums.items()} | {"num_examples": float(len(split))}
+
+
+def _writable_data_dir(data_dir: str | None) -> Path:
+    """The data cache folder, created if needed; ValueError (one line) if it cannot be written."""
+    path = Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"data_dir {path} cannot be created ({e.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"data_dir {path} is not writable") from None
+    return path
 
 
 def set_dropout(model: nn.Module, rate: float) -> None:

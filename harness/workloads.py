@@ -16,7 +16,7 @@ from harness.errors import PacerUserError
 from harness.spec import Workload
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-NON_CONSTRUCTOR_KEYS = ("variants", "provenance", "_target_")
+NON_CONSTRUCTOR_KEYS = ("variants", "provenance", "calibration", "_target_")
 
 
 def workload_names() -> list[str]:
@@ -58,9 +58,13 @@ def build_workload(config: Mapping[str, object], variant: str | None = None, dev
     kwargs = {k: v for k, v in cfg.items() if k not in NON_CONSTRUCTOR_KEYS} | {"device": device}
     _check_arguments(cls, kwargs, str(cfg["name"]))
     try:
-        return cls(**kwargs)
+        workload = cls(**kwargs)
+        check_targets = getattr(workload, "check_targets", None)
+        if check_targets is not None:
+            check_targets()
     except (TypeError, ValueError) as e:
         raise PacerUserError(f"workload {cfg['name']}: {e}") from None
+    return workload
 
 
 def _check_arguments(cls: type, kwargs: Mapping[str, object], name: str) -> None:

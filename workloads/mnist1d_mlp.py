@@ -8,6 +8,8 @@ Targets, budget and step hint are in configs/workload/mnist1d_mlp.yaml.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from mnist1d.data import get_dataset_args, make_dataset
@@ -40,24 +42,40 @@ def mnist1d_splits(dataset_seed: int, num_samples: int, eval_train_size: int, ho
     )
 
 
-class Mnist1dMlp(TensorWorkload):
+def check_choice(what: str, value: str, choices: Mapping[str, object]) -> None:
+    """ValueError naming the valid choices when `value` is not one of them."""
+    if value not in choices:
+        raise ValueError(f"{what} {value!r} is not one of {', '.join(choices)}")
+
+
+class Mnist1dWorkload(TensorWorkload):
+    """The MNIST-1D data shared by the MLP and the CNN (one cache file for both)."""
+
     target_metric_name = "accuracy"
     target_metric_direction = MetricDirection.MAXIMIZE
+    data_name = "mnist1d"
 
-    def __init__(self, *, num_samples: int = 10000, eval_train_size: int = 2000, hidden: int = 256, depth: int = 2, activation: str = "relu", **common):
+    def __init__(self, *, num_samples: int = 10000, eval_train_size: int = 2000, activation: str = "relu", **common):
         super().__init__(**common)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}")
-        self.num_samples, self.eval_train_size = num_samples, eval_train_size
-        self.hidden, self.depth, self.activation = hidden, depth, activation
+        check_choice("activation", activation, ACTIVATIONS)
+        self.num_samples, self.eval_train_size, self.activation = num_samples, eval_train_size, activation
+
+    def data_settings(self) -> dict[str, object]:
+        return {"num_samples": self.num_samples, "eval_train_size": self.eval_train_size}
 
     def make_splits(self, dataset_seed: int) -> Splits:
         return mnist1d_splits(dataset_seed, self.num_samples, self.eval_train_size)
+
+
+class Mnist1dMlp(Mnist1dWorkload):
+    def __init__(self, *, hidden: int = 256, depth: int = 2, **common):
+        super().__init__(**common)
+        self.hidden, self.depth = hidden, depth
 
     def build_model(self) -> nn.Module:
         layers: list[nn.Module] = []
         width = 40
         for _ in range(self.depth):
-            layers += [nn.Linear(width, self.hidden), ACTIVATIONS[self.activation]()]
+            layers += [nn.Linear(width, self.hidden), ACTIVATIONS[self.activation](), nn.Dropout(0.0)]
             width = self.hidden
         return nn.Sequential(*layers, nn.Linear(width, 10))

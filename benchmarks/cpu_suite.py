@@ -1,0 +1,70 @@
+"""The CPU suite's speed goals, measured: NAdamW at its default point on every base workload
+(one run each: time and steps to target, against the calibrated budget, and the suite's wall
+time), and the noise of time-to-target (one workload, one seed, several runs).
+
+    python benchmarks/cpu_suite.py                                # the whole suite, one run each
+    python benchmarks/cpu_suite.py --noise mnist1d_cnn --repeats 5  # time-to-target noise
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from omegaconf import OmegaConf
+
+from harness.cli import compose_config
+from harness.job import run_job
+
+SUITE = ("mnist1d_mlp", "mnist1d_cnn", "digits_cnn", "teacher_student", "markov_lm")
+
+
+def one_run(workload: str, experiment: str, trial: int, results_root: str, cap_sec: float) -> dict[str, object]:
+    """NAdamW's default point on `workload` with seed 0, the budget raised to `cap_sec`."""
+    cfg = compose_config([f"workload={workload}", "submission=nadamw", "seed=0", f"experiment={experiment}", f"trial={trial}",
+                          f"results_root={results_root}", f"max_runtime_sec={cap_sec}", "overwrite=true", "quiet=true"])
+    budget = float(cfg.workload.max_runtime_sec)
+    record = run_job(OmegaConf.to_container(cfg, resolve=True))
+    return record | {"calibrated_budget": budget}
+
+
+def suite(results_root: str, cap_sec: float) -> None:
+    started = time.monotonic()
+    print(f"{'workload':<18}{'status':<18}{'time to target':>16}{'steps':>8}{'budget':>9}  within budget")
+    for workload in SUITE:
+        record = one_run(workload, "bench-suite", 0, results_root, cap_sec)
+        ttt = record["time_to_target"]["validation"]
+        within = "yes" if ttt is not None and ttt <= record["calibrated_budget"] else "no"
+        print(f"{workload:<18}{record['status']:<18}{'-' if ttt is None else f'{ttt:.1f} s':>16}{str(record['steps_to_target']['validation'] or '-'):>8}"
+              f"{record['calibrated_budget']:>8.1f}s  {within}")
+    print(f"suite wall time (data, setup, training, evals): {time.monotonic() - started:.0f} s")
+
+
+def noise(workload: str, repeats: int, results_root: str, cap_sec: float) -> None:
+    times, steps = [], []
+    for trial in range(repeats):
+        record = one_run(workload, "bench-noise", trial, results_root, cap_sec)
+        times.append(record["time_to_target"]["validation"])
+        steps.append(record["steps_to_target"]["validation"])
+    reached = sorted(t for t in times if t is not None)
+    print(f"{workload}, NAdamW default, seed 0, {repeats} runs: time to target (s) {['-' if t is None else round(t, 2) for t in times]}")
+    if reached:
+        print(f"min {reached[0]:.2f}  median {statistics.median(reached):.2f}  max {reached[-1]:.2f}  (max/min {reached[-1] / reached[0]:.2f}); steps to target {steps}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--noise", metavar="WORKLOAD", help="measure time-to-target noise on this workload instead")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--results-root", default="results")
+    parser.add_argument("--cap", type=float, default=30.0, help="budget for each run in seconds (default 30)")
+    args = parser.parse_args()
+    if args.noise:
+        noise(args.noise, args.repeats, args.results_root, args.cap)
+    else:
+        suite(args.results_root, args.cap)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,347 @@
+"""`pacer calibrate`: AlgoPerf's target-setting procedure, scaled down by flags.
+
+1. Each reference algorithm (AdamW, NAdamW, SGD with Nesterov, heavy-ball momentum) runs
+   `trials` quasi-random points of its search space (`harness.search.study_points`), each
+   for a fixed `steps` budget with an eval every `eval_every` steps and no early stop; the
+   workload's `step_hint` is set to `steps` so that schedules span the budget.
+2. The trial with the best validation metric (any algorithm) is rerun `reruns` times with
+   fresh seeds.
+3. validation target = median of the reruns' best validation metrics;
+   test target = worst best-test metric among the reruns that reached the validation target;
+   budget (`max_runtime_sec`) = 4/3 x the median submission time those reruns took to reach it;
+   `step_hint` = the median number of steps they took;
+   `eval_period_sec` = so that an eval costs ~15% of training time (within budget/40..budget/10).
+4. The targets and a provenance block are written into `configs/workload/<name>.yaml` (into
+   the variant's block for `variant=...`), editing only those keys; a table is printed.
+
+Every run goes through `harness.job.run_job` and keeps its record under the results root.
+Trial points, seeds and evals-by-step are deterministic, so the same flags give the same
+targets (exactly for steps, within timing noise for the budget)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+
+from harness import rng as rnglib
+from harness.errors import PacerUserError
+from harness.fingerprint import fingerprint, package_version
+from harness.job import run_job
+from harness.search import study_points
+from harness.spec import MetricDirection
+from harness.store import RunDir, atomic_write_text, run_path
+from harness.submissions import load_submission
+from harness.workloads import CONFIG_DIR, build_workload, resolve_variant
+
+REFERENCE_ALGORITHMS = ("adamw", "nadamw", "sgd_nesterov", "momentum")
+BUDGET_FACTOR = 4 / 3
+EVAL_SHARE = 0.15
+FLAGS = {"trials": 8, "reruns": 5, "steps": None, "eval_every": None, "algorithms": ",".join(REFERENCE_ALGORITHMS), "write": True}
+TRIALS_STUDY, RERUNS_STUDY = 0, 1
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    submission: str
+    trial: int
+    status: str
+    best_validation: float | None
+    best_test: float | None
+    evals: list[dict[str, float]]
+    hyperparameters: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Targets:
+    validation: float
+    test: float
+    max_runtime_sec: float
+    step_hint: int
+    eval_period_sec: float
+    reached: int
+
+
+def parse_flags(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
+    """Split `key=value` arguments into calibrate's own flags (checked) and config overrides."""
+    flags: dict[str, object] = dict(FLAGS)
+    overrides = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in FLAGS:
+            overrides.append(arg)
+        elif key in ("trials", "reruns", "steps", "eval_every"):
+            if not value.isdigit() or int(value) < 1:
+                raise PacerUserError(f"{key}={value!r} must be an integer >= 1")
+            flags[key] = int(value)
+        elif key == "write":
+            if value not in ("true", "false"):
+                raise PacerUserError(f"write={value!r} must be true or false")
+            flags[key] = value == "true"
+        else:
+            flags[key] = value
+    algorithms = [a for a in str(flags["algorithms"]).split(",") if a]
+    unknown = [a for a in algorithms if not (CONFIG_DIR / "submission" / f"{a}.yaml").exists()]
+    if unknown or not algorithms:
+        raise PacerUserError(f"algorithms: unknown submission(s) {', '.join(unknown) or '(none given)'} (reference: {', '.join(REFERENCE_ALGORITHMS)})")
+    flags["algorithms"] = algorithms
+    return flags, overrides
+
+
+def calibrate_command(args: Sequence[str]) -> int:
+    """`pacer calibrate workload=NAME [variant=V] [trials=8 reruns=5 steps=.. eval_every=..] [overrides]`."""
+    from harness.cli import compose_config, normalize_overrides
+
+    flags, overrides = parse_flags(args)
+    base = OmegaConf.to_container(compose_config(normalize_overrides(overrides)), resolve=True)
+    result = calibrate(base, **flags)
+    print(summary_table(result))
+    return 0
+
+
+def calibrate(base: dict[str, object], *, trials: int, reruns: int, steps: int | None, eval_every: int | None, algorithms: Sequence[str], write: bool) -> dict[str, object]:
+    """Run the whole procedure on the composed config `base`.
+
+    Returns the targets, the provenance (written into the workload YAML when `write`), every
+    trial's and rerun's summary, the workload's name and its metric."""
+    started = time.monotonic()
+    variant = base.get("variant")
+    workload_cfg = resolve_variant(base["workload"], variant)
+    plan = workload_cfg.get("calibration") or {}
+    steps = steps or plan.get("steps")
+    eval_every = eval_every or plan.get("eval_every_steps")
+    if not steps or not eval_every:
+        raise PacerUserError(f"workload {workload_cfg['name']}: give steps= and eval_every= (or a `calibration:` block with steps and eval_every_steps)")
+    workload = build_workload(base["workload"], variant, str(base["device"]))  # checks data_dir and settings up front
+    common = _common_config(base, workload_cfg, steps, eval_every)
+    seed = int(base["seed"])
+    summaries = [run for algo in algorithms for run in _tuning_runs(common, algo, trials, seed)]
+    best = _best(summaries, workload.target_metric_direction)
+    rerun_summaries = _reruns(common, best, reruns, seed)
+    provenance = _provenance(workload, algorithms, trials, reruns, steps, eval_every, seed, best, rerun_summaries, summaries, time.monotonic() - started)
+    targets = targets_from_provenance(provenance)
+    if write:
+        write_targets(CONFIG_DIR / "workload" / f"{workload.base_name}.yaml", variant, targets, provenance)
+    return {"targets": targets, "provenance": provenance, "trials": summaries, "reruns": rerun_summaries, "workload": workload.name, "metric": workload.target_metric_name}
+
+
+def _common_config(base: Mapping[str, object], workload_cfg: dict[str, object], steps: int, eval_every: int) -> dict[str, object]:
+    """The run config shared by every calibration run: fixed steps, evals by step, no stop."""
+    workload = dict(workload_cfg) | {"step_hint": steps}
+    return dict(base) | {
+        "workload": workload, "variant": None, "max_steps": steps, "eval_every_steps": eval_every,
+        "stop_at_target": False, "max_runtime_sec": 1e9, "overwrite": True, "resume": False, "quiet": True,
+        "experiment": base["experiment"] if base["experiment"] != "default" else "calibrate",
+    }
+
+
+def _tuning_runs(common: dict[str, object], algorithm: str, trials: int, seed: int) -> list[RunSummary]:
+    submission_cfg = _submission_config(algorithm)
+    space = load_submission(submission_cfg).search_space
+    points = study_points(space, trials, seed, TRIALS_STUDY)
+    runs = []
+    for trial, point in enumerate(points):
+        run_seed = rnglib.from_strings("calibrate-trial", seed, algorithm, trial) % (1 << 31)
+        runs.append(_run(common, submission_cfg, point, TRIALS_STUDY, trial, run_seed))
+    return runs
+
+
+def _reruns(common: dict[str, object], best: RunSummary, reruns: int, seed: int) -> list[RunSummary]:
+    submission_cfg = _submission_config(best.submission)
+    return [
+        _run(common, submission_cfg, best.hyperparameters, RERUNS_STUDY, r, rnglib.from_strings("calibrate-rerun", seed, r) % (1 << 31))
+        for r in range(reruns)
+    ]
+
+
+def _submission_config(name: str) -> dict[str, object]:
+    return OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "submission" / f"{name}.yaml"), resolve=True)
+
+
+def _run(common: dict[str, object], submission_cfg: dict[str, object], point: Mapping[str, object], study: int, trial: int, run_seed: int) -> RunSummary:
+    cfg = common | {"submission": submission_cfg, "hparams": dict(point), "study": study, "trial": trial, "seed": run_seed}
+    record = run_job(cfg)
+    path = run_path(cfg["results_root"], str(cfg["experiment"]), str(cfg["ruleset"]), record["submission"], record["workload"], study, trial)
+    evals = RunDir(path).read_evals()
+    metric, direction = record["target"]["metric"], MetricDirection(record["target"]["direction"])
+    ok = record["status"] not in ("diverged", "error") and evals
+    return RunSummary(
+        submission=str(record["submission"]), trial=trial, status=str(record["status"]),
+        best_validation=_best_value(evals, f"validation/{metric}", direction) if ok else None,
+        best_test=_best_value(evals, f"test/{metric}", direction) if ok else None,
+        evals=evals, hyperparameters=dict(record["hyperparameters"]))
+
+
+def _best_value(evals: Sequence[Mapping[str, float]], key: str, direction: MetricDirection) -> float | None:
+    values = [round(float(row[key]), 6) for row in evals if math.isfinite(float(row[key]))]
+    if not values:
+        return None
+    return max(values) if direction is MetricDirection.MAXIMIZE else min(values)
+
+
+def _best(summaries: Sequence[RunSummary], direction: MetricDirection) -> RunSummary:
+    scored = [s for s in summaries if s.best_validation is not None]
+    if not scored:
+        raise PacerUserError("calibrate: every tuning trial diverged or failed; see the run records")
+    sign = 1 if direction is MetricDirection.MAXIMIZE else -1
+    return max(scored, key=lambda s: sign * s.best_validation)
+
+
+def targets_from_provenance(provenance: Mapping[str, object]) -> Targets:
+    """The targets implied by a provenance block's rerun results (AlgoPerf's rules, see the
+    module doc). `calibrate` writes exactly these, so a config can be checked against them."""
+    direction = MetricDirection(provenance["direction"])
+    best = provenance["rerun_best_validation"]
+    finished = [v for v in best if v is not None]
+    if not finished:
+        raise PacerUserError("calibrate: every rerun of the best configuration diverged or failed")
+    validation = statistics.median_low(finished)  # one rerun's value, never an average
+    reached = [i for i, v in enumerate(best) if v is not None and direction.reached(v, validation)]
+    worst = min if direction is MetricDirection.MAXIMIZE else max
+    test = worst(provenance["rerun_best_test"][i] for i in reached)
+    time_to_target = statistics.median(provenance["rerun_time_to_target_sec"][i] for i in reached)
+    step_hint = int(provenance["step_budget"])  # the steps the target-setting runs were given (AlgoPerf's meaning)
+    budget = round(BUDGET_FACTOR * time_to_target, 2)
+    eval_cost = statistics.median(provenance["rerun_eval_cost_sec"][i] for i in reached)
+    period = min(max(eval_cost * (1 / EVAL_SHARE - 1), budget / 40), budget / 10)
+    return Targets(validation, test, budget, step_hint, round(period, 3), len(reached))
+
+
+def _first_reaching(evals: Sequence[Mapping[str, float]], key: str, target: float, direction: MetricDirection) -> Mapping[str, float] | None:
+    return next((row for row in evals if direction.reached(round(float(row[key]), 6), target)), None)
+
+
+def _provenance(workload, algorithms: Sequence[str], trials: int, reruns: int, steps: int, eval_every: int, seed: int,
+                best: RunSummary, rerun_summaries: Sequence[RunSummary], summaries: Sequence[RunSummary], wall_sec: float) -> dict[str, object]:
+    metric, direction = workload.target_metric_name, workload.target_metric_direction
+    fp = fingerprint(workload.device)
+    per_algorithm = {a: _best_value_of([s for s in summaries if s.submission == a], direction) for a in algorithms}
+    provenance: dict[str, object] = {
+        "method": "pacer calibrate",
+        "algorithms": list(algorithms),
+        "trials_per_algorithm": trials,
+        "reruns": reruns,
+        "step_budget": steps,
+        "eval_every_steps": eval_every,
+        "seed": seed,
+        "metric": metric,
+        "direction": direction.value,
+        "best_validation_per_algorithm": per_algorithm,
+        "best": {"submission": best.submission, "trial": best.trial, "hyperparameters": best.hyperparameters},
+        "rerun_best_validation": [r.best_validation for r in rerun_summaries],
+        "rerun_best_test": [r.best_test for r in rerun_summaries],
+    }
+    validation = statistics.median_low([r.best_validation for r in rerun_summaries if r.best_validation is not None])
+    rows = [_first_reaching(r.evals, f"validation/{metric}", validation, direction) if r.best_validation is not None else None for r in rerun_summaries]
+    provenance["rerun_steps_to_target"] = [None if row is None else int(row["global_step"]) for row in rows]
+    provenance["rerun_time_to_target_sec"] = [None if row is None else round(float(row["accumulated_submission_time"]), 3) for row in rows]
+    provenance["rerun_eval_cost_sec"] = [round(r.evals[-1]["accumulated_eval_time"] / len(r.evals), 4) if r.evals else None for r in rerun_summaries]
+    if hasattr(workload, "optimal_loss"):
+        provenance["optimal_loss"] = round(float(workload.optimal_loss), 6)
+    provenance |= {
+        "hardware": {k: fp[k] for k in ("id", "cpu", "cpu_count", "torch_threads", "torch", "device", "gpu")},
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "package_version": package_version(),
+        "git_commit": fp["git_commit"],
+        "wall_time_sec": round(wall_sec, 1),
+    }
+    return json.loads(json.dumps(provenance))  # plain types only (torch's version string is a str subclass)
+
+
+def _best_value_of(summaries: Sequence[RunSummary], direction: MetricDirection) -> float | None:
+    values = [s.best_validation for s in summaries if s.best_validation is not None]
+    if not values:
+        return None
+    return max(values) if direction is MetricDirection.MAXIMIZE else min(values)
+
+
+# --- writing the workload YAML -----------------------------------------------------------------
+
+def write_targets(path: Path, variant: str | None, targets: Targets, provenance: Mapping[str, object]) -> None:
+    """Set the targets and provenance of the base workload (or of `variant`) in `path`,
+    leaving every other line of the file as it was; the result is checked by reloading it."""
+    text = path.read_text()
+    before = yaml.safe_load(text)
+    block = ["variants", variant] if variant else []
+    values = {
+        "validation_target": targets.validation, "test_target": targets.test, "max_runtime_sec": targets.max_runtime_sec,
+        "eval_period_sec": targets.eval_period_sec, "step_hint": targets.step_hint,
+    }
+    lines = text.splitlines()
+    for key, value in values.items():
+        lines = _set_key(lines, block, key, yaml.safe_dump({key: value}, sort_keys=False).splitlines())
+    lines = _set_key(lines, block, "provenance", yaml.safe_dump({"provenance": dict(provenance)}, sort_keys=False, default_flow_style=None, width=200).splitlines())
+    new_text = "\n".join(lines) + "\n"
+    _check_edit(before, yaml.safe_load(new_text), block, values | {"provenance": provenance}, path)
+    atomic_write_text(path, new_text)  # runs reading the config meanwhile see the old or the new file
+
+
+def _block_range(lines: list[str], block: Sequence[str]) -> tuple[int, int, int]:
+    """(first line, end line, indent) of the mapping at `block` (top level for [])."""
+    start, end, indent = 0, len(lines), 0
+    for name in block:
+        found = next((i for i in range(start, end) if _indent(lines[i]) == indent and lines[i].strip().startswith(f"{name}:")), None)
+        if found is None:
+            raise PacerUserError(f"cannot find {'.'.join(block)} in the workload config")
+        start, indent = found + 1, indent + 2
+        end = next((i for i in range(start, end) if lines[i].strip() and not lines[i].lstrip().startswith("#") and _indent(lines[i]) < indent), end)
+    return start, end, indent
+
+
+def _set_key(lines: list[str], block: Sequence[str], key: str, dumped: list[str]) -> list[str]:
+    """Replace (or append) `key` and its nested lines in `block` with `dumped`."""
+    start, end, indent = _block_range(lines, block)
+    new = [" " * indent + line for line in dumped]
+    at = next((i for i in range(start, end) if _indent(lines[i]) == indent and lines[i].strip().startswith(f"{key}:")), None)
+    if at is None:
+        last = max((i for i in range(start, end) if lines[i].strip()), default=start - 1)
+        return lines[:last + 1] + new + lines[last + 1:]
+    stop = next((i for i in range(at + 1, end) if lines[i].strip() and _indent(lines[i]) <= indent), end)
+    return lines[:at] + new + lines[stop:]
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _check_edit(before: dict, after: dict, block: Sequence[str], values: Mapping[str, object], path: Path) -> None:
+    def strip(doc: dict) -> dict:
+        doc = yaml.safe_load(yaml.safe_dump(doc))
+        inner = doc
+        for name in block:
+            inner = inner[name]
+        for key in values:
+            inner.pop(key, None)
+        return doc
+
+    target = after
+    for name in block:
+        target = target[name]
+    if strip(before) != strip(after) or any(target.get(k) != yaml.safe_load(yaml.safe_dump(v)) for k, v in values.items()):
+        raise RuntimeError(f"calibrate: editing {path} would change more than the targets; file left unchanged")
+
+
+def summary_table(result: Mapping[str, object]) -> str:
+    """The human-readable outcome: every trial, the reruns and the targets."""
+    metric = result["metric"]
+    lines = [f"calibration of {result['workload']} ({metric})", f"{'run':<24}{'status':<18}{'best val':>10}{'best test':>10}"]
+    for label, runs in (("trial", result["trials"]), ("rerun", result["reruns"])):
+        for r in runs:
+            fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+            lines.append(f"{r.submission + ' ' + label + ' ' + str(r.trial):<24}{r.status:<18}{fmt(r.best_validation):>10}{fmt(r.best_test):>10}")
+    t, p = result["targets"], result["provenance"]
+    lines += [
+        f"best: {p['best']['submission']} trial {p['best']['trial']} {p['best']['hyperparameters']}",
+        f"validation target {t.validation:.6g}   test target {t.test:.6g}   (reached by {t.reached}/{len(result['reruns'])} reruns)",
+        f"max_runtime_sec {t.max_runtime_sec:g}   step_hint {t.step_hint}   eval_period_sec {t.eval_period_sec:g}" + (f"   optimal loss {p['optimal_loss']:.6g}" if "optimal_loss" in p else ""),
+        f"calibration wall time {p['wall_time_sec']:.0f} s",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""`pacer calibrate` end to end on digits_cnn with tiny N and R: AlgoPerf's target rules,
+determinism of the step-based parts, and the YAML edit that keeps the rest of the file."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from harness.calibrate import calibrate, parse_flags, targets_from_provenance, write_targets
+from harness.cli import compose_config
+from harness.errors import PacerUserError
+from harness.workloads import CONFIG_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"trials": 1, "reruns": 3, "steps": 6, "eval_every": 2, "algorithms": ["adamw", "nadamw", "sgd_nesterov", "momentum"], "write": False}
+
+
+def _base(tmp_path: Path) -> dict[str, object]:
+    cfg = compose_config(["workload=digits_cnn", f"results_root={tmp_path / 'results'}", f"workload.data_dir={tmp_path / 'data'}"])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cal1")
+    return calibrate(_base(root), **TINY) | {"root": root}
+
+
+def test_targets_follow_the_algoperf_rules(first):
+    p, t = first["provenance"], first["targets"]
+    assert len(first["trials"]) == 4 and len(first["reruns"]) == 3
+    best_vals = p["rerun_best_validation"]
+    assert t.validation == sorted(best_vals)[1]  # the median of three
+    reached = [i for i, v in enumerate(best_vals) if v >= t.validation]
+    assert t.reached == len(reached) >= 2
+    assert t.test == min(p["rerun_best_test"][i] for i in reached)
+    times = sorted(p["rerun_time_to_target_sec"][i] for i in reached)
+    assert t.max_runtime_sec == pytest.approx(4 / 3 * (times[len(times) // 2] if len(times) % 2 else (times[0] + times[1]) / 2), abs=0.006)
+    assert t.step_hint == 6 and all(1 <= p["rerun_steps_to_target"][i] <= 6 for i in reached)
+    assert targets_from_provenance(p) == t
+    best = max(first["trials"], key=lambda s: s.best_validation)
+    assert p["best"]["submission"] == best.submission and all(r.submission == best.submission for r in first["reruns"])
+    assert p["trials_per_algorithm"] == 1 and p["reruns"] == 3 and p["hardware"]["id"] and p["package_version"]
+    assert set(p["best_validation_per_algorithm"]) == set(TINY["algorithms"])
+
+
+def test_runs_go_through_the_runner_and_keep_records(first):
+    records = sorted(str(p.relative_to(first["root"])) for p in first["root"].rglob("run.json"))
+    best = first["provenance"]["best"]["submission"]
+    assert records == sorted([f"results/calibrate/external/{a}/digits_cnn/study_0/trial_0/run.json" for a in TINY["algorithms"]]
+                             + [f"results/calibrate/external/{best}/digits_cnn/study_1/trial_{r}/run.json" for r in range(3)])
+
+
+def test_same_seeds_give_the_same_step_based_targets(tmp_path):
+    small = TINY | {"algorithms": ["adamw", "momentum"], "reruns": 1}
+    first, second = (calibrate(_base(tmp_path / str(i)), **small) for i in range(2))
+    a, b = first["targets"], second["targets"]
+    assert (a.validation, a.test, a.step_hint, a.reached) == (b.validation, b.test, b.step_hint, b.reached)
+    assert [s.evals[-1]["validation/loss"] for s in first["trials"]] == [s.evals[-1]["validation/loss"] for s in second["trials"]]
+
+
+def test_writing_targets_keeps_the_rest_of_the_file(first, tmp_path):
+    path = tmp_path / "digits_cnn.yaml"
+    shutil.copy(CONFIG_DIR / "workload" / "digits_cnn.yaml", path)
+    before_text = path.read_text()
+    write_targets(path, "silu", first["targets"], first["provenance"])
+    after = yaml.safe_load(path.read_text())
+    before = yaml.safe_load(before_text)
+    assert after["variants"]["silu"]["validation_target"] == first["targets"].validation
+    assert after["variants"]["silu"]["provenance"]["rerun_best_validation"] == first["provenance"]["rerun_best_validation"]
+    assert after["validation_target"] == before["validation_target"] and after["variants"]["large_bn_init"] == before["variants"]["large_bn_init"]
+    assert path.read_text().splitlines()[:2] == before_text.splitlines()[:2]  # comments survive
+    write_targets(path, None, first["targets"], first["provenance"])
+    again = yaml.safe_load(path.read_text())
+    assert again["step_hint"] == first["targets"].step_hint and again["provenance"]["method"] == "pacer calibrate"
+    assert again["variants"] == after["variants"]
+
+
+def test_bad_flags_are_rejected():
+    with pytest.raises(PacerUserError, match="trials='0' must be an integer >= 1"):
+        parse_flags(["trials=0"])
+    with pytest.raises(PacerUserError, match="unknown submission.*lamb"):
+        parse_flags(["algorithms=adamw,lamb"])
+
+
+def test_calibrate_cli_end_to_end(tmp_path):
+    args = ["calibrate", "workload=digits_cnn", "trials=1", "reruns=1", "steps=4", "eval_every=2", "algorithms=nadamw", "write=false",
+            f"results_root={tmp_path}", f"workload.data_dir={tmp_path / 'data'}"]
+    result = subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "validation target" in result.stdout and "nadamw trial 0" in result.stdout and "nadamw rerun 0" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "harness", "calibrate", "workload=digits_cnn", "reruns=x"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip() == "pacer: error: reruns='x' must be an integer >= 1"
