@@ -169,7 +169,7 @@ def _submission_config(name: str) -> dict[str, object]:
 def _run(common: dict[str, object], submission_cfg: dict[str, object], point: Mapping[str, object], study: int, trial: int, run_seed: int) -> RunSummary:
     cfg = common | {"submission": submission_cfg, "hparams": dict(point), "study": study, "trial": trial, "seed": run_seed}
     record = run_job(cfg)
-    path = run_path(cfg["results_root"], str(cfg["experiment"]), str(cfg["ruleset"]), record["submission"], record["workload"], study, trial)
+    path = run_path(cfg["results_root"], str(record["experiment"]), str(record["ruleset"]), record["submission"], record["workload"], study, trial)
     evals = RunDir(path).read_evals()
     metric, direction = record["target"]["metric"], MetricDirection(record["target"]["direction"])
     ok = record["status"] not in ("diverged", "error") and evals

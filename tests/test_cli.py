@@ -12,7 +12,7 @@ from conftest import pacer
     (["hparams.nope=1"], "unknown hyperparameter 'nope'"),
     (["hparams.learning_rate=5.0"], "learning_rate=5.0 is outside its search space [0.0003, 0.03] (log)"),
     (["hparams.beta2=0.9"], "beta2=0.9 is outside its search space {0.999}"),
-    (["variant=nope"], "unknown variant 'nope' of workload mnist1d_mlp (valid: gelu)"),
+    (["variant=nope"], "unknown variant 'nope' of workload mnist1d_mlp (valid: deep, gelu)"),
     (["seed=-1"], "seed=-1 must be an integer >= 0"),
     (["max_steps=0"], "max_steps=0 must be an integer >= 1"),
     (["device=tpu"], "device='tpu' is not one of cpu, cuda"),

@@ -94,7 +94,7 @@ def _sigkill_task(job_id: str) -> None:
 
 
 def test_preempted_and_killed_jobs_end_with_consistent_records(slurm, tmp_path, capsys):
-    args = ["sweep", f"results_root={tmp_path}", "experiment=faults", "ruleset.num_trials=2", *TINY, "max_steps=300", "eval_every_steps=100"]
+    args = ["sweep", f"results_root={tmp_path}", "experiment=faults", "ruleset.num_trials=2", *TINY, "workload=[mnist1d_mlp]", "max_steps=300", "eval_every_steps=100"]
     assert main(args) == 0
     jobs = _manifest(tmp_path, "faults")["jobs"]
     preempt, kill = (jobs[f"nadamw/mnist1d_mlp/study_0/trial_{t}"] for t in (0, 1))
@@ -119,13 +119,13 @@ def test_controller_down_is_a_clear_error_before_submitting(slurm, tmp_path, cap
     conf = tmp_path / "slurm.conf"
     conf.write_text(Path("/etc/slurm/slurm.conf").read_text() + "SlurmctldPort=6999\n")
     monkeypatch.setenv("SLURM_CONF", str(conf))
-    assert main(["sweep", f"results_root={tmp_path}", "experiment=down", *TINY]) == 2
+    assert main(["sweep", f"results_root={tmp_path}", "experiment=down", *TINY, "workload=[mnist1d_mlp]"]) == 2
     assert "the Slurm controller is not reachable" in capsys.readouterr().err
     assert not (tmp_path / "down").exists()
 
 
 def test_unknown_partition_is_one_line(slurm, tmp_path, capsys):
-    assert main(["sweep", f"results_root={tmp_path}", "experiment=part", *TINY, "launcher.partition=nosuch"]) == 2
+    assert main(["sweep", f"results_root={tmp_path}", "experiment=part", *TINY, "workload=[mnist1d_mlp]", "launcher.partition=nosuch"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("pacer: error: sbatch refused the job array:") and "invalid partition" in err.lower() and "\n" not in err
     assert all(e["state"] == "pending" and e["attempts"] == 0 for e in _manifest(tmp_path, "part")["jobs"].values())

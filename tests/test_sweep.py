@@ -14,7 +14,7 @@ from harness.search import trial_point
 from harness.submissions import load_submission
 from harness.sweep import MANIFEST, expand_grid, experiment_lock
 
-TINY = ["max_steps=3", "eval_every_steps=2", "workload.num_samples=600", "workload.hidden=16", "max_runtime_sec=600"]
+TINY = ["workload=[mnist1d_mlp]", "max_steps=3", "eval_every_steps=2", "workload.num_samples=600", "workload.hidden=16", "max_runtime_sec=600"]
 
 
 def test_self_ruleset_multiplies_the_budget_and_names_the_record_path(tmp_path):
