@@ -33,7 +33,7 @@ class NoisyQuadratic(TensorWorkload):
     def build_model(self) -> nn.Module:
         return nn.Linear(DIM, 1)
 
-    def metric_sums(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    def metric_sums(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {}
 
 
