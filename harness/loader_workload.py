@@ -43,13 +43,11 @@ from harness.spec import (
     MetricDirection,
     ModelAuxiliaryState,
     ParameterContainer,
-    ParameterType,
     Rng,
     Tensor,
     Workload,
-    parameter_type,
 )
-from harness.tensor_workload import frozen_batch_norm_statistics, set_dropout
+from harness.tensor_workload import BuiltModelParameters, frozen_batch_norm_statistics, set_dropout
 
 PRECISIONS = ("bf16", "fp32", "tf32")
 Example = tuple[Tensor, int]
@@ -169,7 +167,7 @@ class _EvalShard(Dataset[tuple[Tensor, int, float]]):
         return (*self.dataset[0], 0.0)
 
 
-class LoaderWorkload(Workload):
+class LoaderWorkload(BuiltModelParameters, Workload):
     """Base for image classifiers fed by DataLoaders. Keyword arguments are the config's keys."""
 
     target_metric_name = "accuracy"
@@ -310,20 +308,6 @@ class LoaderWorkload(Workload):
             model.compile()  # in place: parameter names stay those of the uncompiled model
         self._model = model
         return model, None
-
-    @property
-    def param_shapes(self) -> dict[str, torch.Size]:
-        return {name: p.shape for name, p in self._built_model().named_parameters()}
-
-    @property
-    def model_params_types(self) -> dict[str, ParameterType]:
-        model = self._built_model()
-        return {name: parameter_type(model, name) for name, _ in model.named_parameters()}
-
-    def _built_model(self) -> nn.Module:
-        if self._model is None:
-            raise RuntimeError(f"{self.name}: call init_model_fn before reading parameter shapes or types")
-        return self._model
 
     def model_fn(
         self,

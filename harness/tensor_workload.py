@@ -116,7 +116,29 @@ class TensorInputQueue(InputQueue):
         self._order = self._permutation(self.epoch)
 
 
-class TensorWorkload(Workload):
+class BuiltModelParameters:
+    """`param_shapes` and `model_params_types` of the model that `init_model_fn` stored in
+    `self._model`; shared by the in-memory and the DataLoader workload bases."""
+
+    name: str
+    _model: nn.Module | None
+
+    @property
+    def param_shapes(self) -> dict[str, torch.Size]:
+        return {name: p.shape for name, p in self._built_model().named_parameters()}
+
+    @property
+    def model_params_types(self) -> dict[str, ParameterType]:
+        model = self._built_model()
+        return {name: parameter_type(model, name) for name, _ in model.named_parameters()}
+
+    def _built_model(self) -> nn.Module:
+        if self._model is None:
+            raise RuntimeError(f"{self.name}: call init_model_fn before reading parameter shapes or types")
+        return self._model
+
+
+class TensorWorkload(BuiltModelParameters, Workload):
     """Base for in-memory workloads. Keyword arguments are the keys of the workload's config."""
 
     loss_kind: LossType = LossType.SOFTMAX_CROSS_ENTROPY
@@ -247,20 +269,6 @@ class TensorWorkload(Workload):
         if dropout_rate is not None:
             set_dropout(self._model, dropout_rate)
         return self._model, None
-
-    @property
-    def param_shapes(self) -> dict[str, torch.Size]:
-        return {name: p.shape for name, p in self._built_model().named_parameters()}
-
-    @property
-    def model_params_types(self) -> dict[str, ParameterType]:
-        model = self._built_model()
-        return {name: parameter_type(model, name) for name, _ in model.named_parameters()}
-
-    def _built_model(self) -> nn.Module:
-        if self._model is None:
-            raise RuntimeError(f"{self.name}: call init_model_fn before reading parameter shapes or types")
-        return self._model
 
     def model_fn(
         self,
