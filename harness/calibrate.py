@@ -16,36 +16,50 @@
 
 Every run goes through `harness.job.run_job` and keeps its record under the results root.
 Trial points, seeds and evals-by-step are deterministic, so the same flags give the same
-targets (exactly for steps, within timing noise for the budget)."""
+targets (exactly for steps, within timing noise for the budget). `workers=N` runs the tuning
+trials in N processes of one torch thread each (their results are step-based, so sharing the
+machine changes nothing); the timed reruns always run one at a time. A run whose finished
+record has the same config is reused (`reuse=false` reruns everything), so an interrupted
+calibration continues where it stopped, and deleting the reruns' folders re-times only them."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import math
+import multiprocessing
+import os
 import statistics
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import yaml
 from omegaconf import OmegaConf
 
 from harness import rng as rnglib
 from harness.errors import PacerUserError
-from harness.fingerprint import fingerprint, package_version
-from harness.job import run_job
+from harness.fingerprint import fingerprint, matmul_gflops, package_version
+from harness.job import SWEEP_ONLY_KEYS, ruleset_name, run_job
 from harness.search import study_points
 from harness.spec import MetricDirection
-from harness.store import RunDir, atomic_write_text, run_path
+from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text, run_path
 from harness.submissions import load_submission
 from harness.workloads import CONFIG_DIR, build_workload, resolve_variant
 
 REFERENCE_ALGORITHMS = ("adamw", "nadamw", "sgd_nesterov", "momentum")
 BUDGET_FACTOR = 4 / 3
 EVAL_SHARE = 0.15
-FLAGS = {"trials": 8, "reruns": 5, "steps": None, "eval_every": None, "algorithms": ",".join(REFERENCE_ALGORITHMS), "write": True}
+FLAGS = {"trials": 8, "reruns": 5, "steps": None, "eval_every": None, "workers": 1, "algorithms": ",".join(REFERENCE_ALGORITHMS), "write": True, "reuse": True}
+INT_FLAGS = ("trials", "reruns", "steps", "eval_every", "workers")
+BOOL_FLAGS = ("write", "reuse")
+WRITTEN_KEYS = ("validation_target", "test_target", "max_runtime_sec", "eval_period_sec", "step_hint", "provenance", "variants")
+"""Workload keys that calibration writes (or that hold other calibrations): ignored when deciding
+whether a finished run can be reused."""
+RUN_CONTROL_KEYS = ("overwrite", "resume", "quiet")
 TRIALS_STUDY, RERUNS_STUDY = 0, 1
 
 
@@ -78,11 +92,11 @@ def parse_flags(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
         key, sep, value = arg.partition("=")
         if not sep or key not in FLAGS:
             overrides.append(arg)
-        elif key in ("trials", "reruns", "steps", "eval_every"):
+        elif key in INT_FLAGS:
             if not value.isdigit() or int(value) < 1:
                 raise PacerUserError(f"{key}={value!r} must be an integer >= 1")
             flags[key] = int(value)
-        elif key == "write":
+        elif key in BOOL_FLAGS:
             if value not in ("true", "false"):
                 raise PacerUserError(f"write={value!r} must be true or false")
             flags[key] = value == "true"
@@ -97,7 +111,7 @@ def parse_flags(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
 
 
 def calibrate_command(args: Sequence[str]) -> int:
-    """`pacer calibrate workload=NAME [variant=V] [trials=8 reruns=5 steps=.. eval_every=..] [overrides]`."""
+    """`pacer calibrate workload=NAME [variant=V] [trials=8 reruns=5 workers=1 steps=.. eval_every=..] [overrides]`."""
     from harness.cli import compose_config, normalize_overrides
 
     flags, overrides = parse_flags(args)
@@ -107,7 +121,8 @@ def calibrate_command(args: Sequence[str]) -> int:
     return 0
 
 
-def calibrate(base: dict[str, object], *, trials: int, reruns: int, steps: int | None, eval_every: int | None, algorithms: Sequence[str], write: bool) -> dict[str, object]:
+def calibrate(base: dict[str, object], *, trials: int, reruns: int, steps: int | None, eval_every: int | None, algorithms: Sequence[str],
+              write: bool, workers: int = 1, reuse: bool = True) -> dict[str, object]:
     """Run the whole procedure on the composed config `base`.
 
     Returns the targets, the provenance (written into the workload YAML when `write`), every
@@ -121,43 +136,44 @@ def calibrate(base: dict[str, object], *, trials: int, reruns: int, steps: int |
     if not steps or not eval_every:
         raise PacerUserError(f"workload {workload_cfg['name']}: give steps= and eval_every= (or a `calibration:` block with steps and eval_every_steps)")
     workload = build_workload(base["workload"], variant, str(base["device"]))  # checks data_dir and settings up front
-    common = _common_config(base, workload_cfg, steps, eval_every)
+    common = _common_config(base, workload_cfg, steps, eval_every, reuse)
     seed = int(base["seed"])
-    summaries = [run for algo in algorithms for run in _tuning_runs(common, algo, trials, seed)]
+    summaries = _run_all([cfg for algo in algorithms for cfg in _tuning_configs(common, algo, trials, seed)], workload.name, workers)
     best = _best(summaries, workload.target_metric_direction)
-    rerun_summaries = _reruns(common, best, reruns, seed)
-    provenance = _provenance(workload, algorithms, trials, reruns, steps, eval_every, seed, best, rerun_summaries, summaries, time.monotonic() - started)
+    load_before = os.getloadavg()[0]
+    rerun_summaries = _run_all(_rerun_configs(common, best, reruns, seed), workload.name, 1)
+    conditions = {"load_average_before_reruns": round(load_before, 2), "load_average_after_reruns": round(os.getloadavg()[0], 2), "trial_workers": workers}
+    provenance = _provenance(workload, algorithms, trials, reruns, steps, eval_every, seed, best, rerun_summaries, summaries, time.monotonic() - started, conditions)
     targets = targets_from_provenance(provenance)
     if write:
         write_targets(CONFIG_DIR / "workload" / f"{workload.base_name}.yaml", variant, targets, provenance)
     return {"targets": targets, "provenance": provenance, "trials": summaries, "reruns": rerun_summaries, "workload": workload.name, "metric": workload.target_metric_name}
 
 
-def _common_config(base: Mapping[str, object], workload_cfg: dict[str, object], steps: int, eval_every: int) -> dict[str, object]:
+def _common_config(base: Mapping[str, object], workload_cfg: dict[str, object], steps: int, eval_every: int, reuse: bool) -> dict[str, object]:
     """The run config shared by every calibration run: fixed steps, evals by step, no stop."""
     workload = dict(workload_cfg) | {"step_hint": steps}
     return dict(base) | {
         "workload": workload, "variant": None, "max_steps": steps, "eval_every_steps": eval_every,
-        "stop_at_target": False, "max_runtime_sec": 1e9, "overwrite": True, "resume": False, "quiet": True,
+        "stop_at_target": False, "max_runtime_sec": 1e9, "overwrite": not reuse, "resume": reuse, "quiet": True,
         "experiment": base["experiment"] if base["experiment"] != "default" else "calibrate",
     }
 
 
-def _tuning_runs(common: dict[str, object], algorithm: str, trials: int, seed: int) -> list[RunSummary]:
+def _tuning_configs(common: dict[str, object], algorithm: str, trials: int, seed: int) -> list[dict[str, object]]:
     submission_cfg = _submission_config(algorithm)
     space = load_submission(submission_cfg).search_space
     points = study_points(space, trials, seed, TRIALS_STUDY)
-    runs = []
-    for trial, point in enumerate(points):
-        run_seed = rnglib.from_strings("calibrate-trial", seed, algorithm, trial) % (1 << 31)
-        runs.append(_run(common, submission_cfg, point, TRIALS_STUDY, trial, run_seed))
-    return runs
+    return [
+        _run_config(common, submission_cfg, point, TRIALS_STUDY, trial, rnglib.from_strings("calibrate-trial", seed, algorithm, trial) % (1 << 31))
+        for trial, point in enumerate(points)
+    ]
 
 
-def _reruns(common: dict[str, object], best: RunSummary, reruns: int, seed: int) -> list[RunSummary]:
+def _rerun_configs(common: dict[str, object], best: RunSummary, reruns: int, seed: int) -> list[dict[str, object]]:
     submission_cfg = _submission_config(best.submission)
     return [
-        _run(common, submission_cfg, best.hyperparameters, RERUNS_STUDY, r, rnglib.from_strings("calibrate-rerun", seed, r) % (1 << 31))
+        _run_config(common, submission_cfg, best.hyperparameters, RERUNS_STUDY, r, rnglib.from_strings("calibrate-rerun", seed, r) % (1 << 31))
         for r in range(reruns)
     ]
 
@@ -166,15 +182,56 @@ def _submission_config(name: str) -> dict[str, object]:
     return OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "submission" / f"{name}.yaml"), resolve=True)
 
 
-def _run(common: dict[str, object], submission_cfg: dict[str, object], point: Mapping[str, object], study: int, trial: int, run_seed: int) -> RunSummary:
-    cfg = common | {"submission": submission_cfg, "hparams": dict(point), "study": study, "trial": trial, "seed": run_seed}
-    record = run_job(cfg)
-    path = run_path(cfg["results_root"], str(record["experiment"]), str(record["ruleset"]), record["submission"], record["workload"], study, trial)
-    evals = RunDir(path).read_evals()
+def _run_config(common: dict[str, object], submission_cfg: dict[str, object], point: Mapping[str, object], study: int, trial: int, run_seed: int) -> dict[str, object]:
+    return common | {"submission": submission_cfg, "hparams": dict(point), "study": study, "trial": trial, "seed": run_seed}
+
+
+def _run_all(configs: Sequence[dict[str, object]], workload_name: str, workers: int) -> list[RunSummary]:
+    """Run (or reuse) every config, in order; `workers` > 1: in that many one-thread processes."""
+    paths = [_path_of(cfg, workload_name) for cfg in configs]
+    stale = [cfg for cfg, path in zip(configs, paths, strict=True) if not _reusable(cfg, path)]
+    if workers > 1 and len(stale) > 1:
+        context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
+        with ProcessPoolExecutor(min(workers, len(stale)), mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            list(pool.map(_run_job_quietly, stale))
+    else:
+        for cfg in stale:
+            _run_job_quietly(cfg)
+    return [_summary(path) for path in paths]
+
+
+def _run_job_quietly(cfg: dict[str, object]) -> str:
+    return str(run_job(cfg | {"resume": False, "overwrite": True})["status"])
+
+
+def _path_of(cfg: Mapping[str, object], workload_name: str) -> Path:
+    return run_path(cfg["results_root"], str(cfg["experiment"]), ruleset_name(cfg), str(cfg["submission"]["name"]), workload_name, int(cfg["study"]), int(cfg["trial"]))
+
+
+def _reusable(cfg: Mapping[str, object], path: Path) -> bool:
+    """A finished run of the same config (what calibration writes into the workload aside)."""
+    if not cfg["resume"]:
+        return False
+    record = RunDir(path).read_run()
+    if record is None or record.get("status") not in TERMINAL_STATUSES or record["status"] == "error":
+        return False
+    return _comparable(record.get("config") or {}) == _comparable(cfg)
+
+
+def _comparable(cfg: Mapping[str, object]) -> str:
+    plain = {k: v for k, v in cfg.items() if k not in RUN_CONTROL_KEYS + SWEEP_ONLY_KEYS}
+    plain["workload"] = {k: v for k, v in dict(plain.get("workload") or {}).items() if k not in WRITTEN_KEYS}
+    return json.dumps(plain, sort_keys=True, default=str)
+
+
+def _summary(path: Path) -> RunSummary:
+    run_dir = RunDir(path)
+    record = run_dir.read_run()
+    evals = run_dir.read_evals()
     metric, direction = record["target"]["metric"], MetricDirection(record["target"]["direction"])
     ok = record["status"] not in ("diverged", "error") and evals
     return RunSummary(
-        submission=str(record["submission"]), trial=trial, status=str(record["status"]),
+        submission=str(record["submission"]), trial=int(record["trial"]), status=str(record["status"]),
         best_validation=_best_value(evals, f"validation/{metric}", direction) if ok else None,
         best_test=_best_value(evals, f"test/{metric}", direction) if ok else None,
         evals=evals, hyperparameters=dict(record["hyperparameters"]))
@@ -220,7 +277,8 @@ def _first_reaching(evals: Sequence[Mapping[str, float]], key: str, target: floa
 
 
 def _provenance(workload, algorithms: Sequence[str], trials: int, reruns: int, steps: int, eval_every: int, seed: int,
-                best: RunSummary, rerun_summaries: Sequence[RunSummary], summaries: Sequence[RunSummary], wall_sec: float) -> dict[str, object]:
+                best: RunSummary, rerun_summaries: Sequence[RunSummary], summaries: Sequence[RunSummary], wall_sec: float,
+                conditions: Mapping[str, object]) -> dict[str, object]:
     metric, direction = workload.target_metric_name, workload.target_metric_direction
     fp = fingerprint(workload.device)
     per_algorithm = {a: _best_value_of([s for s in summaries if s.submission == a], direction) for a in algorithms}
@@ -247,7 +305,8 @@ def _provenance(workload, algorithms: Sequence[str], trials: int, reruns: int, s
     if hasattr(workload, "optimal_loss"):
         provenance["optimal_loss"] = round(float(workload.optimal_loss), 6)
     provenance |= {
-        "hardware": {k: fp[k] for k in ("id", "cpu", "cpu_count", "torch_threads", "torch", "device", "gpu")},
+        "hardware": {k: fp[k] for k in ("id", "cpu", "cpu_count", "torch_threads", "torch", "device", "gpu")} | {"matmul_gflops": matmul_gflops(workload.device)},
+        "conditions": dict(conditions),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "package_version": package_version(),
         "git_commit": fp["git_commit"],

@@ -9,6 +9,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -69,6 +70,20 @@ def fingerprint(device: torch.device, extra: dict[str, object] | None = None) ->
         "pacer": package_version(),
         "git_commit": git_commit(),
     }
+
+
+def matmul_gflops(device: torch.device, size: int = 256, seconds: float = 0.5) -> float:
+    """This machine's float32 matmul speed right now (GFLOP/s with the current torch threads):
+    a reference for comparing calibrations made on different or differently loaded machines."""
+    a = torch.randn(size, size, device=device)
+    a @ a
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        a @ a
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        count += 1
+    return round(count * 2 * size ** 3 / elapsed / 1e9, 1)
 
 
 def _nvidia_driver() -> str | None:
