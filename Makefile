@@ -12,6 +12,7 @@ STAMP := $(VENV)/.installed
 QUICKSTART := experiment=quickstart suite=cpu submission=[adamw,nadamw,sgd_nesterov,momentum] ruleset=self ruleset.num_studies=1 launcher=local launcher.workers=1
 run: $(STAMP)
 	$(BIN)/pacer sweep $(QUICKSTART)
+	$(BIN)/pacer status experiment=quickstart --wait
 	$(BIN)/pacer report results/quickstart --out results/quickstart/report
 
 test: $(STAMP) system lint

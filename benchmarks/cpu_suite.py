@@ -1,9 +1,13 @@
 """The CPU suite's speed goals, measured: NAdamW at its default point on every base workload
 (one run each: time and steps to target, against the calibrated budget, and the suite's wall
-time), and the noise of time-to-target (one workload, one seed, several runs).
+time), the noise of time-to-target (one workload, one seed, several runs), and every
+submission's default point on one workload.
 
-    python benchmarks/cpu_suite.py                                # the whole suite, one run each
+    python benchmarks/cpu_suite.py                                  # the whole suite, one run each
     python benchmarks/cpu_suite.py --noise mnist1d_cnn --repeats 5  # time-to-target noise
+    python benchmarks/cpu_suite.py --submissions all --workload mnist1d_cnn
+
+Runs get the workload's calibrated budget unless `--cap S` sets another.
 """
 
 from __future__ import annotations
@@ -16,20 +20,22 @@ from omegaconf import OmegaConf
 
 from harness.cli import compose_config
 from harness.job import run_job
+from harness.submissions import submission_names
 
 SUITE = ("mnist1d_mlp", "mnist1d_cnn", "digits_cnn", "teacher_student", "markov_lm")
 
 
-def one_run(workload: str, experiment: str, trial: int, results_root: str, cap_sec: float) -> dict[str, object]:
-    """NAdamW's default point on `workload` with seed 0, the budget raised to `cap_sec`."""
-    cfg = compose_config([f"workload={workload}", "submission=nadamw", "seed=0", f"experiment={experiment}", f"trial={trial}",
-                          f"results_root={results_root}", f"max_runtime_sec={cap_sec}", "overwrite=true", "quiet=true"])
+def one_run(workload: str, experiment: str, trial: int, results_root: str, cap_sec: float | None, submission: str = "nadamw") -> dict[str, object]:
+    """`submission`'s default point on `workload` with seed 0 (budget: `cap_sec` or the calibrated one)."""
+    cap = [f"max_runtime_sec={cap_sec}"] if cap_sec else []
+    cfg = compose_config([f"workload={workload}", f"submission={submission}", "seed=0", f"experiment={experiment}", f"trial={trial}",
+                          f"results_root={results_root}", "overwrite=true", "quiet=true", *cap])
     budget = float(cfg.workload.max_runtime_sec)
     record = run_job(OmegaConf.to_container(cfg, resolve=True))
     return record | {"calibrated_budget": budget}
 
 
-def suite(results_root: str, cap_sec: float) -> None:
+def suite(results_root: str, cap_sec: float | None) -> None:
     started = time.monotonic()
     print(f"{'workload':<18}{'status':<18}{'time to target':>16}{'steps':>8}{'budget':>9}  within budget")
     for workload in SUITE:
@@ -41,7 +47,7 @@ def suite(results_root: str, cap_sec: float) -> None:
     print(f"suite wall time (data, setup, training, evals): {time.monotonic() - started:.0f} s")
 
 
-def noise(workload: str, repeats: int, results_root: str, cap_sec: float) -> None:
+def noise(workload: str, repeats: int, results_root: str, cap_sec: float | None) -> None:
     times, steps = [], []
     for trial in range(repeats):
         record = one_run(workload, "bench-noise", trial, results_root, cap_sec)
@@ -53,14 +59,29 @@ def noise(workload: str, repeats: int, results_root: str, cap_sec: float) -> Non
         print(f"min {reached[0]:.2f}  median {statistics.median(reached):.2f}  max {reached[-1]:.2f}  (max/min {reached[-1] / reached[0]:.2f}); steps to target {steps}")
 
 
+def submissions(names: list[str], workload: str, results_root: str, cap_sec: float | None) -> None:
+    print(f"| submission | reached the target | time to target | steps | budget |  (`{workload}`, seed 0)")
+    print("|---|---|---|---|---|")
+    for name in names:
+        record = one_run(workload, "bench-submissions", 0, results_root, cap_sec, submission=name)
+        ttt = record["time_to_target"]["validation"]
+        print(f"| {name} | {'yes' if ttt is not None else 'no (' + record['status'] + ')'} | {'-' if ttt is None else f'{ttt:.1f} s'} "
+              f"| {record['steps_to_target']['validation'] or '-'} | {record['budget']['max_runtime_sec']:.1f} s |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noise", metavar="WORKLOAD", help="measure time-to-target noise on this workload instead")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--results-root", default="results")
-    parser.add_argument("--cap", type=float, default=30.0, help="budget for each run in seconds (default 30)")
+    parser.add_argument("--submissions", metavar="A,B|all", help="run these submissions' default points on --workload instead")
+    parser.add_argument("--workload", default="mnist1d_cnn")
+    parser.add_argument("--cap", type=float, default=None, help="budget for each run in seconds (default: the calibrated one)")
     args = parser.parse_args()
-    if args.noise:
+    if args.submissions:
+        names = submission_names() if args.submissions == "all" else args.submissions.split(",")
+        submissions(names, args.workload, args.results_root, args.cap)
+    elif args.noise:
         noise(args.noise, args.repeats, args.results_root, args.cap)
     else:
         suite(args.results_root, args.cap)

@@ -27,23 +27,22 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import multiprocessing
 import os
 import statistics
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 import yaml
 from omegaconf import OmegaConf
 
 from harness import rng as rnglib
 from harness.errors import PacerUserError
 from harness.fingerprint import fingerprint, matmul_gflops, package_version
+from harness.hparams import resolve
 from harness.job import SWEEP_ONLY_KEYS, ruleset_name, run_job
+from harness.parallel import map_in_processes
 from harness.search import study_points
 from harness.spec import MetricDirection
 from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text, run_path
@@ -60,6 +59,9 @@ WRITTEN_KEYS = ("validation_target", "test_target", "max_runtime_sec", "eval_per
 """Workload keys that calibration writes (or that hold other calibrations): ignored when deciding
 whether a finished run can be reused."""
 RUN_CONTROL_KEYS = ("overwrite", "resume", "quiet")
+SUBMISSION_DEFAULT_KEYS = ("default", "provenance")
+"""Submission keys that a default-point study rewrites: a reused run is checked on the
+hyperparameters it actually used instead."""
 TRIALS_STUDY, RERUNS_STUDY = 0, 1
 
 
@@ -190,13 +192,7 @@ def _run_all(configs: Sequence[dict[str, object]], workload_name: str, workers: 
     """Run (or reuse) every config, in order; `workers` > 1: in that many one-thread processes."""
     paths = [_path_of(cfg, workload_name) for cfg in configs]
     stale = [cfg for cfg, path in zip(configs, paths, strict=True) if not _reusable(cfg, path)]
-    if workers > 1 and len(stale) > 1:
-        context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
-        with ProcessPoolExecutor(min(workers, len(stale)), mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            list(pool.map(_run_job_quietly, stale))
-    else:
-        for cfg in stale:
-            _run_job_quietly(cfg)
+    map_in_processes(_run_job_quietly, stale, workers)
     return [_summary(path) for path in paths]
 
 
@@ -215,13 +211,19 @@ def _reusable(cfg: Mapping[str, object], path: Path) -> bool:
     record = RunDir(path).read_run()
     if record is None or record.get("status") not in TERMINAL_STATUSES or record["status"] == "error":
         return False
-    return _comparable(record.get("config") or {}) == _comparable(cfg)
+    return _comparable(record.get("config") or {}) == _comparable(cfg) and record.get("hyperparameters") == _hyperparameters(cfg)
 
 
 def _comparable(cfg: Mapping[str, object]) -> str:
     plain = {k: v for k, v in cfg.items() if k not in RUN_CONTROL_KEYS + SWEEP_ONLY_KEYS}
     plain["workload"] = {k: v for k, v in dict(plain.get("workload") or {}).items() if k not in WRITTEN_KEYS}
+    plain["submission"] = {k: v for k, v in dict(plain.get("submission") or {}).items() if k not in SUBMISSION_DEFAULT_KEYS}
     return json.dumps(plain, sort_keys=True, default=str)
+
+
+def _hyperparameters(cfg: Mapping[str, object]) -> dict[str, object]:
+    submission = load_submission(cfg["submission"])
+    return json.loads(json.dumps(dict(resolve(submission.search_space, submission.default, cfg["hparams"], f"submission {submission.name}"))))
 
 
 def _summary(path: Path) -> RunSummary:

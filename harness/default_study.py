@@ -1,16 +1,20 @@
 """The small tuning study that picks a submission's self-tuning default point.
 
-    python -m harness.default_study NAME [NAME ...] [--trials 8] [--max-steps 1000] [--budget 30]
+    python -m harness.default_study NAME [NAME ...] [--trials 8] [--workloads a,b] [--workers 2]
 
 For each submission: the first `trials - 1` scrambled-Halton points of its search space
 (`harness.search.study_points`, seed 0, study 0; values rounded to 3 significant digits) plus
-its current default, each run once on every study workload (seed 0, an eval every 100 steps,
-at most `max_steps` steps and, as a guard, `budget` seconds of submission time). The chosen
-point reaches the validation target on the most workloads, then needs the fewest mean steps
-to it, then has the best mean validation metric. Steps, not seconds, rank the points: on a
-shared CPU the seconds vary with the load, while one submission's cost per step does not
-depend much on its hyperparameters (times to target are recorded too). The record goes to docs/tuning/<name>.json and the point,
-with a `provenance:` line, into the `default:` block that ends configs/submission/<name>.yaml.
+its current default, each run once on every study workload (CPU-suite workloads, default
+`STUDY_WORKLOADS`) as the benchmark would run it, but by steps: seed 0, an eval every
+`calibration.eval_every_steps`, at most 4/3 x the workload's `step_hint` steps (the steps the
+budget buys at the calibration's pace) and, as a guard, twice its time budget, stopping at the
+target. The chosen point reaches the validation target on the most workloads, then needs the
+fewest mean steps to it, then has the best mean validation metric. Steps, not seconds, rank the
+points: on a shared CPU the seconds vary with the load, while one submission's cost per step
+does not depend much on its hyperparameters (times to target are recorded too). `--workers N`
+runs the trials in N one-thread processes (results are step-based). The record goes to
+docs/tuning/<name>.json and the point, with a `provenance:` line, into the `default:` block
+that ends configs/submission/<name>.yaml.
 """
 
 from __future__ import annotations
@@ -26,16 +30,19 @@ import torch
 from omegaconf import OmegaConf
 
 from harness.hparams import Range, SearchSpace, Value, resolve
+from harness.parallel import map_in_processes
 from harness.runner import Runner, RunSettings
 from harness.search import study_points
-from harness.spec import Workload
-from harness.submissions import LoadedSubmission, load_submission
+from harness.store import atomic_write_text
+from harness.submissions import load_submission
 from harness.workloads import CONFIG_DIR, build_workload, workload_config
 
-STUDY_WORKLOADS = (("mnist1d_mlp", None), ("mnist1d_mlp", "gelu"))
-"""The workloads this branch has; the CPU suite's own workloads join when it lands."""
+STUDY_WORKLOADS = ("mnist1d_cnn", "teacher_student")
+"""Two CPU-suite workloads unlike each other: a convolutional classifier and an
+ill-conditioned regression."""
 TUNING_DIR = Path(__file__).resolve().parent.parent / "docs" / "tuning"
-EVAL_EVERY_STEPS = 100
+STEP_FACTOR = 4 / 3
+GUARD_FACTOR = 2.0
 
 
 def rounded_point(space: SearchSpace, point: dict[str, Value]) -> dict[str, Value]:
@@ -49,10 +56,23 @@ def rounded_point(space: SearchSpace, point: dict[str, Value]) -> dict[str, Valu
     return out
 
 
-def run_trial(workload: Workload, submission: LoadedSubmission, point: dict[str, Value], max_steps: int, budget: float) -> dict[str, object]:
+def study_settings(workload_name: str) -> RunSettings:
+    """How a study trial runs on `workload_name`: by steps, as far as its budget would go."""
+    cfg = workload_config(workload_name)
+    step_hint = int(cfg["step_hint"])
+    eval_every = int((cfg.get("calibration") or {}).get("eval_every_steps") or max(step_hint // 10, 1))
+    return RunSettings(seed=0, max_steps=math.ceil(STEP_FACTOR * step_hint), eval_every_steps=eval_every,
+                       max_runtime_sec=GUARD_FACTOR * float(cfg["max_runtime_sec"]))
+
+
+def run_trial(job: tuple[str, dict[str, Value], str]) -> dict[str, object]:
+    """One study run: (submission name, point, workload name) -> its outcome (module-level,
+    so that worker processes can run it)."""
+    name, point, workload_name = job
+    submission = load_submission(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "submission" / f"{name}.yaml")))
+    workload = build_workload(workload_config(workload_name), None, "cpu")
     hyperparameters = resolve(submission.search_space, submission.default, point, f"submission {submission.name}")
-    settings = RunSettings(seed=0, max_steps=max_steps, eval_every_steps=EVAL_EVERY_STEPS, max_runtime_sec=budget)
-    outcome = Runner(workload, submission.impl, hyperparameters, settings).run()
+    outcome = Runner(workload, submission.impl, hyperparameters, study_settings(workload_name)).run()
     metric = f"validation/{workload.target_metric_name}"
     values = [row[metric] for row in outcome.evals if math.isfinite(row.get(metric, math.nan))]
     best = (max if workload.target_metric_direction.value == "max" else min)(values) if values else None
@@ -76,26 +96,27 @@ def trial_key(trial: dict[str, object]) -> tuple[float, float, float]:
     return (-len(reached), mean_steps, -sum(best) / len(best))
 
 
-def study(name: str, trials: int, max_steps: int, budget: float, log) -> dict[str, object]:
+def study(name: str, trials: int, workloads: Sequence[str], workers: int, log) -> dict[str, object]:
     cfg = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "submission" / f"{name}.yaml"))
     submission = load_submission(cfg)
     space = submission.search_space
     points = [("halton", rounded_point(space, p)) for p in study_points(space, trials - 1, seed=0, study=0)]
     points.append(("prior_default", dict(submission.default)))
-    workloads = {(w if v is None else f"{w}_{v}"): build_workload(workload_config(w), v, "cpu") for w, v in STUDY_WORKLOADS}
+    jobs = [(name, point, workload) for _, point in points for workload in workloads]
+    outcomes = iter(map_in_processes(run_trial, jobs, workers))
     records = []
     for index, (source, point) in enumerate(points):
-        results = {}
-        for workload_name, workload in workloads.items():
-            results[workload_name] = run_trial(workload, submission, point, max_steps, budget)
-            log(f"{name} trial {index} ({source}) on {workload_name}: {json.dumps(results[workload_name])}")
+        results = {workload: next(outcomes) for workload in workloads}
+        for workload, result in results.items():
+            log(f"{name} trial {index} ({source}) on {workload}: {json.dumps(result)}")
         records.append({"trial": index, "source": source, "hyperparameters": point, "results": results})
     chosen = min(records, key=trial_key)
     return {
         "submission": name,
         "method": f"{trials - 1} scrambled-Halton points (seed 0, study 0) + the prior default, one seed each",
         "workloads": list(workloads),
-        "settings": {"seed": 0, "max_steps": max_steps, "eval_every_steps": EVAL_EVERY_STEPS, "max_runtime_sec": budget, "torch_threads": torch.get_num_threads()},
+        "settings": {w: {"max_steps": s.max_steps, "eval_every_steps": s.eval_every_steps, "guard_sec": s.max_runtime_sec} for w, s in ((w, study_settings(w)) for w in workloads)}
+        | {"seed": 0, "torch_threads": 1 if workers > 1 else torch.get_num_threads()},
         "rule": "most workloads reaching the validation target, then fewest mean steps to target, then best mean validation metric",
         "chosen_trial": chosen["trial"],
         "default": chosen["hyperparameters"],
@@ -117,7 +138,7 @@ def write_default(name: str, record: dict[str, object]) -> None:
         f"  study: docs/tuning/{name}.json",
         f"  summary: trial {record['chosen_trial']} ({chosen['source']}) of {len(record['trials'])}; reached the target on {reached} of {len(chosen['results'])} study workloads",
     ]
-    path.write_text(head + "\n".join(lines) + "\n")
+    atomic_write_text(path, head + "\n".join(lines) + "\n")  # calibrations may be reading it
 
 
 def _yaml_value(value: Value) -> str:
@@ -131,17 +152,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+")
     parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--max-steps", type=int, default=1000)
-    parser.add_argument("--budget", type=float, default=30.0, help="guard: seconds of submission time per trial")
+    parser.add_argument("--workloads", default=",".join(STUDY_WORKLOADS), help="comma-separated CPU-suite workloads")
+    parser.add_argument("--workers", type=int, default=1, help="parallel one-thread processes")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # the study shares a small machine; one thread avoids oversubscription
+    workloads = [w for w in args.workloads.split(",") if w]
+    for workload in workloads:
+        workload_config(workload)  # an unknown name fails here, before any run
 
     def log(line: str) -> None:
         print(line, flush=True)
 
     TUNING_DIR.mkdir(parents=True, exist_ok=True)
     for name in args.names:
-        record = study(name, args.trials, args.max_steps, args.budget, log)
+        record = study(name, args.trials, workloads, args.workers, log)
         (TUNING_DIR / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
         write_default(name, record)
         log(f"{name}: chose trial {record['chosen_trial']}: {record['default']}")

@@ -57,12 +57,29 @@ def test_runs_go_through_the_runner_and_keep_records(first):
                              + [f"results/calibrate/external/{best}/digits_cnn/study_1/trial_{r}/run.json" for r in range(3)])
 
 
-def test_same_seeds_give_the_same_step_based_targets(tmp_path):
+def test_same_seeds_give_the_same_step_based_targets_with_parallel_trials(tmp_path):
     small = TINY | {"algorithms": ["adamw", "momentum"], "reruns": 1}
-    first, second = (calibrate(_base(tmp_path / str(i)), **small) for i in range(2))
+    first, second = (calibrate(_base(tmp_path / str(workers)), **small | {"workers": workers}) for workers in (1, 2))
     a, b = first["targets"], second["targets"]
     assert (a.validation, a.test, a.step_hint, a.reached) == (b.validation, b.test, b.step_hint, b.reached)
     assert [s.evals[-1]["validation/loss"] for s in first["trials"]] == [s.evals[-1]["validation/loss"] for s in second["trials"]]
+
+
+def test_finished_runs_of_the_same_config_are_reused(tmp_path):
+    small = TINY | {"algorithms": ["momentum"], "reruns": 1, "steps": 4}
+
+    def written() -> dict[Path, int]:
+        return {p: p.stat().st_mtime_ns for p in tmp_path.rglob("run.json")}
+
+    first = calibrate(_base(tmp_path), **small)
+    before = written()
+    again = calibrate(_base(tmp_path), **small)
+    assert written() == before and again["targets"] == first["targets"]
+    calibrate(_base(tmp_path), **small | {"steps": 3})  # another step budget: nothing to reuse
+    assert all(written()[p] != before[p] for p in before)
+    middle = written()
+    calibrate(_base(tmp_path), **small | {"steps": 3, "reuse": False})
+    assert all(written()[p] != middle[p] for p in middle)
 
 
 def test_writing_targets_keeps_the_rest_of_the_file(first, tmp_path):

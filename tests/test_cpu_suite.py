@@ -111,6 +111,8 @@ def test_targets_and_budgets_match_their_provenance(name, tmp_path):
         assert (cfg["validation_target"], cfg["test_target"], cfg["max_runtime_sec"], cfg["step_hint"], cfg["eval_period_sec"]) == (
             expected.validation, expected.test, expected.max_runtime_sec, expected.step_hint, expected.eval_period_sec), label
         assert provenance["trials_per_algorithm"] >= 8 and provenance["reruns"] >= 5, label
+        plan = cfg["calibration"]
+        assert (provenance["step_budget"], provenance["eval_every_steps"]) == (plan["steps"], plan["eval_every_steps"]), f"{label}: calibrated for another step budget; re-run pacer calibrate"
         assert sorted(provenance["algorithms"]) == ["adamw", "momentum", "nadamw", "sgd_nesterov"], label
         for key in ("hardware", "date", "package_version"):
             assert provenance[key], f"{label}: provenance.{key}"

@@ -1,0 +1,26 @@
+"""Run independent, step-based jobs (tuning trials) in parallel processes on one machine."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import TypeVar
+
+import torch
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def map_in_processes(function: Callable[[Item], Result], items: Sequence[Item], workers: int) -> list[Result]:
+    """`[function(item) for item in items]`, in `workers` processes of one torch thread each
+    (so that they don't oversubscribe the cores); in this process when `workers` is 1.
+
+    `function` must be importable by name (a module-level function): the processes are spawned,
+    never forked from a process that already holds torch's thread pools."""
+    if workers <= 1 or len(items) <= 1:
+        return [function(item) for item in items]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(items)), mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        return list(pool.map(function, items))
