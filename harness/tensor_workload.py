@@ -9,7 +9,9 @@ loop, the target sanity check and the on-disk cache of generated data.
 Data cache: generated splits are saved under `data_dir` (default `$PACER_DATA_DIR`, else
 `~/.cache/pacer/data`) in a file named by the workload class, its `data_version`, the
 dataset seed and a hash of `data_settings()`; a later run loads the file instead of
-generating again. Bump `data_version` whenever the generator's output changes."""
+generating again. Bump `data_version` whenever the generator's output changes. Workloads that
+read a local copy of downloaded files set `cache_splits = False`: they read `data_dir` as it
+is, which then need not be writable."""
 
 from __future__ import annotations
 
@@ -166,7 +168,9 @@ class TensorWorkload(BuiltModelParameters, Workload):
         self.step_hint, self.reference_batch_size, self.eval_batch_size = int(step_hint), int(batch_size), int(eval_batch_size)
         self.dataset_seed = dataset_seed
         self.device = torch.device(device)
-        self.data_dir = _writable_data_dir(data_dir)
+        self.data_dir = data_dir_path(data_dir)
+        if self.cache_splits:
+            check_writable(self.data_dir)
         self._splits: Splits | None = None
         self._model: nn.Module | None = None
 
@@ -185,6 +189,9 @@ class TensorWorkload(BuiltModelParameters, Workload):
     data (e.g. two models on MNIST-1D) share it."""
     data_version: str = "1"
     """Version of the data generator; part of the cache key."""
+    cache_splits: bool = True
+    """Keep generated splits in `data_dir` (which must then be writable); False for workloads
+    whose `make_splits` reads files that are as fast to read as the cache."""
 
     def data_settings(self) -> dict[str, object]:
         """The settings besides the dataset seed that change the generated data (cache key)."""
@@ -219,7 +226,7 @@ class TensorWorkload(BuiltModelParameters, Workload):
     @property
     def splits(self) -> Splits:
         if self._splits is None:
-            splits = self._cached_splits()
+            splits = self._cached_splits() if self.cache_splits else self.make_splits(self.dataset_seed)
             self._splits = Splits(splits.train.to(self.device), splits.validation.to(self.device), splits.test.to(self.device), splits.eval_train_size)
         return self._splits
 
@@ -338,16 +345,19 @@ class TensorWorkload(BuiltModelParameters, Workload):
         return {key: float(value) / weight for key, value in sums.items()} | {"num_examples": float(len(split))}
 
 
-def _writable_data_dir(data_dir: str | None) -> Path:
-    """The data cache folder, created if needed; ValueError (one line) if it cannot be written."""
-    path = Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
+def data_dir_path(data_dir: str | None) -> Path:
+    """The data folder: `data_dir`, else `$PACER_DATA_DIR`, else `~/.cache/pacer/data`."""
+    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
+
+
+def check_writable(path: Path) -> None:
+    """Create the folder `path` if needed; ValueError (one line) if it cannot be written."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ValueError(f"data_dir {path} cannot be created ({e.strerror})") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"data_dir {path} is not writable") from None
-    return path
 
 
 def set_dropout(model: nn.Module, rate: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import pickle
 from pathlib import Path
 
@@ -40,4 +41,28 @@ def make_cifar10(root: Path, per_batch: int = 8, n_test: int = 10) -> Path:
                  "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "filenames": [f"{i}.png" for i in range(n)]}
         with open(folder / name, "wb") as f:
             pickle.dump(entry, f)
+    return root
+
+
+def write_idx(path: Path, array: np.ndarray, compressed: bool) -> None:
+    """An idx file of unsigned bytes (the MNIST format), gzipped as `<path>.gz` if `compressed`."""
+    header = bytes([0, 0, 8, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    if compressed:
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+
+
+def make_mnist(root: Path, folder: str = "MNIST", n_train: int = 40, n_test: int = 12, compressed: bool = True, seed: int = 0) -> Path:
+    """`root/<folder>/raw/` with torchvision's four MNIST idx files (28x28 images whose
+    brightness depends on the label); `folder` is `FashionMNIST` for Fashion-MNIST."""
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = np.clip(20 * labels[:, None, None] + rng.normal(40, 30, (n, 28, 28)), 0, 255).astype(np.uint8)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images, compressed)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels, compressed)
     return root

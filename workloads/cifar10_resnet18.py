@@ -1,7 +1,8 @@
 """CIFAR-10 classified by a ResNet-18 (CIFAR stem: 3x3 convolution, no max-pool).
 
-Data: torchvision's CIFAR-10 python version under `data_dir` (`LAYOUT`); with
-`download: true` torchvision fetches and checksums it there first (never in tests). The 50,000
+Data: torchvision's CIFAR-10 python version under `data_dir`, read (and, with `download: true`,
+fetched into an empty `data_dir`) by `workloads.data.torchvision_files`, which the CPU
+workload `cifar10` shares; tests never download. The 50,000
 training images are split 45,000 train / 5,000 validation (the last 5,000); the 10,000 test
 images are the test split. Standard augmentation: pad by 4 and random 32x32 crop, horizontal
 flip; per-channel normalisation. Targets are provisional (see the config's `provenance`)
@@ -10,10 +11,6 @@ until `pacer calibrate` sets them on a GPU.
 
 from __future__ import annotations
 
-import pickle
-from pathlib import Path
-
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
@@ -21,25 +18,8 @@ from torchvision import transforms
 
 from harness.errors import PacerUserError
 from harness.loader_workload import Example, LoaderWorkload, VisionDatasets
+from workloads.data.torchvision_files import CIFAR10, local_copy
 from workloads.models.resnet import resnet18
-
-LAYOUT = "data_dir/cifar-10-batches-py/{data_batch_1..data_batch_5,test_batch} (torchvision's CIFAR-10 python pickles)"
-TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
-TEST_FILE = "test_batch"
-
-
-def read_batches(workload: str, folder: Path, names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images (N, 3, 32, 32) and int64 labels from CIFAR pickle batches."""
-    images, labels = [], []
-    for name in names:
-        try:
-            with open(folder / name, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
-            images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.extend(entry["labels"])
-        except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as e:
-            raise PacerUserError(f"workload {workload}: cannot read {folder / name} ({type(e).__name__}: {e}); expected {LAYOUT}") from None
-    return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.long)
 
 
 class TensorImages(Dataset[Example]):
@@ -64,22 +44,10 @@ class Cifar10ResNet18(LoaderWorkload):
         self.validation_size, self.width, self.download = int(validation_size), int(width), bool(download)
         super().__init__(**common)
 
-    @property
-    def folder(self) -> Path:
-        return self.data_dir / "cifar-10-batches-py"
-
     def check_data(self) -> None:
-        if self.download:
-            from torchvision.datasets import CIFAR10
-
-            CIFAR10(str(self.data_dir), train=True, download=True)
-            CIFAR10(str(self.data_dir), train=False, download=True)
-        missing = [name for name in (*TRAIN_FILES, TEST_FILE) if not (self.folder / name).is_file()]
-        if missing:
-            raise PacerUserError(f"workload {self.name}: {self.folder} lacks {', '.join(missing)} (pass workload.download=true to fetch it); expected {LAYOUT}")
         # CIFAR-10 is small (180 MB): read it now, so that a broken file fails before any work.
-        self._train_arrays = read_batches(self.name, self.folder, TRAIN_FILES)
-        self._test_arrays = read_batches(self.name, self.folder, (TEST_FILE,))
+        folder = local_copy(self.name, CIFAR10, self.data_dir, self.download)
+        self._train_arrays, self._test_arrays = CIFAR10.read(self.name, folder)
         if len(self._train_arrays[1]) <= self.validation_size:
             raise PacerUserError(f"workload {self.name}: validation_size {self.validation_size} leaves no training images (have {len(self._train_arrays[1])})")
 

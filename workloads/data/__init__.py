@@ -1,0 +1,1 @@
+"""Data readers shared by several workloads."""
