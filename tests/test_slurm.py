@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from vision_data import make_imagenet
 
 from harness.cli import main
+from harness.job import run_job
 from harness.sweep import MANIFEST
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,3 +140,46 @@ def test_hydra_multirun_through_submitit_slurm(slurm, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Bypassing sacct error" not in done.stderr
     assert sorted(r["trial"] for r in _records(tmp_path, "hydra")) == [0, 1]
+
+
+def test_a_two_device_workload_gets_its_own_job_array_and_runs_two_processes(slurm, tmp_path, capsys, monkeypatch):
+    """mnist1d_mlp on one process and imagenet_vit (tiny, generated data) with devices=2: two
+    job arrays of different resources; the second runs torchrun with two gloo processes in its
+    allocation, and its evals match the same cell run on one process."""
+    data = make_imagenet(tmp_path / "imagenet")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), str(REPO / "tests")]))  # the jobs import the test submission
+    tiny_vit = {"data_dir": str(data), "num_workers": 0, "eval_num_workers": 0, "eval_batch_size": 8, "eval_train_size": 6, "width": 32, "depth": 2,
+                "mlp_dim": 64, "num_heads": 2, "patch_size": 8, "image_size": 32, "resize_size": 36, "mixup_alpha": 0, "step_hint": 20}
+    overrides = {"mnist1d_mlp": {"workload": {"num_samples": 600, "hidden": 16}},
+                 "imagenet_vit": {"devices": 2, "submission": {"module": "fixed_batch_submission"}, "workload": tiny_vit}}
+    args = ["sweep", f"results_root={tmp_path}", "experiment=devices", "submission=[momentum]", "workload=[mnist1d_mlp,imagenet_vit]", "launcher=slurm",
+            "+ruleset.points=[{learning_rate:0.5,dropout_rate:0.0}]", "ruleset.num_studies=1", "max_steps=2", "eval_every_steps=1", "max_runtime_sec=600",
+            f"suite.overrides={_hydra_value(overrides)}"]
+    assert main(args) == 0
+    jobs = _manifest(tmp_path, "devices")["jobs"]
+    arrays = {key.split("/")[1]: entry["job_id"].split("_")[0] for key, entry in jobs.items()}
+    assert len(set(arrays.values())) == 2, arrays
+    scripts = {path.name.split("_")[0]: path.read_text() for path in (tmp_path / "devices" / ".submitit").glob("*_submission.sh")}
+    assert "--cpus-per-task=2" in scripts[arrays["imagenet_vit"]] and "--cpus-per-task=1" in scripts[arrays["mnist1d_mlp"]]
+    table = _wait_settled(tmp_path, "devices", capsys, timeout=400)
+    assert "2 done, 0 running, 0 pending, 0 failed" in table, table
+
+    records = {r["workload"]: r for r in _records(tmp_path, "devices")}
+    two = records["imagenet_vit"]
+    assert two["options"]["world_size"] == 2 and records["mnist1d_mlp"]["options"].get("world_size", 1) == 1
+    assert two["status"] == "step_cap" and two["final"]["num_evals"] == 2
+    one = run_job(two["config"] | {"devices": 1, "results_root": str(tmp_path / "one"), "resume": False})
+    assert one["options"]["world_size"] == 1
+    evals = {n: [json.loads(line) for line in next((tmp_path / root).rglob("imagenet_vit/study_0/trial_0/evals.jsonl")).read_text().splitlines()]
+             for n, root in ((1, "one"), (2, "devices"))}
+    assert [r["examples_seen"] for r in evals[2]] == [r["examples_seen"] for r in evals[1]] == [4, 8]
+    for a, b in zip(evals[1], evals[2], strict=True):
+        for key in ("train/loss", "validation/loss", "validation/accuracy", "test/loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+
+
+def _hydra_value(value: object) -> str:
+    """A nested mapping in Hydra's override syntax (strings quoted)."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{_hydra_value(v)}" for key, v in value.items()) + "}"
+    return repr(value) if isinstance(value, str) else str(value)
