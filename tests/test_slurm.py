@@ -14,11 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from vision_data import make_imagenet
 
-from harness.cli import main
+from harness.cli import compose_config, main
+from harness.errors import PacerUserError
 from harness.job import run_job
-from harness.sweep import MANIFEST
+from harness.launchers import ResourceClass, _slurm_parameters, resource_class
+from harness.sweep import MANIFEST, expand_grid
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_DIR = REPO / "tests" / "slurm"
@@ -140,6 +143,26 @@ def test_hydra_multirun_through_submitit_slurm(slurm, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Bypassing sacct error" not in done.stderr
     assert sorted(r["trial"] for r in _records(tmp_path, "hydra")) == [0, 1]
+
+
+def test_resource_classes_follow_the_devices_of_a_cell():
+    launcher = OmegaConf.to_container(compose_config(["launcher=slurm"]).launcher)
+    budget = {"max_runtime_sec": 600, "ruleset": {}}
+    one, two_cpu = (resource_class(budget | {"device": "cpu", "devices": d}, launcher) for d in (1, 2))
+    assert (one.nodes, one.devices_per_node, two_cpu.nodes, two_cpu.devices_per_node) == (1, 1, 1, 2) and one != two_cpu
+    assert _slurm_parameters(launcher, two_cpu).items() >= {"nodes": 1, "tasks_per_node": 1, "gpus_per_node": 0, "cpus_per_task": 2, "mem_gb": 4.0, "timeout_min": 20}.items()
+    sixteen = resource_class(budget | {"device": "cuda", "devices": 16}, launcher)
+    assert _slurm_parameters(launcher, sixteen).items() >= {"nodes": 2, "tasks_per_node": 1, "gpus_per_node": 8, "cpus_per_task": 8, "mem_gb": 16.0}.items()
+    assert resource_class(budget | {"device": "cuda", "devices": 4}, launcher) == ResourceClass(20, 1, 4, True)
+    with pytest.raises(PacerUserError, match="devices=12 does not fill whole nodes of launcher.gpus_per_node=8"):
+        resource_class(budget | {"device": "cuda", "devices": 12}, launcher)
+
+
+def test_suite_overrides_apply_to_one_workload_and_refuse_unknown_keys():
+    cells = expand_grid(["ruleset.num_trials=1", "ruleset.num_studies=1", "suite.overrides={mnist1d_mlp:{devices:2,workload:{hidden:8}}}"], ["nadamw"], ["mnist1d_mlp", "mnist1d_cnn"])
+    assert {c.key.split("/")[1]: (c.cfg["devices"], c.cfg["workload"].get("hidden")) for c in cells} == {"mnist1d_mlp": (2, 8), "mnist1d_cnn": (1, None)}
+    with pytest.raises(PacerUserError, match="^suite.overrides.mnist1d_mlp: Key 'nosuch' is not in struct"):
+        expand_grid(["suite.overrides={mnist1d_mlp:{workload:{nosuch:1}}}"], ["nadamw"], ["mnist1d_mlp"])
 
 
 def test_a_two_device_workload_gets_its_own_job_array_and_runs_two_processes(slurm, tmp_path, capsys, monkeypatch):
