@@ -2,7 +2,13 @@
 
 Slurm sends SIGUSR2 (through submitit's `--signal`) before a time limit and SIGTERM on
 preemption. A signal only sets a flag; the runner reads it between steps, so a checkpoint is
-never taken in the middle of an update. Saving and restoring are untimed.
+never taken in the middle of an update. Saving and restoring are untimed. Under DDP the
+processes agree at each step boundary, so all of them stop at the same step.
+
+A run can be killed without warning too (SIGKILL, a node failure): `PeriodicCheckpoints` saves
+it every `checkpoint_every_sec` of wall time, so that at most that much work is redone. A
+checkpoint is written to a temporary file and renamed over the previous one, so a kill during
+a write leaves the previous checkpoint intact.
 
 A checkpoint holds everything the rest of the run depends on: the parameters, the optimizer
 state (values with `state_dict`, such as optimizers and LR schedulers, through it), the model
@@ -20,13 +26,16 @@ import os
 import random
 import signal
 import threading
+import time
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from harness import distributed
 
 if TYPE_CHECKING:
     from harness.runner import Runner
@@ -34,6 +43,25 @@ if TYPE_CHECKING:
 CHECKPOINT_FILE = "checkpoint.pt"
 STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 FORMAT_VERSION = 1
+
+SignalHandler = Callable[[int, types.FrameType | None], object]
+
+
+@contextlib.contextmanager
+def stop_signals_handled(handler: SignalHandler) -> Iterator[None]:
+    """Let `handler` take SIGUSR2 and SIGTERM for the duration, then put back the previous
+    handlers (e.g. submitit's, which requeue the job)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python delivers signals to the main thread only
+        return
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    for s in STOP_SIGNALS:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, handler_before in previous.items():
+            signal.signal(s, handler_before)
 
 
 class StopFlag:
@@ -43,26 +71,36 @@ class StopFlag:
         self.signum: int | None = None
 
     def __call__(self) -> bool:
-        return self.signum is not None
+        """Under DDP a collective: true on every process once any of them got a signal."""
+        return distributed.any_rank(self.signum is not None)
 
     def _handle(self, signum: int, frame: types.FrameType | None) -> None:
         self.signum = signum
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopFlag]:
-        """Catch the stop signals for the duration, then put back the previous handlers
-        (e.g. submitit's, which requeue the job)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield self  # Python delivers signals to the main thread only
-            return
-        previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-        for s in STOP_SIGNALS:
-            signal.signal(s, self._handle)
-        try:
+        """Catch the stop signals for the duration (see `stop_signals_handled`)."""
+        with stop_signals_handled(self._handle):
             yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+
+
+class PeriodicCheckpoints:
+    """Saves the run at the first step boundary after every `every_sec` seconds of wall time
+    (untimed: between steps, outside the clock's phases), so that a run killed without warning
+    resumes from at most that long ago. Under DDP the processes agree on when (rank 0 writes,
+    the others wait at a barrier), so no process's clock counts the write."""
+
+    def __init__(self, run_dir: Path, every_sec: float | None, preemptions: int):
+        self.run_dir, self.every_sec, self.preemptions = Path(run_dir), every_sec, preemptions
+        self.last = time.monotonic()
+
+    def __call__(self, runner: Runner) -> None:
+        if not self.every_sec or not distributed.any_rank(time.monotonic() - self.last >= self.every_sec):
+            return
+        if distributed.is_main():
+            save(runner, self.run_dir, self.preemptions)
+        distributed.barrier()
+        self.last = time.monotonic()
 
 
 def path_in(run_dir: Path) -> Path:
@@ -70,7 +108,8 @@ def path_in(run_dir: Path) -> Path:
 
 
 def save(runner: Runner, run_dir: Path, preemptions: int) -> Path:
-    """Write the runner's state to `<run_dir>/checkpoint.pt` atomically."""
+    """Write the runner's state to `<run_dir>/checkpoint.pt` atomically: the previous
+    checkpoint stays until the new one is complete on disk."""
     path = path_in(run_dir)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as f:
@@ -78,7 +117,19 @@ def save(runner: Runner, run_dir: Path, preemptions: int) -> Path:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a process killed while writing
+        stale.unlink(missing_ok=True)
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (a node that fails right after keeps the new file)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load(run_dir: Path) -> dict[str, object] | None:

@@ -76,8 +76,18 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     return tensor
 
 
-def torchrun_command(devices: int, pacer_args: Sequence[str], *, nodes: int = 1, rdzv_endpoint: str | None = None) -> list[str]:
-    """The command that runs `pacer <pacer_args>` on `devices` processes per node.
+def any_rank(flag: bool) -> bool:
+    """True when `flag` is true in any process: a collective that every process must call
+    at the same point (e.g. to stop all of them at one step). Without DDP: `flag`."""
+    if not active():
+        return flag
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    return bool(all_reduce(torch.tensor([float(flag)], device=device), op="max").item())
+
+
+def torchrun_command(devices: int, pacer_args: Sequence[str], *, nodes: int = 1, rdzv_endpoint: str | None = None, module: str = "harness") -> list[str]:
+    """The command that runs `python -m <module> <pacer_args>` (by default `pacer <args>`) on
+    `devices` processes per node.
 
     One node uses torchrun's standalone rendezvous; several nodes (e.g. a Slurm allocation,
     one torchrun per node) need `rdzv_endpoint` (`host:port` of the first node)."""
@@ -88,7 +98,7 @@ def torchrun_command(devices: int, pacer_args: Sequence[str], *, nodes: int = 1,
         if rdzv_endpoint is None:
             raise ValueError("a run on several nodes needs rdzv_endpoint")
         command += [f"--nnodes={nodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}"]
-    return command + ["-m", "harness", *pacer_args]
+    return command + ["-m", module, *pacer_args]
 
 
 def launch(devices: int, pacer_args: Sequence[str]) -> int:

@@ -38,6 +38,8 @@ class Job:
     hyperparameters: Hyperparameters
     settings: RunSettings
     run_dir: RunDir
+    checkpoint_every_sec: float | None
+    """Wall time between periodic checkpoints; None: only on a stop signal."""
 
 
 def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool = True) -> Job:
@@ -62,6 +64,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
         max_runtime_sec=_check_positive(plain, "max_runtime_sec") or _ruleset_budget(plain, workload),
         stop_at_target=bool(plain.get("stop_at_target", True)),
     )
+    checkpoint_every_sec = _check_checkpoint_period(plain)
     submission = load_submission(plain["submission"])
     hyperparameters = hparamslib.resolve(submission.search_space, submission.default, plain.get("hparams") or {}, f"submission {submission.name}")
     path = run_path(plain["results_root"], str(plain["experiment"]), ruleset_name(plain), submission.name, workload.name, int(plain["study"]), int(plain["trial"]))
@@ -77,7 +80,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
         except OSError as e:
             raise PacerUserError(f"cannot write the results root {plain['results_root']}: {e.strerror} ({path})") from None
     distributed.barrier()
-    return Job(plain, workload, submission, hyperparameters, settings, run_dir)
+    return Job(plain, workload, submission, hyperparameters, settings, run_dir, checkpoint_every_sec)
 
 
 def run_job(cfg: DictConfig | Mapping[str, object]) -> dict[str, object]:
@@ -112,7 +115,8 @@ def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) 
             job.run_dir.append_eval(row)
             progress.on_eval(row)
 
-    runner = Runner(job.workload, job.submission.impl, job.hyperparameters, job.settings, on_eval, should_stop=stop, resume_from=saved)
+    periodic = checkpoint.PeriodicCheckpoints(job.run_dir.path, job.checkpoint_every_sec, record["preemptions"])
+    runner = Runner(job.workload, job.submission.impl, job.hyperparameters, job.settings, on_eval, should_stop=stop, resume_from=saved, at_step_boundary=periodic)
     outcome = runner.run()
     progress.close()
     record = _final_record(record, outcome)
@@ -214,6 +218,16 @@ def _check_int(cfg: Mapping[str, object], key: str, *, minimum: int, optional: b
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise PacerUserError(f"{key}={value!r} must be an integer >= {minimum}")
     return value
+
+
+def _check_checkpoint_period(cfg: Mapping[str, object]) -> float | None:
+    """`checkpoint_every_sec`: seconds between periodic checkpoints; 0 or null turns them off."""
+    value = cfg.get("checkpoint_every_sec")
+    if value in (None, 0):
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or value == float("inf"):
+        raise PacerUserError(f"checkpoint_every_sec={value!r} must be a positive number of seconds, or 0/null for no periodic checkpoints")
+    return float(value)
 
 
 def _check_positive(cfg: Mapping[str, object], key: str) -> float | None:

@@ -1,20 +1,28 @@
 """Where a sweep's jobs run: in this process, as local background processes, or on Slurm.
 
-All three run `SweepTask`, a submitit `Checkpointable`: on SIGUSR2/SIGTERM the run saves a
-checkpoint at its next step boundary (`harness.checkpoint`), and under submitit the task then
-hands over to submitit's own handler, which requeues the job (same Slurm job id) to continue
-from that checkpoint."""
+All three run `run_cell`, under submitit through `SweepTask`, a submitit `Checkpointable`: on
+SIGUSR2/SIGTERM the run saves a checkpoint at its next step boundary (`harness.checkpoint`),
+and under submitit the task then hands over to submitit's own handler, which requeues the job
+(same Slurm job id) to continue from that checkpoint.
+
+A cell with `devices=N > 1` trains on N processes: the task runs `torchrun` (one per node of
+its allocation) with `python -m harness.launchers <config.json>` as each process, forwards
+stop signals to them, and reads the record that rank 0 wrote. On Slurm, one job array per
+resource class (time limit, nodes, devices per node) asks for the devices of its cells."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import math
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,10 +31,12 @@ from pathlib import Path
 import submitit
 from submitit.core.job_environment import SignalHandler
 
+from harness import checkpoint, distributed
 from harness.errors import PacerUserError
 
 SLURM_COMMANDS = ("sbatch", "squeue", "sinfo", "scontrol", "scancel")
 SACCT_NOISE = "Bypassing sacct error"
+RDZV_PORT = 29500  # torchrun's rendezvous on the first node of a multi-node allocation
 QUEUED_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "RESIZING", "SUSPENDED"})
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"})
 
@@ -43,12 +53,88 @@ class SweepTask(submitit.helpers.Checkpointable):
     def __call__(self, cfg: JobConfig) -> str:
         if self.dry:
             return "dry"
-        from harness.job import run_job
-
-        record = run_job(cfg)
+        record = run_cell(cfg)
         if record["status"] == "preempted":
             _requeue_through_submitit()
         return str(record["status"])
+
+
+def run_cell(cfg: JobConfig) -> dict[str, object]:
+    """Run one grid cell here to its end or a stop signal and return its run record: in this
+    process, or for `devices=N > 1` on N processes through torchrun."""
+    from harness.job import run_job
+
+    devices = int(cfg.get("devices") or 1)
+    if devices == 1 or distributed.launched():
+        return run_job(cfg)
+    return _run_under_torchrun(cfg, devices)
+
+
+def _run_under_torchrun(cfg: JobConfig, devices: int) -> dict[str, object]:
+    """One torchrun on this node (of `SLURM_JOB_NUM_NODES`), its processes running the cell;
+    the record is the one rank 0 wrote."""
+    from harness.job import prepare_job
+
+    job = prepare_job(cfg, create_run_dir=False)  # bad input fails here, before any process starts
+    nodes = int(os.environ.get("SLURM_JOB_NUM_NODES", "1"))
+    endpoint = f"{submitit.JobEnvironment().hostnames[0]}:{RDZV_PORT}" if nodes > 1 else None
+    with tempfile.TemporaryDirectory(prefix="pacer-cell-") as tmp:
+        cfg_file = Path(tmp) / "config.json"
+        cfg_file.write_text(json.dumps(cfg), encoding="utf-8")
+        command = distributed.torchrun_command(devices // nodes, [str(cfg_file)], nodes=nodes, rdzv_endpoint=endpoint, module="harness.launchers")
+        threads = os.environ.get("OMP_NUM_THREADS") or str(max(len(os.sched_getaffinity(0)) * nodes // devices, 1))
+        returncode = _run_forwarding_stop_signals(command, dict(os.environ, OMP_NUM_THREADS=threads))
+    record = job.run_dir.read_run()
+    if record is None or (returncode != 0 and record.get("status") == "running"):
+        raise RuntimeError(f"the run on {devices} processes ended without a final record (torchrun exit code {returncode}; its output is above)")
+    return record
+
+
+def _run_forwarding_stop_signals(command: Sequence[str], env: Mapping[str, str]) -> int:
+    """Run torchrun to its end. A stop signal (SIGUSR2/SIGTERM) to this process is passed on
+    as SIGUSR2 to every process below it, again each second until they end (one may still be
+    starting); torchrun's agent ignores SIGUSR2 (Slurm signals every process of a job), so
+    it waits for the training processes to checkpoint and end."""
+    stop = checkpoint.StopFlag()
+    with stop.installed():
+        agent = subprocess.Popen(command, env=env, preexec_fn=_ignore_sigusr2)  # noqa: PLW1509 - only sets a signal disposition
+        while True:
+            try:
+                return agent.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                if stop.signum is not None:
+                    _signal_descendants(os.getpid(), signal.SIGUSR2)
+
+
+def _ignore_sigusr2() -> None:
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
+def _signal_descendants(root: int, signum: int) -> None:
+    """Send `signum` to every process below `root` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def _torchrun_process(cfg_file: str) -> int:
+    """One of the processes of a multi-device cell (`python -m harness.launchers CONFIG`): the
+    run, joined to the others by `run_job`; exits 0 whenever the run ended with a record."""
+    from harness.job import run_job
+
+    try:
+        run_job(json.loads(Path(cfg_file).read_text(encoding="utf-8")))
+    finally:
+        distributed.teardown()
+    return 0
 
 
 def _requeue_through_submitit() -> None:
@@ -121,16 +207,39 @@ def timeout_minutes(cfg: Mapping[str, object], launcher: Mapping[str, object]) -
     return math.ceil(float(budget) * float(launcher["timeout_margin"]) / 60) + int(launcher["setup_min"])
 
 
+@dataclass(frozen=True, order=True)
+class ResourceClass:
+    """What each job of one Slurm job array asks for."""
+
+    timeout_min: int
+    nodes: int
+    devices_per_node: int
+    gpu: bool
+
+
+def resource_class(cfg: Mapping[str, object], launcher: Mapping[str, object]) -> ResourceClass:
+    """A cell's resources: its time limit, and its `devices` as GPUs over as few nodes of
+    `launcher.gpus_per_node` GPUs as hold them (device=cuda) or as processes on one node (cpu)."""
+    devices = int(cfg.get("devices") or 1)
+    gpu = cfg.get("device") == "cuda"
+    per_node = int(launcher["gpus_per_node"]) if gpu else devices
+    if per_node < 1:
+        raise PacerUserError(f"launcher.gpus_per_node={per_node} must be >= 1 for device=cuda jobs")
+    if devices > per_node and devices % per_node:
+        raise PacerUserError(f"devices={devices} does not fill whole nodes of launcher.gpus_per_node={per_node} GPUs")
+    return ResourceClass(timeout_minutes(cfg, launcher), math.ceil(devices / per_node), min(devices, per_node), gpu)
+
+
 def submit_slurm(jobs: Sequence[tuple[str, JobConfig]], launcher: Mapping[str, object], folder: Path, job_name: str, dry: bool) -> list[Submitted]:
-    """One job array per resource class (here: time limit); returns the array task ids."""
+    """One job array per resource class; returns the array task ids."""
     quiet_sacct_warnings()
-    classes: dict[int, list[tuple[str, JobConfig]]] = {}
+    classes: dict[ResourceClass, list[tuple[str, JobConfig]]] = {}
     for key, cfg in jobs:
-        classes.setdefault(timeout_minutes(cfg, launcher), []).append((key, cfg))
+        classes.setdefault(resource_class(cfg, launcher), []).append((key, cfg))
     submitted = []
-    for timeout_min, members in sorted(classes.items()):
+    for resources, members in sorted(classes.items()):
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        executor.update_parameters(name=job_name, timeout_min=timeout_min, **_slurm_parameters(launcher))
+        executor.update_parameters(name=job_name, **_slurm_parameters(launcher, resources))
         captured = io.StringIO()  # submitit prints sbatch's stderr; a refusal must reach the user as one line
         try:
             with contextlib.redirect_stderr(captured):
@@ -142,13 +251,19 @@ def submit_slurm(jobs: Sequence[tuple[str, JobConfig]], launcher: Mapping[str, o
     return submitted
 
 
-def _slurm_parameters(launcher: Mapping[str, object]) -> dict[str, object]:
+def _slurm_parameters(launcher: Mapping[str, object], resources: ResourceClass) -> dict[str, object]:
+    """submitit's parameters of one class: one task (one torchrun) per node, with the GPUs,
+    CPU cores and memory of that node's devices (`cpus_per_task`, `mem_gb` are per device)."""
     optional = {"slurm_partition": "partition", "slurm_account": "account", "slurm_qos": "qos", "slurm_constraint": "constraint"}
     params: dict[str, object] = {name: launcher[key] for name, key in optional.items() if launcher.get(key)}
+    per_node = resources.devices_per_node
     params |= {
-        "gpus_per_node": int(launcher["gpus_per_node"]),
-        "cpus_per_task": int(launcher["cpus_per_task"]),
-        "mem_gb": float(launcher["mem_gb"]),
+        "timeout_min": resources.timeout_min,
+        "nodes": resources.nodes,
+        "tasks_per_node": 1,
+        "gpus_per_node": per_node if resources.gpu else 0,
+        "cpus_per_task": int(launcher["cpus_per_task"]) * per_node,
+        "mem_gb": float(launcher["mem_gb"]) * per_node,
         "slurm_array_parallelism": int(launcher["array_parallelism"]),
     }
     if launcher.get("additional_parameters"):
@@ -197,11 +312,13 @@ def _wait_for_slot(handles: list[submitit.Job], workers: int) -> list[submitit.J
 
 def run_inline(jobs: Sequence[tuple[str, JobConfig]], dry: bool) -> list[Submitted]:
     """Run the jobs one after another here; stop early when a signal preempted one."""
-    from harness.job import run_job
-
     submitted = []
     for key, cfg in jobs:
         submitted.append(Submitted(key, "inline"))
-        if not dry and run_job(cfg)["status"] == "preempted":
+        if not dry and run_cell(cfg)["status"] == "preempted":
             break
     return submitted
+
+
+if __name__ == "__main__":
+    sys.exit(_torchrun_process(sys.argv[1]))

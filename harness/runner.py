@@ -76,15 +76,17 @@ class Runner:
     """One training run. Create it, then call `run()` once."""
 
     def __init__(self, workload: Workload, submission: Submission, hyperparameters: Hyperparameters, settings: RunSettings, on_eval: EvalObserver = lambda row: None,
-                 should_stop: Callable[[], bool] = lambda: False, resume_from: Mapping[str, object] | None = None):
+                 should_stop: Callable[[], bool] = lambda: False, resume_from: Mapping[str, object] | None = None,
+                 at_step_boundary: Callable[[Runner], None] = lambda runner: None):
         """`should_stop` is polled between steps (a preemption signal); `resume_from` is a
-        checkpoint (`harness.checkpoint`) to continue from."""
+        checkpoint (`harness.checkpoint`) to continue from; `at_step_boundary` is called
+        untimed after each step of a continuing run (periodic checkpoints)."""
         self.workload = workload
         self.submission = submission
         self.hparams = hyperparameters
         self.settings = settings
         self.on_eval = on_eval
-        self.should_stop, self.resume_from = should_stop, resume_from
+        self.should_stop, self.resume_from, self.at_step_boundary = should_stop, resume_from, at_step_boundary
         self.budget = settings.max_runtime_sec or workload.max_allowed_runtime_sec
         self.outcome = RunOutcome(status="running")
         self.eval_history: list[tuple[int, EvalResults]] = []
@@ -117,8 +119,10 @@ class Runner:
             while self.outcome.status == "running":
                 self._train_step()
                 self._after_step()
-                if self.outcome.status == "running" and self.should_stop():
-                    self.outcome.status = "preempted"  # the caller checkpoints and requeues
+                if self.outcome.status == "running":
+                    self.at_step_boundary(self)
+                    if self.should_stop():
+                        self.outcome.status = "preempted"  # the caller checkpoints and requeues
         except Exception:  # noqa: BLE001 - the run, not the caller, must absorb any failure
             self.outcome.status, self.outcome.error = "error", traceback.format_exc()
         return self.outcome

@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from harness import launchers
 from harness import rng as rnglib
@@ -38,7 +39,7 @@ from harness.workloads import CONFIG_DIR, resolve_variant, workload_config, work
 MANIFEST = "sweep.json"
 LOCK = ".sweep.lock"
 GRID_KEYS = ("submission", "workload")
-UNHASHED_KEYS = ("resume", "overwrite", "quiet", "results_root")
+UNHASHED_KEYS = ("resume", "overwrite", "quiet", "results_root", "checkpoint_every_sec")
 """Keys that may change between re-runs without making runs incomparable."""
 STATES = ("done", "running", "pending", "failed")
 
@@ -65,9 +66,21 @@ def expand_grid(base_overrides: Sequence[str], submissions: Sequence[str], workl
         for workload_id in workloads:
             base, variant = split_workload_id(workload_id)
             composed = compose_config([*base_overrides, f"submission={submission}", f"workload={base}", f"variant={variant or 'null'}"])
-            plain = OmegaConf.to_container(composed, resolve=True)
+            plain = OmegaConf.to_container(_with_workload_overrides(composed, workload_id), resolve=True)
             cells += _cells_of(plain)
     return cells
+
+
+def _with_workload_overrides(composed: DictConfig, workload_id: str) -> DictConfig:
+    """The config with the suite's overrides for this workload (`suite.overrides.<id>`, e.g.
+    `{devices: 8}` for a workload that trains on 8 GPUs) merged in; unknown keys are refused."""
+    overrides = (composed.suite.get("overrides") or {}).get(workload_id)
+    if not overrides:
+        return composed
+    try:
+        return OmegaConf.merge(composed, overrides)
+    except OmegaConfBaseException as e:
+        raise PacerUserError(f"suite.overrides.{workload_id}: {str(e).strip().splitlines()[0]}") from None
 
 
 def split_workload_id(workload_id: str) -> tuple[str, str | None]:

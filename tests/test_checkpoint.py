@@ -11,8 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from harness import checkpoint
 from harness.cli import compose_config
+from harness.errors import PacerUserError
 from harness.job import prepare_job, run_job
 from harness.runner import Runner
 
@@ -92,3 +95,101 @@ def test_sigusr2_checkpoints_and_resume_true_continues_the_same_run(tmp_path):
     assert record["status"] == "step_cap" and record["preemptions"] == 1 and record["restarts"] == 1
     assert not (run_dir / checkpoint.CHECKPOINT_FILE).exists()
     assert _comparable(_evals(tmp_path, "preempted")) == _comparable(_evals(tmp_path, "reference"))
+
+
+def test_periodic_checkpoints_are_untimed_and_replace_each_other(tmp_path, monkeypatch):
+    writes = []
+    real_save = checkpoint.save
+
+    def slow_save(runner, run_dir, preemptions):
+        time.sleep(0.05)  # a slow disk: none of it may reach the submission clock
+        writes.append(runner.outcome.global_step)
+        return real_save(runner, run_dir, preemptions)
+
+    monkeypatch.setattr(checkpoint, "save", slow_save)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    runner = _runner(tmp_path, "periodic", at_step_boundary=checkpoint.PeriodicCheckpoints(run_dir, 1e-9, preemptions=0))
+    assert runner.run().status == "step_cap"
+    assert writes == list(range(1, 24))  # every step boundary of the continuing run
+    assert runner.clock.submission_time < 0.5 * 0.05 * len(writes)
+    assert checkpoint.load(run_dir)["outcome"]["global_step"] == 23
+    assert sorted(p.name for p in run_dir.iterdir()) == [checkpoint.CHECKPOINT_FILE]
+
+
+def test_a_kill_while_writing_leaves_the_previous_checkpoint_usable(tmp_path, monkeypatch):
+    runner = _runner(tmp_path, "atomic")
+    runner.should_stop = lambda: runner.outcome.global_step == 4
+    runner.run()
+    tmp_path = tmp_path / "run"
+    tmp_path.mkdir()
+    checkpoint.save(runner, tmp_path, preemptions=0)
+    runner.outcome.global_step = 5
+
+    def killed_halfway(state, f):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # the process dies here
+
+    monkeypatch.setattr(checkpoint.torch, "save", killed_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(runner, tmp_path, preemptions=0)
+    assert any(p.name.startswith(".checkpoint.pt.tmp") for p in tmp_path.iterdir())
+    assert checkpoint.load(tmp_path)["outcome"]["global_step"] == 4
+    monkeypatch.undo()
+    checkpoint.save(runner, tmp_path, preemptions=0)  # the next write clears the leftover
+    assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint.CHECKPOINT_FILE]
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "inf", "true"])
+def test_bad_checkpoint_period_is_one_line_error(tmp_path, value):
+    with pytest.raises(PacerUserError, match=r"^checkpoint_every_sec=.* must be a positive number of seconds, or 0/null"):
+        prepare_job(compose_config([f"results_root={tmp_path}", f"checkpoint_every_sec={value}"]))
+
+
+def test_checkpoint_period_zero_or_null_is_off(tmp_path):
+    for value in ("0", "null"):
+        assert prepare_job(compose_config([f"results_root={tmp_path}", f"checkpoint_every_sec={value}", "overwrite=true"])).checkpoint_every_sec is None
+    assert prepare_job(compose_config([f"results_root={tmp_path}", "overwrite=true"])).checkpoint_every_sec == 600
+
+
+def test_sigkill_resumes_from_the_last_periodic_checkpoint(tmp_path):
+    """No signal to catch: the run continues from its last periodic checkpoint, keeps the evals
+    up to it, redoes the rest and ends with the eval sequence of an uninterrupted run."""
+    args = ("max_steps=600", "eval_every_steps=50", "checkpoint_every_sec=0.2")
+    killed = _pacer_run(tmp_path, "killed", *args)
+    try:
+        run_job(compose_config([f"results_root={tmp_path}", "experiment=reference", *TINY, *args]))
+        before, saved = _kill_after_a_checkpoint(killed, tmp_path / "killed/external/nadamw/mnist1d_mlp/study_0/trial_0")
+    finally:
+        killed.kill()
+    run_dir = tmp_path / "killed/external/nadamw/mnist1d_mlp/study_0/trial_0"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    kept = len(saved["outcome"]["evals"])
+    assert 1 <= kept < 13 and saved["outcome"]["global_step"] < 600
+
+    resumed = _pacer_run(tmp_path, "killed", *args, "resume=true")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "step_cap" and (record["restarts"], record["preemptions"]) == (1, 0)
+    after = _evals(tmp_path, "killed")
+    assert after[:kept] == before[:kept]  # kept as recorded, clock readings included
+    assert _comparable(after) == _comparable(_evals(tmp_path, "reference"))  # the rest redone once, none twice
+    clock = [row["accumulated_submission_time"] for row in after]
+    assert clock == sorted(clock) and clock[kept] >= saved["clock"]["totals"]["submission"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["evals.jsonl", "run.json"]
+
+
+def _kill_after_a_checkpoint(process: subprocess.Popen, run_dir: Path) -> tuple[list[dict[str, object]], dict[str, object]]:
+    """SIGKILL `process` once its run has a checkpoint and 3 evals; its evals and checkpoint then."""
+    deadline = time.monotonic() + 600
+    while not ((run_dir / checkpoint.CHECKPOINT_FILE).exists() and _eval_count(run_dir) >= 3):
+        assert time.monotonic() < deadline and process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.01)
+    process.kill()
+    process.wait(timeout=60)
+    return [json.loads(line) for line in (run_dir / "evals.jsonl").read_text().splitlines()], checkpoint.load(run_dir)
+
+
+def _eval_count(run_dir: Path) -> int:
+    path = run_dir / "evals.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0

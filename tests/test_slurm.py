@@ -14,9 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
+from vision_data import make_imagenet
 
-from harness.cli import main
-from harness.sweep import MANIFEST
+from harness.cli import compose_config, main
+from harness.errors import PacerUserError
+from harness.job import run_job
+from harness.launchers import ResourceClass, _slurm_parameters, resource_class
+from harness.sweep import MANIFEST, expand_grid
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_DIR = REPO / "tests" / "slurm"
@@ -138,3 +143,66 @@ def test_hydra_multirun_through_submitit_slurm(slurm, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Bypassing sacct error" not in done.stderr
     assert sorted(r["trial"] for r in _records(tmp_path, "hydra")) == [0, 1]
+
+
+def test_resource_classes_follow_the_devices_of_a_cell():
+    launcher = OmegaConf.to_container(compose_config(["launcher=slurm"]).launcher)
+    budget = {"max_runtime_sec": 600, "ruleset": {}}
+    one, two_cpu = (resource_class(budget | {"device": "cpu", "devices": d}, launcher) for d in (1, 2))
+    assert (one.nodes, one.devices_per_node, two_cpu.nodes, two_cpu.devices_per_node) == (1, 1, 1, 2) and one != two_cpu
+    assert _slurm_parameters(launcher, two_cpu).items() >= {"nodes": 1, "tasks_per_node": 1, "gpus_per_node": 0, "cpus_per_task": 2, "mem_gb": 4.0, "timeout_min": 20}.items()
+    sixteen = resource_class(budget | {"device": "cuda", "devices": 16}, launcher)
+    assert _slurm_parameters(launcher, sixteen).items() >= {"nodes": 2, "tasks_per_node": 1, "gpus_per_node": 8, "cpus_per_task": 8, "mem_gb": 16.0}.items()
+    assert resource_class(budget | {"device": "cuda", "devices": 4}, launcher) == ResourceClass(20, 1, 4, True)
+    with pytest.raises(PacerUserError, match="devices=12 does not fill whole nodes of launcher.gpus_per_node=8"):
+        resource_class(budget | {"device": "cuda", "devices": 12}, launcher)
+
+
+def test_suite_overrides_apply_to_one_workload_and_refuse_unknown_keys():
+    cells = expand_grid(["ruleset.num_trials=1", "ruleset.num_studies=1", "suite.overrides={mnist1d_mlp:{devices:2,workload:{hidden:8}}}"], ["nadamw"], ["mnist1d_mlp", "mnist1d_cnn"])
+    assert {c.key.split("/")[1]: (c.cfg["devices"], c.cfg["workload"].get("hidden")) for c in cells} == {"mnist1d_mlp": (2, 8), "mnist1d_cnn": (1, None)}
+    with pytest.raises(PacerUserError, match="^suite.overrides.mnist1d_mlp: Key 'nosuch' is not in struct"):
+        expand_grid(["suite.overrides={mnist1d_mlp:{workload:{nosuch:1}}}"], ["nadamw"], ["mnist1d_mlp"])
+
+
+def test_a_two_device_workload_gets_its_own_job_array_and_runs_two_processes(slurm, tmp_path, capsys, monkeypatch):
+    """mnist1d_mlp on one process and imagenet_vit (tiny, generated data) with devices=2: two
+    job arrays of different resources; the second runs torchrun with two gloo processes in its
+    allocation, and its evals match the same cell run on one process."""
+    data = make_imagenet(tmp_path / "imagenet")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), str(REPO / "tests")]))  # the jobs import the test submission
+    tiny_vit = {"data_dir": str(data), "num_workers": 0, "eval_num_workers": 0, "eval_batch_size": 8, "eval_train_size": 6, "width": 32, "depth": 2,
+                "mlp_dim": 64, "num_heads": 2, "patch_size": 8, "image_size": 32, "resize_size": 36, "mixup_alpha": 0, "step_hint": 20}
+    overrides = {"mnist1d_mlp": {"workload": {"num_samples": 600, "hidden": 16}},
+                 "imagenet_vit": {"devices": 2, "submission": {"module": "fixed_batch_submission"}, "workload": tiny_vit}}
+    args = ["sweep", f"results_root={tmp_path}", "experiment=devices", "submission=[momentum]", "workload=[mnist1d_mlp,imagenet_vit]", "launcher=slurm",
+            "+ruleset.points=[{learning_rate:0.5,dropout_rate:0.0}]", "ruleset.num_studies=1", "max_steps=2", "eval_every_steps=1", "max_runtime_sec=600",
+            f"suite.overrides={_hydra_value(overrides)}"]
+    assert main(args) == 0
+    jobs = _manifest(tmp_path, "devices")["jobs"]
+    arrays = {key.split("/")[1]: entry["job_id"].split("_")[0] for key, entry in jobs.items()}
+    assert len(set(arrays.values())) == 2, arrays
+    scripts = {path.name.split("_")[0]: path.read_text() for path in (tmp_path / "devices" / ".submitit").glob("*_submission.sh")}
+    assert "--cpus-per-task=2" in scripts[arrays["imagenet_vit"]] and "--cpus-per-task=1" in scripts[arrays["mnist1d_mlp"]]
+    table = _wait_settled(tmp_path, "devices", capsys, timeout=400)
+    assert "2 done, 0 running, 0 pending, 0 failed" in table, table
+
+    records = {r["workload"]: r for r in _records(tmp_path, "devices")}
+    two = records["imagenet_vit"]
+    assert two["options"]["world_size"] == 2 and records["mnist1d_mlp"]["options"].get("world_size", 1) == 1
+    assert two["status"] == "step_cap" and two["final"]["num_evals"] == 2
+    one = run_job(two["config"] | {"devices": 1, "results_root": str(tmp_path / "one"), "resume": False})
+    assert one["options"]["world_size"] == 1
+    evals = {n: [json.loads(line) for line in next((tmp_path / root).rglob("imagenet_vit/study_0/trial_0/evals.jsonl")).read_text().splitlines()]
+             for n, root in ((1, "one"), (2, "devices"))}
+    assert [r["examples_seen"] for r in evals[2]] == [r["examples_seen"] for r in evals[1]] == [4, 8]
+    for a, b in zip(evals[1], evals[2], strict=True):
+        for key in ("train/loss", "validation/loss", "validation/accuracy", "test/loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+
+
+def _hydra_value(value: object) -> str:
+    """A nested mapping in Hydra's override syntax (strings quoted)."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{_hydra_value(v)}" for key, v in value.items()) + "}"
+    return repr(value) if isinstance(value, str) else str(value)
