@@ -66,7 +66,7 @@ def test_one_train_step_and_one_eval_are_finite(name, tmp_path):
     workload = small_workload(name, tmp_path)
     sub, hp = default_nadamw()
     rows: list[dict[str, float]] = []
-    outcome = Runner(workload, sub.impl, hp, RunSettings(seed=0, max_steps=1, stop_at_target=False), rows.append).run()
+    outcome = Runner(workload, sub.impl, hp, RunSettings(seed=0, max_steps=1, max_runtime_sec=600, stop_at_target=False), rows.append).run()  # a budget no loaded machine exhausts
     assert outcome.status == "step_cap", outcome.error
     metric = workload.target_metric_name
     for split in ("train", "validation", "test"):
@@ -178,7 +178,7 @@ def _golden_losses(name: str, data_dir: Path) -> list[float]:
     workload = build_workload(cfg)
     sub, hp = default_nadamw()
     rows: list[dict[str, float]] = []
-    outcome = Runner(workload, sub.impl, hp, RunSettings(seed=0, max_steps=3, eval_every_steps=1, stop_at_target=False), rows.append).run()
+    outcome = Runner(workload, sub.impl, hp, RunSettings(seed=0, max_steps=3, eval_every_steps=1, max_runtime_sec=600, stop_at_target=False), rows.append).run()
     assert outcome.status == "step_cap", outcome.error
     return [row["validation/loss"] for row in rows]
 
