@@ -10,8 +10,6 @@ import math
 import operator
 import os
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -26,7 +24,6 @@ from harness.errors import PacerUserError
 from harness.scoring import ScoringRules, score_frame, score_roots
 from harness.store import load_results
 
-REPO = Path(__file__).resolve().parents[1]
 NO_BOOT = ScoringRules(bootstrap=0)
 # Typed from AlgoPerf's workload modules (algoperf/workloads/*/workload.py and the variant subclasses).
 TARGETS = {
@@ -190,15 +187,18 @@ def test_compat_scores_equal_algoperf_code_to_four_decimals(imported: tuple[Path
     pd.testing.assert_series_equal(got.sort_index().round(4), expected.sort_index().round(4), check_names=False)
 
 
-def test_import_and_score_verbs_end_to_end(imported: tuple[Path, Path, ImportSummary, list[str]], tmp_path: Path) -> None:
+def test_import_and_score_verbs_end_to_end(imported: tuple[Path, Path, ImportSummary, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the CLI's entry point in this interpreter (tests/test_scoring.py runs `score --format json` in a fresh one)."""
+    from harness.cli import main
+
     logs, _, _, _ = imported
-    cmd = [sys.executable, "-m", "harness"]
-    imp = subprocess.run([*cmd, "import-algoperf", str(logs), "--out", str(tmp_path), "--targets", "v0.5", "--ruleset", "external"], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert imp.returncode == 0, imp.stderr
-    assert "imported 109 runs of 3 submissions" in imp.stdout and "duplicate rerun: alpha study_0 ogbg trial_1" in imp.stdout
-    score = subprocess.run([*cmd, "score", str(tmp_path), "--compat", "algoperf", "--format", "json", "--bootstrap", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert score.returncode == 0, score.stderr
-    assert {k: round(v, 4) for k, v in json.loads(score.stdout)["scores"].items()} == algoperf_scores(logs).round(4).to_dict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the broken trials' warnings, checked in test_import_writes_one_run_per_trial_and_reports_problems
+        assert main(["import-algoperf", str(logs), "--out", str(tmp_path), "--targets", "v0.5", "--ruleset", "external"]) == 0
+    out = capsys.readouterr().out
+    assert "imported 109 runs of 3 submissions" in out and "duplicate rerun: alpha study_0 ogbg trial_1" in out
+    assert main(["score", str(tmp_path), "--compat", "algoperf", "--format", "json", "--bootstrap", "0"]) == 0
+    assert {k: round(v, 4) for k, v in json.loads(capsys.readouterr().out)["scores"].items()} == algoperf_scores(logs).round(4).to_dict()
 
 
 def test_import_verb_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

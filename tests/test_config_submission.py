@@ -43,7 +43,7 @@ def test_config_only_yaml_without_python_runs_end_to_end(tmp_path: Path) -> None
     assert "lion" in yaml_only and not (SUBMISSIONS_DIR / "lion.py").exists()
     result = subprocess.run(
         [sys.executable, "-m", "harness", "run", "submission=lion", "workload=mnist1d_mlp", "max_steps=30", "eval_every_steps=10",
-         f"results_root={tmp_path}", "--quiet"],
+         "workload.num_samples=1000", "workload.hidden=64", "max_runtime_sec=600", f"results_root={tmp_path}", "--quiet"],  # a loaded machine must not exhaust the budget
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     record = json.loads(next(tmp_path.rglob("run.json")).read_text())

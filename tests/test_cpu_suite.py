@@ -7,17 +7,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import SUITE_SIZES
 from omegaconf import OmegaConf
 
 from harness import hparams as hparamslib
 from harness.calibrate import targets_from_provenance
+from harness.cli import main
 from harness.errors import PacerUserError
 from harness.runner import Runner, RunSettings
 from harness.submissions import load_submission
@@ -27,12 +27,12 @@ from workloads.markov_lm import markov_split
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ["digits_cnn", "markov_lm", "mnist1d_cnn", "mnist1d_mlp", "teacher_student"]
 GOLDEN = ROOT / "tests" / "golden" / "cpu_suite_losses.json"
-SMALL = {
-    "mnist1d_mlp": {"num_samples": 600, "eval_train_size": 100},
-    "mnist1d_cnn": {"num_samples": 600, "eval_train_size": 100},
-    "digits_cnn": {},
-    "markov_lm": {"num_train": 64, "num_holdout": 32},
-    "teacher_student": {"num_train": 256, "num_holdout": 64},
+SMALL = {  # data and model sizes of the tests that do not compare with measured numbers
+    "mnist1d_mlp": {"num_samples": 600, "eval_train_size": 100, "hidden": 32},
+    "mnist1d_cnn": {"num_samples": 600, "eval_train_size": 100, "channels": 8},
+    "digits_cnn": {"channels": 8},
+    "markov_lm": {"num_train": 64, "num_holdout": 32, "width": 32},
+    "teacher_student": {"num_train": 256, "num_holdout": 64, "hidden": 32},
 }
 
 
@@ -66,7 +66,7 @@ def test_one_train_step_and_one_eval_are_finite(name, tmp_path):
     workload = small_workload(name, tmp_path)
     sub, hp = default_nadamw()
     rows: list[dict[str, float]] = []
-    outcome = Runner(workload, sub.impl, hp, RunSettings(seed=0, max_steps=1, stop_at_target=False), rows.append).run()
+    outcome = Runner(workload, sub.impl, hp, RunSettings(seed=0, max_steps=1, max_runtime_sec=600, stop_at_target=False), rows.append).run()  # a budget no loaded machine exhausts
     assert outcome.status == "step_cap", outcome.error
     metric = workload.target_metric_name
     for split in ("train", "validation", "test"):
@@ -162,29 +162,25 @@ def test_generated_data_is_cached_and_reused(tmp_path):
     assert small_workload("teacher_student", tmp_path, condition=10.0).data_cache_path() != path
 
 
-def _pacer(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env=os.environ | (env or {}))
-
-
 @pytest.mark.parametrize(("args", "words"), [
     (["workload=digits_cnn", "variant=nope"], "unknown variant 'nope' of workload digits_cnn (valid: large_bn_init, silu)"),
     (["workload=markov_lm", "workload.validation_target=0.1"], "workload markov_lm: validation target 0.1 of loss (lower is better) is outside"),
     (["workload=digits_cnn", "workload.data_dir=/etc/hostname/sub"], "workload digits_cnn: data_dir /etc/hostname/sub cannot be created"),
 ])
-def test_bad_input_via_the_cli_is_one_line_and_exit_2(args, words, tmp_path):
-    result = _pacer("run", *args, f"results_root={tmp_path}")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("pacer: error: ") and words in lines[0], result.stderr
+def test_bad_input_via_the_cli_is_one_line_and_exit_2(args, words, tmp_path, capsys):
+    assert main(["run", *args, f"results_root={tmp_path}"]) == 2  # tests/test_cli.py runs the fresh-interpreter path
+    stderr = capsys.readouterr().err
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pacer: error: ") and words in lines[0], stderr
     assert not list(tmp_path.rglob("run.json"))
 
 
 def _golden_losses(name: str, data_dir: Path) -> list[float]:
-    cfg = workload_config(name) | {"data_dir": str(data_dir), "step_hint": 1000}  # independent of calibrated schedules
+    cfg = workload_config(name) | SUITE_SIZES[name] | {"data_dir": str(data_dir), "step_hint": 1000}  # independent of calibrated schedules and sizes
     workload = build_workload(cfg)
     sub, hp = default_nadamw()
     rows: list[dict[str, float]] = []
-    outcome = Runner(workload, sub.impl, hp, RunSettings(seed=0, max_steps=3, eval_every_steps=1, stop_at_target=False), rows.append).run()
+    outcome = Runner(workload, sub.impl, hp, RunSettings(seed=0, max_steps=3, eval_every_steps=1, max_runtime_sec=600, stop_at_target=False), rows.append).run()
     assert outcome.status == "step_cap", outcome.error
     return [row["validation/loss"] for row in rows]
 

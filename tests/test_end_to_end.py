@@ -15,6 +15,12 @@ from conftest import REPO
 
 from harness.store import load_results
 
+# The workload is pinned here, not read from configs/workload/mnist1d_mlp.yaml, so that its
+# production sizes (and the target calibrated for them) can change without slowing these tests.
+AS_CALIBRATED = ["workload.num_samples=10000", "workload.eval_train_size=2000", "workload.hidden=256", "workload.depth=2",
+                 "workload.validation_target=0.793", "workload.test_target=0.789"]
+SMALL = ["workload.num_samples=1000", "workload.eval_train_size=200", "workload.hidden=32"]
+
 
 def record_of(root):
     [path] = list(root.rglob("run.json"))
@@ -24,7 +30,7 @@ def record_of(root):
 @pytest.mark.slow
 def test_pacer_run_reaches_the_target_and_keeps_a_complete_record(results_root):
     pacer = shutil.which("pacer", path=os.path.dirname(sys.executable)) or shutil.which("pacer")
-    result = subprocess.run([pacer, "run", "workload=mnist1d_mlp", "submission=nadamw", "seed=0", f"results_root={results_root}",
+    result = subprocess.run([pacer, "run", "workload=mnist1d_mlp", "submission=nadamw", "seed=0", f"results_root={results_root}", *AS_CALIBRATED,
                              "max_runtime_sec=900", "--quiet"],  # a loaded CI machine must not turn this into a miss
                             cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -51,7 +57,7 @@ def test_same_seed_gives_the_same_eval_sequence(results_root):
 
     sequences = []
     for experiment in ("a", "b"):
-        cfg = compose_config([f"results_root={results_root}", f"experiment={experiment}", "max_steps=60", "eval_every_steps=20", "quiet=true"])
+        cfg = compose_config([f"results_root={results_root}", f"experiment={experiment}", "max_steps=60", "eval_every_steps=20", "max_runtime_sec=600", "quiet=true", *SMALL])
         run_job(cfg)
         df = load_results(results_root / experiment)
         sequences.append(df[["global_step", "train/loss", "validation/accuracy", "test/loss", "examples_seen"]].values.tolist())
@@ -60,7 +66,7 @@ def test_same_seed_gives_the_same_eval_sequence(results_root):
 
 def test_sigkill_mid_run_keeps_every_finished_eval(results_root):
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", f"results_root={results_root}", "eval_every_steps=25",
-                             "max_steps=1000000", "max_runtime_sec=600", "--quiet"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "max_steps=1000000", "max_runtime_sec=600", *SMALL, "--quiet"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     evals_path = results_root / "default" / "external" / "nadamw" / "mnist1d_mlp" / "study_0" / "trial_0" / "evals.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not evals_path.exists() or len(evals_path.read_text().splitlines()) < 4):

@@ -16,7 +16,7 @@ import torch
 import torchvision
 from vision_data import make_cifar10, make_imagenet
 
-from harness.cli import compose_config
+from harness.cli import compose_config, main
 from harness.job import _initial_record, prepare_job, run_job
 from harness.loader_workload import LoaderWorkload, ShardedStream, _EvalShard
 from harness.spec import ForwardPassMode
@@ -148,7 +148,7 @@ def _shard_indices(size: int, rank: int, world: int, batch: int) -> list[tuple[i
     ("cifar10_resnet18", "missing", "lacks data_batch_1"),
     ("mnist1d_mlp", "single_device", "workload mnist1d_mlp runs on one device only, not devices=2"),
 ])
-def test_bad_input_is_one_line_error(workload: str, breakage: str, expected: str, data: dict[str, Path], tmp_path: Path) -> None:
+def test_bad_input_is_one_line_error(workload: str, breakage: str, expected: str, data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data_dir = tmp_path / "nothing"
     if breakage == "no_v2":
         data_dir = make_imagenet(tmp_path / "imagenet", n_classes=2, train_per_class=1, val_per_class=1, v2_per_class=0)
@@ -159,24 +159,28 @@ def test_bad_input_is_one_line_error(workload: str, breakage: str, expected: str
         data_dir = make_cifar10(tmp_path / "cifar10", per_batch=2, n_test=2)
         (data_dir / "cifar-10-batches-py" / "test_batch").write_bytes(b"not a pickle")
     data_arg = [] if breakage == "single_device" else [f"workload.data_dir={data_dir}"]
-    result = subprocess.run([sys.executable, "-m", "harness", "run", f"workload={workload}", *data_arg, f"results_root={tmp_path}/r", "devices=2"],
-                            cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("pacer: error: workload ")  # before torchrun starts anything and result.stderr.count("\n") == 1, result.stderr
-    assert expected in result.stderr
+    assert main(["run", f"workload={workload}", *data_arg, f"results_root={tmp_path}/r", "devices=2"]) == 2  # before torchrun starts anything
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("pacer: error: workload ") and stderr.count("\n") == 1, stderr
+    assert expected in stderr
 
 
-def test_ddp_two_processes_match_one_process(data: dict[str, Path], tmp_path: Path) -> None:
-    """Same global batch (4) on one process and on two gloo processes (2 each): same evals.
-    ViT (LayerNorm) with mixup off: BatchNorm statistics and mixup pairs are per rank."""
+def test_ddp_two_processes_match_one_process(data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Same global batch (4) on one process (this one) and on two gloo processes (2 each): same
+    evals. ViT (LayerNorm) with mixup off: BatchNorm statistics and mixup pairs are per rank."""
     runs = {}
     for devices in (1, 2):
         results = tmp_path / f"d{devices}"
         overrides = tiny_overrides("imagenet_vit", data["imagenet_vit"], results, "max_steps=2", "workload.mixup_alpha=0", "hparams.dropout_rate=0.0", f"devices={devices}",
                                    "workload.step_hint=20", "hparams.learning_rate=0.5")  # a one-step warmup: steps that move the model
-        result = subprocess.run([sys.executable, "-m", "harness", "run", *overrides], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert result.stdout.count("momentum on imagenet_vit") == 1  # only rank 0 reports
+        if devices == 1:
+            assert main(["run", *overrides]) == 0
+            stdout = capsys.readouterr().out
+        else:
+            result = subprocess.run([sys.executable, "-m", "harness", "run", *overrides], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, result.stderr[-3000:]
+            stdout = result.stdout
+        assert stdout.count("momentum on imagenet_vit") == 1  # only rank 0 reports
         trial = results / "default/external/momentum/imagenet_vit/study_0/trial_0"
         runs[devices] = (json.loads((trial / "run.json").read_text()), [json.loads(line) for line in (trial / "evals.jsonl").read_text().splitlines()])
     (one, one_evals), (two, two_evals) = runs[1], runs[2]
