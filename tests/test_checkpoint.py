@@ -66,7 +66,7 @@ def test_resume_without_checkpoint_restarts_and_drops_stale_evals(tmp_path):
 
 def _pacer_run(tmp_path: Path, experiment: str, *extra: str) -> subprocess.Popen:
     args = [f"results_root={tmp_path}", f"experiment={experiment}", *TINY, "max_steps=200", "eval_every_steps=50", "--quiet", *extra]
-    env = os.environ | {"PYTHONPATH": str(REPO)}
+    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}  # the in-process reference runs on one thread
     return subprocess.Popen([sys.executable, "-m", "harness", "run", *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

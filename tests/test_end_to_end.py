@@ -16,9 +16,11 @@ from conftest import REPO
 from harness.store import load_results
 
 # The workload is pinned here, not read from configs/workload/mnist1d_mlp.yaml, so that its
-# production sizes (and the target calibrated for them) can change without slowing these tests.
+# production sizes can change without slowing these tests. The target is below the calibrated
+# one (0.784), which NAdamW's default point reaches only at the edge (0.7845 at step 1260 in
+# docs/tuning/nadamw.json): this test is about the record of a reached run, not about the margin.
 AS_CALIBRATED = ["workload.num_samples=10000", "workload.eval_train_size=2000", "workload.hidden=256", "workload.depth=2",
-                 "workload.validation_target=0.793", "workload.test_target=0.789"]
+                 "workload.validation_target=0.75", "workload.test_target=0.73"]
 SMALL = ["workload.num_samples=1000", "workload.eval_train_size=200", "workload.hidden=32"]
 
 
@@ -31,14 +33,14 @@ def record_of(root):
 def test_pacer_run_reaches_the_target_and_keeps_a_complete_record(results_root):
     pacer = shutil.which("pacer", path=os.path.dirname(sys.executable)) or shutil.which("pacer")
     result = subprocess.run([pacer, "run", "workload=mnist1d_mlp", "submission=nadamw", "seed=0", f"results_root={results_root}", *AS_CALIBRATED,
-                             "max_runtime_sec=900", "--quiet"],  # a loaded CI machine must not turn this into a miss
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
+                             "max_runtime_sec=300", "--quiet"],  # a loaded CI machine must not turn this into a miss
+                            cwd=REPO, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr
     assert "reached the target in" in result.stdout
     record, folder = record_of(results_root)
     assert folder == results_root / "default" / "external" / "nadamw" / "mnist1d_mlp" / "study_0" / "trial_0"
     assert record["status"] == "reached"
-    assert 0 < record["time_to_target"]["validation"] <= record["budget"]["max_runtime_sec"] == 900
+    assert 0 < record["time_to_target"]["validation"] <= record["budget"]["max_runtime_sec"] == 300
     assert record["steps_to_target"]["validation"] == record["final"]["global_step"]
     assert record["examples_to_target"]["validation"] == record["final"]["global_step"] * record["batch_size"]
     assert record["hyperparameters"]["learning_rate"] == record["config"]["submission"]["default"]["learning_rate"]

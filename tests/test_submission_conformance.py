@@ -22,9 +22,6 @@ from harness.workloads import CONFIG_DIR, build_workload, suite_workloads, workl
 
 STEPS = 20
 PROBE_EXAMPLES = 512
-STEP_HINT = 100
-"""Schedules read the workload's step_hint; a short horizon lets warmup end within STEPS on
-every workload, whatever its real step_hint."""
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +34,6 @@ def cached_workload(cache: dict[str, Workload], name: str) -> Workload:
     if name not in cache:
         config = workload_config(name)
         cache[name] = build_workload(config | SUITE_SIZES[str(config["name"])], None, "cpu")
-        cache[name].step_hint = STEP_HINT
     return cache[name]
 
 
@@ -51,13 +47,18 @@ def probe_loss(workload: Workload, model: torch.nn.Module, model_state, batch) -
         loss = workload.loss_fn(batch["targets"], logits, batch.get("weights"))
     return float(loss["summed"] / loss["n_valid_examples"])
 
-# Default points were tuned on mnist1d_mlp before the rest of the CPU suite existed; these
-# pairs do not yet train in 20 steps at that point. Open work: retune on the whole suite.
-UNTUNED = {("adahessian", "markov_lm"), ("adahessian", "mnist1d_mlp"), ("mfac", "digits_cnn")}
+
+# Default points come from the recorded study on mnist1d_cnn and teacher_student
+# (docs/tuning/*.json). At those points, with each workload's real step_hint, these pairs do not
+# lower the probe loss within 20 steps (the heavy-ball family diverges on digits_cnn, the rest are
+# still in warmup or overshoot). Open work: a default point that trains on the whole suite.
+UNTUNED = {("adahessian", "markov_lm"), ("exadam", "mnist1d_cnn"), ("momentum", "digits_cnn"), ("sgd_nesterov", "digits_cnn"),
+           ("sgd_nesterov", "teacher_student"), ("sgdp", "digits_cnn"), ("sgdp", "teacher_student"), ("shampoo", "digits_cnn"),
+           ("shampoo", "markov_lm"), ("shampoo", "mnist1d_mlp")}
 
 
 def suite_cases() -> list[object]:
-    return [pytest.param(s, w, marks=pytest.mark.xfail(reason="default point not yet tuned on this workload", strict=False)) if (s, w) in UNTUNED else (s, w)
+    return [pytest.param(s, w, marks=pytest.mark.xfail(reason="default point does not train on this workload in 20 steps", strict=False)) if (s, w) in UNTUNED else (s, w)
             for w in suite_workloads("cpu") for s in submission_names()]
 
 
