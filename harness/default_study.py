@@ -9,7 +9,8 @@ its current default, each run once on every study workload (CPU-suite workloads,
 `calibration.eval_every_steps`, at most 4/3 x the workload's `step_hint` steps (the steps the
 budget buys at the calibration's pace) and, as a guard, twice its time budget, stopping at the
 target. The chosen point reaches the validation target on the most workloads, then needs the
-fewest mean steps to it, then has the best mean validation metric. Steps, not seconds, rank the
+fewest mean steps to it, then diverges on the fewest, then has the best mean rank of its best
+validation metric across the workloads. Steps, not seconds, rank the
 points: on a shared CPU the seconds vary with the load, while one submission's cost per step
 does not depend much on its hyperparameters (times to target are recorded too). `--workers N`
 runs the trials in N one-thread processes (results are step-based). The record goes to
@@ -81,19 +82,42 @@ def run_trial(job: tuple[str, dict[str, Value], str]) -> dict[str, object]:
         "time_to_target": outcome.time_to_target["validation"],
         "steps_to_target": outcome.steps_to_target["validation"],
         "best_validation": best,
+        "direction": workload.target_metric_direction.value,
         "steps": outcome.global_step,
         "error": outcome.error.strip().splitlines()[-1] if outcome.error else None,
     }
 
 
-def trial_key(trial: dict[str, object]) -> tuple[float, float, float]:
-    """Sort key: more workloads reached, then fewer steps to target, then better validation metric."""
-    results = list(trial["results"].values())
-    steps = [r["steps_to_target"] for r in results]
-    reached = [s for s in steps if s is not None]
-    mean_steps = sum(reached) / len(reached) if len(reached) == len(steps) else math.inf
-    best = [r["best_validation"] if r["best_validation"] is not None else -math.inf for r in results]
-    return (-len(reached), mean_steps, -sum(best) / len(best))
+def ranked(records: Sequence[dict[str, object]]) -> list[dict[str, object]]:
+    """Trials best first: more workloads reached, then fewer mean steps to target, then fewer
+    failed runs (diverged, or no finite metric), then a better mean rank of the best validation
+    metric across workloads (ranks, because metrics of different workloads have different scales
+    and directions)."""
+    workloads = list(records[0]["results"])
+
+    def failed(result: dict[str, object]) -> bool:
+        return result["best_validation"] is None or result.get("status") == "diverged"
+
+    def goodness(result: dict[str, object]) -> float:
+        best = result["best_validation"]
+        if failed(result):
+            return -math.inf
+        return float(best) if result["direction"] == "max" else -float(best)
+
+    metric_rank = {id(r): 0.0 for r in records}
+    for workload in workloads:
+        order = sorted(records, key=lambda r: -goodness(r["results"][workload]))
+        for position, record in enumerate(order):
+            metric_rank[id(record)] += position / len(workloads)
+
+    def key(record: dict[str, object]) -> tuple[float, float, int, float]:
+        results = list(record["results"].values())
+        steps = [r["steps_to_target"] for r in results]
+        reached = [s for s in steps if s is not None]
+        mean_steps = sum(reached) / len(reached) if len(reached) == len(steps) else math.inf
+        return (-len(reached), mean_steps, sum(map(failed, results)), metric_rank[id(record)])
+
+    return sorted(records, key=key)
 
 
 def study(name: str, trials: int, workloads: Sequence[str], workers: int, log) -> dict[str, object]:
@@ -110,14 +134,14 @@ def study(name: str, trials: int, workloads: Sequence[str], workers: int, log) -
         for workload, result in results.items():
             log(f"{name} trial {index} ({source}) on {workload}: {json.dumps(result)}")
         records.append({"trial": index, "source": source, "hyperparameters": point, "results": results})
-    chosen = min(records, key=trial_key)
+    chosen = ranked(records)[0]
     return {
         "submission": name,
         "method": f"{trials - 1} scrambled-Halton points (seed 0, study 0) + the prior default, one seed each",
         "workloads": list(workloads),
         "settings": {w: {"max_steps": s.max_steps, "eval_every_steps": s.eval_every_steps, "guard_sec": s.max_runtime_sec} for w, s in ((w, study_settings(w)) for w in workloads)}
         | {"seed": 0, "torch_threads": 1 if workers > 1 else torch.get_num_threads()},
-        "rule": "most workloads reaching the validation target, then fewest mean steps to target, then best mean validation metric",
+        "rule": "most workloads reaching the validation target, then fewest mean steps to target, then fewest diverged runs, then best mean rank of the best validation metric",
         "chosen_trial": chosen["trial"],
         "default": chosen["hyperparameters"],
         "trials": records,

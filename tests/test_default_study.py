@@ -14,8 +14,8 @@ from harness.runner import RunSettings
 from harness.workloads import workload_config
 
 
-def _trial(index: int, steps: list[int | None], best: list[float]) -> dict[str, object]:
-    results = {f"w{i}": {"steps_to_target": s, "best_validation": b} for i, (s, b) in enumerate(zip(steps, best, strict=True))}
+def _trial(index: int, steps: list[int | None], best: list[float | None], directions=("max", "max")) -> dict[str, object]:
+    results = {f"w{i}": {"steps_to_target": s, "best_validation": b, "direction": d} for i, (s, b, d) in enumerate(zip(steps, best, directions, strict=True))}
     return {"trial": index, "results": results}
 
 
@@ -26,7 +26,21 @@ def test_rank_by_reached_then_steps_then_metric():
         _trial(2, [200, 200], [0.7, 0.7]),
         _trial(3, [200, 200], [0.9, 0.9]),
     ]
-    assert [t["trial"] for t in sorted(trials, key=default_study.trial_key)] == [3, 2, 1, 0]
+    assert [t["trial"] for t in default_study.ranked(trials)] == [3, 2, 1, 0]
+
+
+def test_metric_rank_respects_each_workloads_direction_and_diverged_runs_come_last():
+    # Nothing reached: an accuracy (max) and a loss (min) workload. Trial 2 has the best accuracy
+    # but diverged on the loss workload; trial 3's huge loss must rank as bad, not good.
+    directions = ("max", "min")
+    trials = [
+        _trial(0, [None, None], [0.90, 0.50], directions),
+        _trial(1, [None, None], [0.95, 0.40], directions),
+        _trial(2, [None, None], [0.99, None], directions),
+        _trial(3, [None, None], [0.80, 9.0e9], directions),
+    ]
+    trials[3]["results"]["w0"]["status"] = "budget_exhausted"
+    assert [t["trial"] for t in default_study.ranked(trials)] == [1, 0, 3, 2]
 
 
 def test_study_settings_follow_the_workload_calibration():
