@@ -6,10 +6,12 @@ only what makes its algorithm different."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from harness.spec import (
     Batch,
@@ -40,10 +42,13 @@ def reference_batch_size(workload_name: str) -> int:
 
 
 def forward_backward(workload: Workload, model: torch.nn.Module, model_state: ModelAuxiliaryState, hparams: Mapping[str, object], batch: Batch, rng: Rng, *, create_graph: bool = False) -> tuple[Tensor, ModelAuxiliaryState]:
-    """Mean training loss of the batch after `backward()`; gradients accumulate in `.grad`."""
-    logits, new_model_state = workload.model_fn(
-        model, batch, model_state, ForwardPassMode.TRAIN, rng, update_batch_norm=True,
-        dropout_rate=hparams.get("dropout_rate"))
+    """Mean training loss of the batch after `backward()`; gradients accumulate in `.grad`.
+    With `create_graph=True` (Hessian-vector products) attention runs on the math kernel: the
+    fused flash and memory-efficient kernels have no double backward."""
+    with sdpa_kernel(SDPBackend.MATH) if create_graph else contextlib.nullcontext():
+        logits, new_model_state = workload.model_fn(
+            model, batch, model_state, ForwardPassMode.TRAIN, rng, update_batch_norm=True,
+            dropout_rate=hparams.get("dropout_rate"))
     loss = workload.loss_fn(batch["targets"], logits, batch.get("weights"), float(hparams.get("label_smoothing", 0.0)))
     mean_loss = loss["summed"] / loss["n_valid_examples"]
     mean_loss.backward(create_graph=create_graph)

@@ -48,18 +48,8 @@ def probe_loss(workload: Workload, model: torch.nn.Module, model_state, batch) -
     return float(loss["summed"] / loss["n_valid_examples"])
 
 
-# Default points come from the recorded study on mnist1d_cnn and teacher_student
-# (docs/tuning/*.json). At those points, with each workload's real step_hint, these pairs do not
-# lower the probe loss within 20 steps (the heavy-ball family diverges on digits_cnn, the rest are
-# still in warmup or overshoot). Open work: a default point that trains on the whole suite.
-UNTUNED = {("adahessian", "markov_lm"), ("exadam", "mnist1d_cnn"), ("momentum", "digits_cnn"), ("sgd_nesterov", "digits_cnn"),
-           ("sgd_nesterov", "teacher_student"), ("sgdp", "digits_cnn"), ("sgdp", "teacher_student"), ("shampoo", "digits_cnn"),
-           ("shampoo", "markov_lm"), ("shampoo", "mnist1d_mlp")}
-
-
-def suite_cases() -> list[object]:
-    return [pytest.param(s, w, marks=pytest.mark.xfail(reason="default point does not train on this workload in 20 steps", strict=False)) if (s, w) in UNTUNED else (s, w)
-            for w in suite_workloads("cpu") for s in submission_names()]
+def suite_cases() -> list[tuple[str, str]]:
+    return [(s, w) for w in suite_workloads("cpu") for s in submission_names()]
 
 
 def test_every_suite_workload_pins_its_sizes() -> None:
