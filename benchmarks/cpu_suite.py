@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from harness.cli import compose_config
 from harness.job import run_job
+from harness.store import RunDir, run_path
 from harness.submissions import submission_names
 
 SUITE = ("mnist1d_mlp", "mnist1d_cnn", "digits_cnn", "teacher_student", "markov_lm")
@@ -59,14 +61,24 @@ def noise(workload: str, repeats: int, results_root: str, cap_sec: float | None)
         print(f"min {reached[0]:.2f}  median {statistics.median(reached):.2f}  max {reached[-1]:.2f}  (max/min {reached[-1] / reached[0]:.2f}); steps to target {steps}")
 
 
+def best_validation(record: dict[str, object], results_root: str) -> float | None:
+    """The run's best validation value of its target metric, in the metric's direction."""
+    target = record["target"]
+    folder = run_path(Path(results_root), record["experiment"], record["ruleset"], record["submission"], record["workload"], record["study"], record["trial"])
+    values = [row[f"validation/{target['metric']}"] for row in RunDir(folder).read_evals() if f"validation/{target['metric']}" in row]
+    return (max if target["direction"] == "max" else min)(values) if values else None
+
+
 def submissions(names: list[str], workload: str, results_root: str, cap_sec: float | None) -> None:
-    print(f"| submission | reached the target | time to target | steps | budget |  (`{workload}`, seed 0)")
-    print("|---|---|---|---|---|")
+    print(f"| submission | reached the target | time to target | steps | best validation | budget |  (`{workload}`, seed 0)")
+    print("|---|---|---|---|---|---|")
     for name in names:
         record = one_run(workload, "bench-submissions", 0, results_root, cap_sec, submission=name)
         ttt = record["time_to_target"]["validation"]
+        best = best_validation(record, results_root)
         print(f"| {name} | {'yes' if ttt is not None else 'no (' + record['status'] + ')'} | {'-' if ttt is None else f'{ttt:.1f} s'} "
-              f"| {record['steps_to_target']['validation'] or '-'} | {record['budget']['max_runtime_sec']:.1f} s |", flush=True)
+              f"| {record['steps_to_target']['validation'] or '-'} | {'-' if best is None else f'{best:.4g}'} (target {record['target']['validation']:.4g}) "
+              f"| {record['budget']['max_runtime_sec']:.1f} s |", flush=True)
 
 
 def main() -> None:
