@@ -13,6 +13,7 @@ Runs get the workload's calibrated budget unless `--cap S` sets another.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from omegaconf import OmegaConf
 
 from harness.cli import compose_config
 from harness.job import run_job
+from harness.spec import MetricDirection
 from harness.store import RunDir, run_path
 from harness.submissions import submission_names
 
@@ -65,8 +67,8 @@ def best_validation(record: dict[str, object], results_root: str) -> float | Non
     """The run's best validation value of its target metric, in the metric's direction."""
     target = record["target"]
     folder = run_path(Path(results_root), record["experiment"], record["ruleset"], record["submission"], record["workload"], record["study"], record["trial"])
-    values = [row[f"validation/{target['metric']}"] for row in RunDir(folder).read_evals() if f"validation/{target['metric']}" in row]
-    return (max if target["direction"] == "max" else min)(values) if values else None
+    key = f"validation/{target['metric']}"
+    return MetricDirection(target["direction"]).best(row.get(key, math.nan) for row in RunDir(folder).read_evals())
 
 
 def submissions(names: list[str], workload: str, results_root: str, cap_sec: float | None) -> None:

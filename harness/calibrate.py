@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
 import statistics
 import time
@@ -240,10 +239,7 @@ def _summary(path: Path) -> RunSummary:
 
 
 def _best_value(evals: Sequence[Mapping[str, float]], key: str, direction: MetricDirection) -> float | None:
-    values = [round(float(row[key]), 6) for row in evals if math.isfinite(float(row[key]))]
-    if not values:
-        return None
-    return max(values) if direction is MetricDirection.MAXIMIZE else min(values)
+    return direction.best(round(float(row[key]), 6) for row in evals)
 
 
 def _best(summaries: Sequence[RunSummary], direction: MetricDirection) -> RunSummary:
@@ -318,10 +314,7 @@ def _provenance(workload, algorithms: Sequence[str], trials: int, reruns: int, s
 
 
 def _best_value_of(summaries: Sequence[RunSummary], direction: MetricDirection) -> float | None:
-    values = [s.best_validation for s in summaries if s.best_validation is not None]
-    if not values:
-        return None
-    return max(values) if direction is MetricDirection.MAXIMIZE else min(values)
+    return direction.best(s.best_validation for s in summaries if s.best_validation is not None)
 
 
 # --- writing the workload YAML -----------------------------------------------------------------

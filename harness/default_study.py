@@ -75,8 +75,7 @@ def run_trial(job: tuple[str, dict[str, Value], str]) -> dict[str, object]:
     hyperparameters = resolve(submission.search_space, submission.default, point, f"submission {submission.name}")
     outcome = Runner(workload, submission.impl, hyperparameters, study_settings(workload_name)).run()
     metric = f"validation/{workload.target_metric_name}"
-    values = [row[metric] for row in outcome.evals if math.isfinite(row.get(metric, math.nan))]
-    best = (max if workload.target_metric_direction.value == "max" else min)(values) if values else None
+    best = workload.target_metric_direction.best(row.get(metric, math.nan) for row in outcome.evals)
     return {
         "status": outcome.status,
         "time_to_target": outcome.time_to_target["validation"],

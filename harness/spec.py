@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol, TypedDict, runtime_checkable
 
 import torch
@@ -67,6 +68,13 @@ class MetricDirection(enum.Enum):
     def reached(self, value: float, target: float) -> bool:
         """True when `value` meets `target` (>= for MAXIMIZE, <= for MINIMIZE)."""
         return value >= target if self is MetricDirection.MAXIMIZE else value <= target
+
+    def best(self, values: Iterable[float]) -> float | None:
+        """The best of the finite `values`; None when there is none."""
+        finite = [v for v in values if math.isfinite(v)]
+        if not finite:
+            return None
+        return max(finite) if self is MetricDirection.MAXIMIZE else min(finite)
 
 
 class ParameterType(enum.Enum):

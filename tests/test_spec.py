@@ -22,3 +22,9 @@ def test_parameter_types_are_inferred_from_modules():
         "3.weight": ParameterType.LAYER_NORM_SCALE, "3.bias": ParameterType.LAYER_NORM_BIAS,
         "4.weight": ParameterType.EMBEDDING,
     }
+
+
+def test_best_metric_follows_the_direction_and_skips_non_finite_values():
+    assert MetricDirection.MAXIMIZE.best([0.5, float("nan"), 0.9, float("inf")]) == 0.9
+    assert MetricDirection.MINIMIZE.best([2.0, float("-inf"), 1.5]) == 1.5
+    assert MetricDirection.MINIMIZE.best([float("nan")]) is None
