@@ -2,9 +2,12 @@
 
     python -m harness.default_study NAME [NAME ...] [--trials 8] [--workloads a,b] [--workers 2]
 
-For each submission: the first `trials - 1` scrambled-Halton points of its search space
-(`harness.search.study_points`, seed 0, study 0; values rounded to 3 significant digits) plus
-its current default, each run once on every study workload (CPU-suite workloads, default
+For each submission, the candidate points are: the first `trials - 1` scrambled-Halton points of
+its search space (`harness.search.study_points`, seed 0, study 0; values rounded to 3
+significant digits), its current default, and every configuration that `pacer calibrate` found
+best on a study workload (`provenance.best` in the workload's config) that is a point of this
+space (the same hyperparameter names, every value inside it); duplicates run once. Each runs
+once on every study workload (CPU-suite workloads, default
 `STUDY_WORKLOADS`) as the benchmark would run it, but by steps: seed 0, an eval every
 `calibration.eval_every_steps`, at most 4/3 x the workload's `step_hint` steps (the steps the
 budget buys at the calibration's pace) and, as a guard, twice its time budget, stopping at the
@@ -13,7 +16,10 @@ fewest mean steps to it, then diverges on the fewest, then has the best mean ran
 validation metric across the workloads. Steps, not seconds, rank the
 points: on a shared CPU the seconds vary with the load, while one submission's cost per step
 does not depend much on its hyperparameters (times to target are recorded too). `--workers N`
-runs the trials in N one-thread processes (results are step-based). The record goes to
+runs the trials in N one-thread processes (results are step-based). A result already in the
+submission's record for the same point, workload and settings is reused, so a study can be
+extended (`--trials 16` after 8: the Halton points are a prefix) at the cost of the new points
+only; a run the old time guard stopped is reused only under the same guard. The record goes to
 docs/tuning/<name>.json and the point, with a `provenance:` line, into the `default:` block
 that ends configs/submission/<name>.yaml.
 """
@@ -30,6 +36,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from harness.errors import PacerUserError
 from harness.hparams import Range, SearchSpace, Value, resolve
 from harness.parallel import map_in_processes
 from harness.runner import Runner, RunSettings
@@ -119,27 +126,82 @@ def ranked(records: Sequence[dict[str, object]]) -> list[dict[str, object]]:
     return sorted(records, key=key)
 
 
-def study(name: str, trials: int, workloads: Sequence[str], workers: int, log) -> dict[str, object]:
+def calibration_points(space: SearchSpace, workloads: Sequence[str]) -> list[tuple[str, dict[str, Value]]]:
+    """The configurations `pacer calibrate` found best on `workloads` that are points of `space`."""
+    points = []
+    for workload in workloads:
+        best = ((workload_config(workload).get("provenance") or {}).get("best")) or {}
+        point = dict(best.get("hyperparameters") or {})
+        if point and set(point) == set(space.params) and _inside(space, point):
+            points.append((f"calibration_best:{workload}/{best['submission']}", point))
+    return points
+
+
+def _inside(space: SearchSpace, point: dict[str, Value]) -> bool:
+    try:
+        space.check(point, "candidate")
+    except PacerUserError:
+        return False
+    return True
+
+
+def candidate_points(space: SearchSpace, default: dict[str, Value], trials: int, workloads: Sequence[str]) -> list[tuple[str, dict[str, Value]]]:
+    """(source, point) for every distinct candidate, in order: Halton, prior default, calibration bests."""
+    candidates = [("halton", rounded_point(space, p)) for p in study_points(space, trials - 1, seed=0, study=0)]
+    candidates += [("prior_default", dict(default))] + calibration_points(space, workloads)
+    distinct: dict[str, tuple[str, dict[str, Value]]] = {}
+    for source, point in candidates:
+        distinct.setdefault(_point_key(point), (source, point))
+    return list(distinct.values())
+
+
+def _point_key(point: dict[str, Value]) -> str:
+    return json.dumps(point, sort_keys=True)
+
+
+def settings_record(workloads: Sequence[str], workers: int) -> dict[str, object]:
+    return {w: {"max_steps": s.max_steps, "eval_every_steps": s.eval_every_steps, "guard_sec": s.max_runtime_sec} for w, s in ((w, study_settings(w)) for w in workloads)} \
+        | {"seed": 0, "torch_threads": 1 if workers > 1 else torch.get_num_threads()}
+
+
+def reusable_results(previous: dict[str, object] | None, settings: dict[str, object]) -> dict[tuple[str, str], dict[str, object]]:
+    """(point key, workload) -> result, from a previous record of this study, for every workload
+    run with the same steps and evals, and a time guard that cannot have cut it differently."""
+    if not previous:
+        return {}
+    reusable = {}
+    for trial in previous.get("trials", []):
+        for workload, result in trial["results"].items():
+            old, new = (previous.get("settings") or {}).get(workload), settings.get(workload)
+            if not old or not new or old["max_steps"] != new["max_steps"] or old["eval_every_steps"] != new["eval_every_steps"]:
+                continue
+            guard_cut_it = result["status"] == "budget_exhausted"
+            if old["guard_sec"] == new["guard_sec"] or (not guard_cut_it and new["guard_sec"] >= old["guard_sec"]):
+                reusable[(_point_key(trial["hyperparameters"]), workload)] = result
+    return reusable
+
+
+def study(name: str, trials: int, workloads: Sequence[str], workers: int, log, previous: dict[str, object] | None = None) -> dict[str, object]:
     cfg = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "submission" / f"{name}.yaml"))
     submission = load_submission(cfg)
-    space = submission.search_space
-    points = [("halton", rounded_point(space, p)) for p in study_points(space, trials - 1, seed=0, study=0)]
-    points.append(("prior_default", dict(submission.default)))
-    jobs = [(name, point, workload) for _, point in points for workload in workloads]
-    outcomes = iter(map_in_processes(run_trial, jobs, workers))
+    points = candidate_points(submission.search_space, dict(submission.default), trials, workloads)
+    settings = settings_record(workloads, workers)
+    known = reusable_results(previous, settings)
+    jobs = [(name, point, workload) for _, point in points for workload in workloads if (_point_key(point), workload) not in known]
+    log(f"{name}: {len(points)} points x {len(workloads)} workloads, {len(jobs)} runs to do, {len(points) * len(workloads) - len(jobs)} reused")
+    fresh = dict(zip(((_point_key(p), w) for _, p, w in jobs), map_in_processes(run_trial, jobs, workers), strict=True))
     records = []
     for index, (source, point) in enumerate(points):
-        results = {workload: next(outcomes) for workload in workloads}
+        results = {workload: known.get((_point_key(point), workload)) or fresh[(_point_key(point), workload)] for workload in workloads}
         for workload, result in results.items():
             log(f"{name} trial {index} ({source}) on {workload}: {json.dumps(result)}")
         records.append({"trial": index, "source": source, "hyperparameters": point, "results": results})
     chosen = ranked(records)[0]
     return {
         "submission": name,
-        "method": f"{trials - 1} scrambled-Halton points (seed 0, study 0) + the prior default, one seed each",
+        "method": f"{trials - 1} scrambled-Halton points (seed 0, study 0), the prior default and the calibration bests that are points of the space; one seed each",
         "workloads": list(workloads),
-        "settings": {w: {"max_steps": s.max_steps, "eval_every_steps": s.eval_every_steps, "guard_sec": s.max_runtime_sec} for w, s in ((w, study_settings(w)) for w in workloads)}
-        | {"seed": 0, "torch_threads": 1 if workers > 1 else torch.get_num_threads()},
+        "settings": settings,
         "rule": "most workloads reaching the validation target, then fewest mean steps to target, then fewest diverged runs, then best mean rank of the best validation metric",
         "chosen_trial": chosen["trial"],
         "default": chosen["hyperparameters"],
@@ -187,8 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     TUNING_DIR.mkdir(parents=True, exist_ok=True)
     for name in args.names:
-        record = study(name, args.trials, workloads, args.workers, log)
-        (TUNING_DIR / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
+        path = TUNING_DIR / f"{name}.json"
+        previous = json.loads(path.read_text()) if path.exists() else None
+        record = study(name, args.trials, workloads, args.workers, log, previous)
+        atomic_write_text(path, json.dumps(record, indent=1) + "\n")
         write_default(name, record)
         log(f"{name}: chose trial {record['chosen_trial']}: {record['default']}")
     return 0

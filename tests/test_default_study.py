@@ -7,11 +7,13 @@ import json
 import math
 
 import pytest
+from omegaconf import OmegaConf
 
 from harness import default_study
-from harness.hparams import Range, SearchSpace
+from harness.hparams import FeasiblePoints, Range, SearchSpace
 from harness.runner import RunSettings
-from harness.workloads import workload_config
+from harness.submissions import load_submission
+from harness.workloads import CONFIG_DIR, workload_config
 
 
 def _trial(index: int, steps: list[int | None], best: list[float | None], directions=("max", "max")) -> dict[str, object]:
@@ -57,17 +59,59 @@ def test_rounded_points_stay_in_range():
     assert default_study.rounded_point(space, {"lr": 0.0123456}) == {"lr": 0.0123}
 
 
-def test_a_tiny_study_writes_its_record_and_the_default(tmp_path, monkeypatch):
+def test_candidates_add_calibration_bests_that_are_points_of_the_space_once():
+    best = workload_config("mnist1d_cnn")["provenance"]["best"]["hyperparameters"]
+    space = SearchSpace({name: FeasiblePoints([value]) for name, value in best.items()}, "test")
+    sources = [source for source, _ in default_study.candidate_points(space, best, 3, ["mnist1d_cnn", "teacher_student"])]
+    # Every Halton point of a one-point space is that point, and so is the default: one candidate.
+    assert sources == ["halton"]
+    narrower = SearchSpace({name: FeasiblePoints([value]) for name, value in best.items()} | {"learning_rate": Range(1e-4, 1e-3, "log")}, "test")
+    assert not any(source.startswith("calibration_best") for source, _ in default_study.candidate_points(narrower, {}, 3, ["mnist1d_cnn"]))  # it lies outside
+    wider = SearchSpace({name: FeasiblePoints([value]) for name, value in best.items()} | {"learning_rate": Range(1e-4, 1.0, "log")}, "test")
+    candidates = dict((source, point) for source, point in default_study.candidate_points(wider, {}, 2, ["mnist1d_cnn"]))
+    assert candidates["calibration_best:mnist1d_cnn/" + workload_config("mnist1d_cnn")["provenance"]["best"]["submission"]] == best
+
+
+def test_reuse_needs_the_same_steps_and_a_guard_that_cannot_have_cut_the_run():
+    point = {"lr": 0.1}
+    old_settings = {"w": {"max_steps": 10, "eval_every_steps": 2, "guard_sec": 5.0}}
+    previous = {"settings": old_settings, "trials": [{"hyperparameters": point, "results": {"w": {"status": "step_cap"}}}]}
+    key = (json.dumps(point), "w")
+    assert key in default_study.reusable_results(previous, old_settings)
+    assert key in default_study.reusable_results(previous, {"w": old_settings["w"] | {"guard_sec": 9.0}})
+    assert key not in default_study.reusable_results(previous, {"w": old_settings["w"] | {"guard_sec": 4.0}})
+    assert key not in default_study.reusable_results(previous, {"w": old_settings["w"] | {"max_steps": 11}})
+    previous["trials"][0]["results"]["w"]["status"] = "budget_exhausted"
+    assert key not in default_study.reusable_results(previous, {"w": old_settings["w"] | {"guard_sec": 9.0}})
+    assert key in default_study.reusable_results(previous, old_settings)
+
+
+def test_a_tiny_study_writes_its_record_and_the_default_and_extends_by_the_new_points_only(tmp_path, monkeypatch):
     monkeypatch.setattr(default_study, "study_settings", lambda name: RunSettings(seed=0, max_steps=3, eval_every_steps=1, max_runtime_sec=60.0))
     monkeypatch.setattr(default_study, "TUNING_DIR", tmp_path / "tuning")
     written = {}
     monkeypatch.setattr(default_study, "write_default", lambda name, record: written.update({name: record}))
+    ran = []
+    real_run_trial = default_study.run_trial
+    monkeypatch.setattr(default_study, "run_trial", lambda job: ran.append(job) or real_run_trial(job))
+    submission = load_submission(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "submission" / "momentum.yaml")))
+
     assert default_study.main(["momentum", "--trials", "2", "--workloads", "teacher_student"]) == 0
     record = json.loads((tmp_path / "tuning" / "momentum.json").read_text())
-    assert [t["source"] for t in record["trials"]] == ["halton", "prior_default"]
+    expected = default_study.candidate_points(submission.search_space, dict(submission.default), 2, ["teacher_student"])
+    assert [(t["source"], t["hyperparameters"]) for t in record["trials"]] == [(s, p) for s, p in expected]
     assert set(record["trials"][0]["results"]) == {"teacher_student"}
     assert record["trials"][0]["results"]["teacher_student"]["steps"] == 3
     assert written["momentum"]["default"] == record["default"]
+    assert len(ran) == len(expected)
+
+    # Extending the study runs only the new Halton point; the recorded ones are reused as they are.
+    ran.clear()
+    assert default_study.main(["momentum", "--trials", "3", "--workloads", "teacher_student"]) == 0
+    extended = json.loads((tmp_path / "tuning" / "momentum.json").read_text())
+    assert [job[1] for job in ran] == [extended["trials"][1]["hyperparameters"]]
+    by_point = {json.dumps(t["hyperparameters"], sort_keys=True): t["results"] for t in record["trials"]}
+    assert all(by_point[json.dumps(t["hyperparameters"], sort_keys=True)] == t["results"] for t in extended["trials"] if t["trial"] != 1)
 
 
 def test_an_unknown_workload_fails_before_any_run():
