@@ -14,6 +14,13 @@
 4. The targets and a provenance block are written into `configs/workload/<name>.yaml` (into
    the variant's block for `variant=...`), editing only those keys; a table is printed.
 
+`retime=true` keeps the targets and re-measures only the budget: it reruns the committed best
+configuration with the provenance's seeds, step budget and eval schedule, one run at a time,
+times each rerun to the committed validation target, and writes `max_runtime_sec`,
+`eval_period_sec` and a `provenance.retimed` block (hardware, load, times, and whether the
+steps to target matched the calibration's). This is how budgets move to other hardware, or are
+re-measured on a quiet machine, for the cost of the reruns alone.
+
 Every run goes through `harness.job.run_job` and keeps its record under the results root.
 Trial points, seeds and evals-by-step are deterministic, so the same flags give the same
 targets (exactly for steps, within timing noise for the budget). `workers=N` runs the tuning
@@ -51,9 +58,9 @@ from harness.workloads import CONFIG_DIR, build_workload, resolve_variant
 REFERENCE_ALGORITHMS = ("adamw", "nadamw", "sgd_nesterov", "momentum")
 BUDGET_FACTOR = 4 / 3
 EVAL_SHARE = 0.15
-FLAGS = {"trials": 8, "reruns": 5, "steps": None, "eval_every": None, "workers": 1, "algorithms": ",".join(REFERENCE_ALGORITHMS), "write": True, "reuse": True}
+FLAGS = {"trials": 8, "reruns": 5, "steps": None, "eval_every": None, "workers": 1, "algorithms": ",".join(REFERENCE_ALGORITHMS), "write": True, "reuse": True, "retime": False}
 INT_FLAGS = ("trials", "reruns", "steps", "eval_every", "workers")
-BOOL_FLAGS = ("write", "reuse")
+BOOL_FLAGS = ("write", "reuse", "retime")
 WRITTEN_KEYS = ("validation_target", "test_target", "max_runtime_sec", "eval_period_sec", "step_hint", "provenance", "variants")
 """Workload keys that calibration writes (or that hold other calibrations): ignored when deciding
 whether a finished run can be reused."""
@@ -99,7 +106,7 @@ def parse_flags(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
             flags[key] = int(value)
         elif key in BOOL_FLAGS:
             if value not in ("true", "false"):
-                raise PacerUserError(f"write={value!r} must be true or false")
+                raise PacerUserError(f"{key}={value!r} must be true or false")
             flags[key] = value == "true"
         else:
             flags[key] = value
@@ -117,6 +124,9 @@ def calibrate_command(args: Sequence[str]) -> int:
 
     flags, overrides = parse_flags(args)
     base = OmegaConf.to_container(compose_config(normalize_overrides(overrides)), resolve=True)
+    if flags.pop("retime"):
+        print(retime_summary(retime(base, write=bool(flags["write"]))))
+        return 0
     result = calibrate(base, **flags)
     print(summary_table(result))
     return 0
@@ -142,13 +152,63 @@ def calibrate(base: dict[str, object], *, trials: int, reruns: int, steps: int |
     summaries = _run_all([cfg for algo in algorithms for cfg in _tuning_configs(common, algo, trials, seed)], workload.name, workers)
     best = _best(summaries, workload.target_metric_direction)
     load_before = os.getloadavg()[0]
-    rerun_summaries = _run_all(_rerun_configs(common, best, reruns, seed), workload.name, 1)
+    rerun_summaries = _run_all(_rerun_configs(common, best.submission, best.hyperparameters, reruns, seed), workload.name, 1)
     conditions = {"load_average_before_reruns": round(load_before, 2), "load_average_after_reruns": round(os.getloadavg()[0], 2), "trial_workers": workers}
     provenance = _provenance(workload, algorithms, trials, reruns, steps, eval_every, seed, best, rerun_summaries, summaries, time.monotonic() - started, conditions)
     targets = targets_from_provenance(provenance)
     if write:
         write_targets(CONFIG_DIR / "workload" / f"{workload.base_name}.yaml", variant, targets, provenance)
     return {"targets": targets, "provenance": provenance, "trials": summaries, "reruns": rerun_summaries, "workload": workload.name, "metric": workload.target_metric_name}
+
+
+def retime(base: dict[str, object], *, write: bool) -> dict[str, object]:
+    """Re-measure the budget of the committed calibration of `base`'s workload (see the module doc)."""
+    started = time.monotonic()
+    variant = base.get("variant")
+    workload_cfg = resolve_variant(base["workload"], variant)
+    provenance = workload_cfg.get("provenance")
+    label = f"{workload_cfg['name']}" + (f" variant {variant}" if variant else "")
+    if not isinstance(provenance, Mapping) or provenance.get("method") != "pacer calibrate":
+        raise PacerUserError(f"calibrate: {label} has no `pacer calibrate` provenance to re-time; run a full calibration")
+    workload = build_workload(base["workload"], variant, str(base["device"]))
+    common = _common_config(base, workload_cfg, int(provenance["step_budget"]), int(provenance["eval_every_steps"]), reuse=False)
+    best = provenance["best"]
+    load_before = os.getloadavg()[0]
+    reruns = _run_all(_rerun_configs(common, best["submission"], best["hyperparameters"], int(provenance["reruns"]), int(provenance["seed"])), workload.name, 1)
+    metric, direction = workload.target_metric_name, workload.target_metric_direction
+    rows = [_first_reaching(r.evals, f"validation/{metric}", float(workload_cfg["validation_target"]), direction) for r in reruns]
+    if all(row is None for row in rows):
+        raise PacerUserError(f"calibrate: no rerun of {label}'s best configuration reached its validation target {workload_cfg['validation_target']} here "
+                             "(the numerics differ from the calibration's); run a full calibration")
+    steps = [None if row is None else int(row["global_step"]) for row in rows]
+    fp = fingerprint(workload.device)
+    retimed = {
+        "rerun_time_to_target_sec": [None if row is None else round(float(row["accumulated_submission_time"]), 3) for row in rows],
+        "rerun_steps_to_target": steps,
+        "rerun_eval_cost_sec": [_eval_cost(r) for r in reruns],
+        "same_steps_as_calibration": steps == provenance["rerun_steps_to_target"],
+        "hardware": _hardware(fp, workload.device),
+        "conditions": {"load_average_before_reruns": round(load_before, 2), "load_average_after_reruns": round(os.getloadavg()[0], 2)},
+        "date": _now(),
+        "package_version": package_version(),
+        "git_commit": fp["git_commit"],
+        "wall_time_sec": round(time.monotonic() - started, 1),
+    }
+    new_provenance = {k: v for k, v in provenance.items() if k != "retimed"} | {"retimed": json.loads(json.dumps(retimed))}
+    targets = targets_from_provenance(new_provenance)
+    if write:
+        write_targets(CONFIG_DIR / "workload" / f"{workload.base_name}.yaml", variant, targets, new_provenance)
+    return {"workload": workload.name, "targets": targets, "before": workload_cfg, "retimed": retimed, "reruns": reruns}
+
+
+def retime_summary(result: Mapping[str, object]) -> str:
+    before, t, r = result["before"], result["targets"], result["retimed"]
+    return "\n".join([
+        f"re-timed {result['workload']}: {sum(x is not None for x in r['rerun_time_to_target_sec'])}/{len(r['rerun_time_to_target_sec'])} reruns reached the validation target {before['validation_target']}",
+        f"times to target (s) {r['rerun_time_to_target_sec']}   steps {r['rerun_steps_to_target']} (same as the calibration's: {'yes' if r['same_steps_as_calibration'] else 'no'})",
+        f"max_runtime_sec {before['max_runtime_sec']} -> {t.max_runtime_sec:g}   eval_period_sec {before['eval_period_sec']} -> {t.eval_period_sec:g}",
+        f"load average {r['conditions']['load_average_before_reruns']} -> {r['conditions']['load_average_after_reruns']}; wall time {r['wall_time_sec']:.0f} s",
+    ])
 
 
 def _common_config(base: Mapping[str, object], workload_cfg: dict[str, object], steps: int, eval_every: int, reuse: bool) -> dict[str, object]:
@@ -171,10 +231,10 @@ def _tuning_configs(common: dict[str, object], algorithm: str, trials: int, seed
     ]
 
 
-def _rerun_configs(common: dict[str, object], best: RunSummary, reruns: int, seed: int) -> list[dict[str, object]]:
-    submission_cfg = _submission_config(best.submission)
+def _rerun_configs(common: dict[str, object], submission: str, hyperparameters: Mapping[str, object], reruns: int, seed: int) -> list[dict[str, object]]:
+    submission_cfg = _submission_config(submission)
     return [
-        _run_config(common, submission_cfg, best.hyperparameters, RERUNS_STUDY, r, rnglib.from_strings("calibrate-rerun", seed, r) % (1 << 31))
+        _run_config(common, submission_cfg, hyperparameters, RERUNS_STUDY, r, rnglib.from_strings("calibrate-rerun", seed, r) % (1 << 31))
         for r in range(reruns)
     ]
 
@@ -262,10 +322,12 @@ def targets_from_provenance(provenance: Mapping[str, object]) -> Targets:
     reached = [i for i, v in enumerate(best) if v is not None and direction.reached(v, validation)]
     worst = min if direction is MetricDirection.MAXIMIZE else max
     test = worst(provenance["rerun_best_test"][i] for i in reached)
-    time_to_target = statistics.median(provenance["rerun_time_to_target_sec"][i] for i in reached)
+    timing = provenance.get("retimed") or provenance  # a re-timing replaces the calibration's clock readings
+    timed = [i for i, t in enumerate(timing["rerun_time_to_target_sec"]) if t is not None]
+    time_to_target = statistics.median(timing["rerun_time_to_target_sec"][i] for i in timed)
     step_hint = int(provenance["step_budget"])  # the steps the target-setting runs were given (AlgoPerf's meaning)
     budget = round(BUDGET_FACTOR * time_to_target, 2)
-    eval_cost = statistics.median(provenance["rerun_eval_cost_sec"][i] for i in reached)
+    eval_cost = statistics.median(timing["rerun_eval_cost_sec"][i] for i in timed)
     period = min(max(eval_cost * (1 / EVAL_SHARE - 1), budget / 40), budget / 10)
     return Targets(validation, test, budget, step_hint, round(period, 3), len(reached))
 
@@ -299,18 +361,30 @@ def _provenance(workload, algorithms: Sequence[str], trials: int, reruns: int, s
     rows = [_first_reaching(r.evals, f"validation/{metric}", validation, direction) if r.best_validation is not None else None for r in rerun_summaries]
     provenance["rerun_steps_to_target"] = [None if row is None else int(row["global_step"]) for row in rows]
     provenance["rerun_time_to_target_sec"] = [None if row is None else round(float(row["accumulated_submission_time"]), 3) for row in rows]
-    provenance["rerun_eval_cost_sec"] = [round(r.evals[-1]["accumulated_eval_time"] / len(r.evals), 4) if r.evals else None for r in rerun_summaries]
+    provenance["rerun_eval_cost_sec"] = [_eval_cost(r) for r in rerun_summaries]
     if hasattr(workload, "optimal_loss"):
         provenance["optimal_loss"] = round(float(workload.optimal_loss), 6)
     provenance |= {
-        "hardware": {k: fp[k] for k in ("id", "cpu", "cpu_count", "torch_threads", "torch", "device", "gpu")} | {"matmul_gflops": matmul_gflops(workload.device)},
+        "hardware": _hardware(fp, workload.device),
         "conditions": dict(conditions),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "date": _now(),
         "package_version": package_version(),
         "git_commit": fp["git_commit"],
         "wall_time_sec": round(wall_sec, 1),
     }
     return json.loads(json.dumps(provenance))  # plain types only (torch's version string is a str subclass)
+
+
+def _eval_cost(run: RunSummary) -> float | None:
+    return round(run.evals[-1]["accumulated_eval_time"] / len(run.evals), 4) if run.evals else None
+
+
+def _hardware(fp: Mapping[str, object], device: object) -> dict[str, object]:
+    return {k: fp[k] for k in ("id", "cpu", "cpu_count", "torch_threads", "torch", "device", "gpu")} | {"matmul_gflops": matmul_gflops(device)}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _best_value_of(summaries: Sequence[RunSummary], direction: MetricDirection) -> float | None:

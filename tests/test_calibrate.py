@@ -12,7 +12,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from harness.calibrate import calibrate, parse_flags, targets_from_provenance, write_targets
+from harness.calibrate import calibrate, parse_flags, retime, retime_summary, targets_from_provenance, write_targets
 from harness.cli import compose_config
 from harness.errors import PacerUserError
 from harness.workloads import CONFIG_DIR
@@ -99,11 +99,41 @@ def test_writing_targets_keeps_the_rest_of_the_file(first, tmp_path):
     assert again["variants"] == after["variants"]
 
 
+def _calibrated_base(first, root: Path, **workload) -> dict[str, object]:
+    """A config whose workload carries `first`'s calibration, as `write=true` would commit it."""
+    base = _base(root)
+    t = first["targets"]
+    base["workload"] |= {"validation_target": t.validation, "test_target": t.test, "max_runtime_sec": t.max_runtime_sec,
+                         "eval_period_sec": t.eval_period_sec, "step_hint": t.step_hint, "provenance": first["provenance"]} | workload
+    return base
+
+
+def test_retime_keeps_the_targets_and_remeasures_the_budget_on_the_same_steps(first, tmp_path):
+    result = retime(_calibrated_base(first, tmp_path), write=False)
+    old, new, retimed = first["targets"], result["targets"], result["retimed"]
+    assert (new.validation, new.test, new.step_hint, new.reached) == (old.validation, old.test, old.step_hint, old.reached)
+    assert retimed["same_steps_as_calibration"] and retimed["rerun_steps_to_target"] == first["provenance"]["rerun_steps_to_target"]
+    times = sorted(t for t in retimed["rerun_time_to_target_sec"] if t is not None)
+    median = times[len(times) // 2] if len(times) % 2 else (times[len(times) // 2 - 1] + times[len(times) // 2]) / 2
+    assert new.max_runtime_sec == pytest.approx(4 / 3 * median, abs=0.006)
+    assert targets_from_provenance(first["provenance"] | {"retimed": retimed}) == new
+    assert "same as the calibration's: yes" in retime_summary(result)
+
+
+def test_retime_refuses_a_workload_without_calibration_or_a_target_it_cannot_reach(first, tmp_path):
+    with pytest.raises(PacerUserError, match="no `pacer calibrate` provenance to re-time"):
+        retime(_calibrated_base(first, tmp_path, provenance=None), write=False)
+    with pytest.raises(PacerUserError, match="reached its validation target 1.0 here"):
+        retime(_calibrated_base(first, tmp_path, validation_target=1.0), write=False)
+
+
 def test_bad_flags_are_rejected():
     with pytest.raises(PacerUserError, match="trials='0' must be an integer >= 1"):
         parse_flags(["trials=0"])
     with pytest.raises(PacerUserError, match="unknown submission.*lamb"):
         parse_flags(["algorithms=adamw,lamb"])
+    with pytest.raises(PacerUserError, match="retime='yes' must be true or false"):
+        parse_flags(["retime=yes"])
 
 
 def test_calibrate_cli_end_to_end(tmp_path):
