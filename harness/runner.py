@@ -109,6 +109,7 @@ class Runner:
         self.optimizer_state = self.submission.init_optimizer_state(self.workload, self.params, self.model_state, self.hparams, opt_rng)
         self.params_types = self.workload.model_params_types
         self.clock = Clock(self.workload.device)
+        self.world_size = distributed.world_size()
         self.last_eval_end = self.clock.now()
         if self.resume_from is not None:
             checkpoint.restore(self, self.resume_from)
@@ -141,7 +142,7 @@ class Runner:
             return
         self.outcome.global_step += 1
         # Under DDP each process holds its shard of the global batch.
-        self.outcome.examples_seen += batch_size_of(batch) * distributed.world_size()
+        self.outcome.examples_seen += batch_size_of(batch) * self.world_size
 
     def _after_step(self) -> None:
         state = self._state

@@ -25,6 +25,7 @@ class Clock:
     def __init__(self, device: torch.device, totals: dict[str, float] | None = None):
         self._device = device
         self._sync = device.type == "cuda"
+        self._reduce = distributed.active()  # read once: the clock is read every step
         self._totals = {phase: 0.0 for phase in PHASES} | (totals or {})
         self.started = self.now()
 
@@ -53,14 +54,14 @@ class Clock:
 
     @property
     def submission_time(self) -> float:
-        return self.totals["submission"]
+        return self._slowest([self._totals["submission"]])[0]
 
     def since(self, start: float) -> float:
         """Seconds from `start` (a `now()` reading) until now (the slowest process's)."""
         return self._slowest([self.now() - start])[0]
 
     def _slowest(self, values: list[float]) -> list[float]:
-        if not distributed.active():
+        if not self._reduce:
             return values
         reduced = torch.tensor(values, dtype=torch.float64, device=self._device)
         return distributed.all_reduce(reduced, op="max").tolist()
