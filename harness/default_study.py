@@ -1,6 +1,7 @@
 """The small tuning study that picks a submission's self-tuning default point.
 
     python -m harness.default_study NAME [NAME ...] [--trials 8] [--workloads a,b] [--workers 2]
+    python -m harness.default_study NAME [NAME ...] --table    # the recorded choices, as Markdown
 
 For each submission, the candidate points are: the first `trials - 1` scrambled-Halton points of
 its search space (`harness.search.study_points`, seed 0, study 0; values rounded to 3
@@ -226,6 +227,29 @@ def write_default(name: str, record: dict[str, object]) -> None:
     atomic_write_text(path, head + "\n".join(lines) + "\n")  # calibrations may be reading it
 
 
+def table(records: Sequence[dict[str, object]]) -> str:
+    """A Markdown table of recorded studies: the chosen point's best validation metric and the
+    step at which it reached the target on each workload, and how many study runs reached one."""
+    workloads = list(records[0]["workloads"])
+    header = ["submission", "chosen trial (source)"] + [f"{w}: best val. (target)" for w in workloads] + ["runs reaching a target"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for record in records:
+        chosen = record["trials"][record["chosen_trial"]]
+        cells = [f"`{record['submission']}`", f"{record['chosen_trial']} ({chosen['source']})"]
+        for workload in workloads:
+            result = chosen["results"].get(workload)
+            if result is None:
+                cells.append("-")
+                continue
+            best = "diverged" if result["best_validation"] is None else f"{result['best_validation']:.4g}"
+            cells.append(best + (f", reached at step {result['steps_to_target']}" if result["steps_to_target"] is not None else "")
+                         + f" ({workload_config(workload)['validation_target']:.4g})")
+        runs = [r for t in record["trials"] for r in t["results"].values()]
+        cells.append(f"{sum(r['steps_to_target'] is not None for r in runs)} of {len(runs)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _yaml_value(value: Value) -> str:
     if isinstance(value, float):
         text = repr(value)
@@ -239,7 +263,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--workloads", default=",".join(STUDY_WORKLOADS), help="comma-separated CPU-suite workloads")
     parser.add_argument("--workers", type=int, default=1, help="parallel one-thread processes")
+    parser.add_argument("--table", action="store_true", help="print the recorded studies of NAMEs as a Markdown table; run nothing")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table([json.loads((TUNING_DIR / f"{name}.json").read_text()) for name in args.names]))
+        return 0
     workloads = [w for w in args.workloads.split(",") if w]
     for workload in workloads:
         workload_config(workload)  # an unknown name fails here, before any run

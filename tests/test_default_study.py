@@ -86,7 +86,7 @@ def test_reuse_needs_the_same_steps_and_a_guard_that_cannot_have_cut_the_run():
     assert key in default_study.reusable_results(previous, old_settings)
 
 
-def test_a_tiny_study_writes_its_record_and_the_default_and_extends_by_the_new_points_only(tmp_path, monkeypatch):
+def test_a_tiny_study_writes_its_record_and_the_default_and_extends_by_the_new_points_only(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(default_study, "study_settings", lambda name: RunSettings(seed=0, max_steps=3, eval_every_steps=1, max_runtime_sec=60.0))
     monkeypatch.setattr(default_study, "TUNING_DIR", tmp_path / "tuning")
     written = {}
@@ -110,6 +110,8 @@ def test_a_tiny_study_writes_its_record_and_the_default_and_extends_by_the_new_p
     assert default_study.main(["momentum", "--trials", "3", "--workloads", "teacher_student"]) == 0
     extended = json.loads((tmp_path / "tuning" / "momentum.json").read_text())
     assert [job[1] for job in ran] == [extended["trials"][1]["hyperparameters"]]
+    assert default_study.main(["momentum", "--table"]) == 0
+    assert f"| `momentum` | {extended['chosen_trial']} (" in capsys.readouterr().out
     by_point = {json.dumps(t["hyperparameters"], sort_keys=True): t["results"] for t in record["trials"]}
     assert all(by_point[json.dumps(t["hyperparameters"], sort_keys=True)] == t["results"] for t in extended["trials"] if t["trial"] != 1)
 
