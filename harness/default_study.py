@@ -176,6 +176,8 @@ def reusable_results(previous: dict[str, object] | None, settings: dict[str, obj
             old, new = (previous.get("settings") or {}).get(workload), settings.get(workload)
             if not old or not new or old["max_steps"] != new["max_steps"] or old["eval_every_steps"] != new["eval_every_steps"]:
                 continue
+            if "direction" not in result:  # recorded before results carried their metric's direction
+                continue
             guard_cut_it = result["status"] == "budget_exhausted"
             if old["guard_sec"] == new["guard_sec"] or (not guard_cut_it and new["guard_sec"] >= old["guard_sec"]):
                 reusable[(_point_key(trial["hyperparameters"]), workload)] = result

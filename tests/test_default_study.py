@@ -75,7 +75,7 @@ def test_candidates_add_calibration_bests_that_are_points_of_the_space_once():
 def test_reuse_needs_the_same_steps_and_a_guard_that_cannot_have_cut_the_run():
     point = {"lr": 0.1}
     old_settings = {"w": {"max_steps": 10, "eval_every_steps": 2, "guard_sec": 5.0}}
-    previous = {"settings": old_settings, "trials": [{"hyperparameters": point, "results": {"w": {"status": "step_cap"}}}]}
+    previous = {"settings": old_settings, "trials": [{"hyperparameters": point, "results": {"w": {"status": "step_cap", "direction": "max"}}}]}
     key = (json.dumps(point), "w")
     assert key in default_study.reusable_results(previous, old_settings)
     assert key in default_study.reusable_results(previous, {"w": old_settings["w"] | {"guard_sec": 9.0}})
@@ -84,6 +84,8 @@ def test_reuse_needs_the_same_steps_and_a_guard_that_cannot_have_cut_the_run():
     previous["trials"][0]["results"]["w"]["status"] = "budget_exhausted"
     assert key not in default_study.reusable_results(previous, {"w": old_settings["w"] | {"guard_sec": 9.0}})
     assert key in default_study.reusable_results(previous, old_settings)
+    del previous["trials"][0]["results"]["w"]["direction"]  # an older record's result
+    assert key not in default_study.reusable_results(previous, old_settings)
 
 
 def test_a_tiny_study_writes_its_record_and_the_default_and_extends_by_the_new_points_only(tmp_path, monkeypatch, capsys):

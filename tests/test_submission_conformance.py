@@ -48,16 +48,8 @@ def probe_loss(workload: Workload, model: torch.nn.Module, model_state, batch) -
     return float(loss["summed"] / loss["n_valid_examples"])
 
 
-# EXAdam's default point (docs/tuning/exadam.json) raises mnist1d_cnn's loss over the first
-# 20 steps (2.37 -> 2.52 at seed 0, also without dropout) before it trains (0.957 validation
-# accuracy by step 600 in its study). Open work: a default point that starts stably.
-DOES_NOT_TRAIN_IN_20_STEPS = {("exadam", "mnist1d_cnn")}
-
-
-def suite_cases() -> list[object]:
-    return [pytest.param(s, w, marks=pytest.mark.xfail(reason="the default point raises the loss in the first 20 steps", strict=True))
-            if (s, w) in DOES_NOT_TRAIN_IN_20_STEPS else (s, w)
-            for w in suite_workloads("cpu") for s in submission_names()]
+def suite_cases() -> list[tuple[str, str]]:
+    return [(s, w) for w in suite_workloads("cpu") for s in submission_names()]
 
 
 def test_every_suite_workload_pins_its_sizes() -> None:
