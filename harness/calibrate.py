@@ -380,7 +380,7 @@ def _eval_cost(run: RunSummary) -> float | None:
 
 
 def _hardware(fp: Mapping[str, object], device: object) -> dict[str, object]:
-    return {k: fp[k] for k in ("id", "cpu", "cpu_count", "torch_threads", "torch", "device", "gpu")} | {"matmul_gflops": matmul_gflops(device)}
+    return {k: fp[k] for k in ("id", "cpu", "cpu_id", "cpu_capability", "cpu_count", "torch_threads", "torch", "device", "gpu")} | {"matmul_gflops": matmul_gflops(device)}
 
 
 def _now() -> str:

@@ -28,6 +28,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_id() -> str | None:
+    """The CPU's family, model and stepping: virtual machines often show a generic model name
+    ("AMD EPYC") for hosts of different generations, whose kernels and speeds differ."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:30] if ":" in line)
+    except OSError:
+        return None
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    parts = [f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields]
+    return ", ".join(parts) or None
+
+
 def git_commit() -> str | None:
     repo = Path(__file__).resolve().parent.parent
     try:
@@ -53,6 +65,8 @@ def fingerprint(device: torch.device, extra: dict[str, object] | None = None) ->
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if device.type == "cuda" else []
     comparable = {
         "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the SIMD kernels torch dispatches to: their numerics differ
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": gpus[0] if gpus else None,

@@ -44,7 +44,7 @@ def test_pacer_run_reaches_the_target_and_keeps_a_complete_record(results_root):
     assert record["steps_to_target"]["validation"] == record["final"]["global_step"]
     assert record["examples_to_target"]["validation"] == record["final"]["global_step"] * record["batch_size"]
     assert record["hyperparameters"]["learning_rate"] == record["config"]["submission"]["default"]["learning_rate"]
-    assert {"cpu", "torch", "git_commit", "pacer", "id"} <= set(record["fingerprint"])
+    assert {"cpu", "cpu_id", "cpu_capability", "torch", "git_commit", "pacer", "id"} <= set(record["fingerprint"])
     evals = [json.loads(line) for line in (folder / "evals.jsonl").read_text().splitlines()]
     assert evals[0]["global_step"] == 1 and len(evals) == record["final"]["num_evals"]
     assert evals[-1]["validation/accuracy"] >= record["target"]["validation"]
