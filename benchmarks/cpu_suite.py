@@ -41,13 +41,14 @@ def one_run(workload: str, experiment: str, trial: int, results_root: str, cap_s
 
 def suite(results_root: str, cap_sec: float | None) -> None:
     started = time.monotonic()
-    print(f"{'workload':<18}{'status':<18}{'time to target':>16}{'steps':>8}{'budget':>9}  within budget")
+    print(f"{'workload':<18}{'status':<18}{'time to target':>16}{'steps':>8}{'budget':>9}  within budget  best validation (target)")
     for workload in SUITE:
         record = one_run(workload, "bench-suite", 0, results_root, cap_sec)
         ttt = record["time_to_target"]["validation"]
         within = "yes" if ttt is not None and ttt <= record["calibrated_budget"] else "no"
+        best = best_validation(record, results_root)
         print(f"{workload:<18}{record['status']:<18}{'-' if ttt is None else f'{ttt:.1f} s':>16}{str(record['steps_to_target']['validation'] or '-'):>8}"
-              f"{record['calibrated_budget']:>8.1f}s  {within}")
+              f"{record['calibrated_budget']:>8.1f}s  {within:<13}  {'-' if best is None else f'{best:.4g}'} ({record['target']['validation']})")
     print(f"suite wall time (data, setup, training, evals): {time.monotonic() - started:.0f} s")
 
 

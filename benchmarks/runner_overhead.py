@@ -3,9 +3,12 @@
 In one process, the same model, data, batch size and optimizer (NAdamW with its schedule)
 train for the same number of steps twice: once as a bare PyTorch loop and once through
 `harness.runner.Runner` with evaluation only at step 1 (untimed, excluded from the figure).
-Repeats alternate the two to share the machine's noise; the medians are compared.
+Each repeat times one bare run and one runner run back to back (in alternating order, so
+that a drift in the machine's speed favours neither) and yields their ratio; the figure is
+the median of the per-pair ratios, with its interquartile range, which is robust to the
+shared VM's slow swings in a way that comparing the two medians is not.
 
-    .venv/bin/python benchmarks/runner_overhead.py [--steps 3000] [--repeats 5]
+    .venv/bin/python benchmarks/runner_overhead.py [--steps 1000] [--repeats 15]
 """
 
 from __future__ import annotations
@@ -68,20 +71,24 @@ def through_runner(workload, submission, hp, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     workload, submission, hp = setup()
     _ = workload.splits  # build the data before timing
+    through_runner(workload, submission, hp, 100)  # warm up allocator and thread pools
     bare, runner = [], []
-    for _ in range(args.repeats):
-        bare.append(bare_loop(workload, submission, hp, args.steps))
-        runner.append(through_runner(workload, submission, hp, args.steps))
-    b, r = statistics.median(bare), statistics.median(runner)
-    print(f"mnist1d_mlp, nadamw, batch {workload.reference_batch_size}, {args.steps} steps x {args.repeats} repeats, torch threads {torch.get_num_threads()}")
-    print(f"bare loop: {b:8.1f} steps/s (runs: {', '.join(f'{v:.0f}' for v in bare)})")
-    print(f"runner:    {r:8.1f} steps/s (runs: {', '.join(f'{v:.0f}' for v in runner)})")
-    print(f"runner cost: {100 * (b / r - 1):+.2f}% time per step (goal < 2%)")
+    for repeat in range(args.repeats):
+        pair = (bare_loop, through_runner) if repeat % 2 == 0 else (through_runner, bare_loop)
+        speeds = {f.__name__: f(workload, submission, hp, args.steps) for f in pair}
+        bare.append(speeds["bare_loop"])
+        runner.append(speeds["through_runner"])
+    costs = sorted(100 * (b / r - 1) for b, r in zip(bare, runner, strict=True))
+    q1, median, q3 = statistics.quantiles(costs, n=4)
+    print(f"mnist1d_mlp, nadamw, batch {workload.reference_batch_size}, {args.steps} steps x {args.repeats} pairs, torch threads {torch.get_num_threads()}")
+    print(f"bare loop: median {statistics.median(bare):.0f} steps/s (range {min(bare):.0f}-{max(bare):.0f})")
+    print(f"runner:    median {statistics.median(runner):.0f} steps/s (range {min(runner):.0f}-{max(runner):.0f})")
+    print(f"runner cost per step, median of the pairs: {median:+.2f}% (interquartile {q1:+.2f}% .. {q3:+.2f}%; goal < 2%)")
 
 
 if __name__ == "__main__":
