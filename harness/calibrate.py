@@ -180,13 +180,11 @@ def retime(base: dict[str, object], *, write: bool) -> dict[str, object]:
     if all(row is None for row in rows):
         raise PacerUserError(f"calibrate: no rerun of {label}'s best configuration reached its validation target {workload_cfg['validation_target']} here "
                              "(the numerics differ from the calibration's); run a full calibration")
-    steps = [None if row is None else int(row["global_step"]) for row in rows]
     fp = fingerprint(workload.device)
-    retimed = {
-        "rerun_time_to_target_sec": [None if row is None else round(float(row["accumulated_submission_time"]), 3) for row in rows],
-        "rerun_steps_to_target": steps,
+    to_target = _to_target(rows)
+    retimed = to_target | {
         "rerun_eval_cost_sec": [_eval_cost(r) for r in reruns],
-        "same_steps_as_calibration": steps == provenance["rerun_steps_to_target"],
+        "same_steps_as_calibration": to_target["rerun_steps_to_target"] == provenance["rerun_steps_to_target"],
         "hardware": _hardware(fp, workload.device),
         "conditions": {"load_average_before_reruns": round(load_before, 2), "load_average_after_reruns": round(os.getloadavg()[0], 2)},
         "date": _now(),
@@ -359,8 +357,7 @@ def _provenance(workload, algorithms: Sequence[str], trials: int, reruns: int, s
     }
     validation = statistics.median_low([r.best_validation for r in rerun_summaries if r.best_validation is not None])
     rows = [_first_reaching(r.evals, f"validation/{metric}", validation, direction) if r.best_validation is not None else None for r in rerun_summaries]
-    provenance["rerun_steps_to_target"] = [None if row is None else int(row["global_step"]) for row in rows]
-    provenance["rerun_time_to_target_sec"] = [None if row is None else round(float(row["accumulated_submission_time"]), 3) for row in rows]
+    provenance |= _to_target(rows)
     provenance["rerun_eval_cost_sec"] = [_eval_cost(r) for r in rerun_summaries]
     if hasattr(workload, "optimal_loss"):
         provenance["optimal_loss"] = round(float(workload.optimal_loss), 6)
@@ -373,6 +370,14 @@ def _provenance(workload, algorithms: Sequence[str], trials: int, reruns: int, s
         "wall_time_sec": round(wall_sec, 1),
     }
     return json.loads(json.dumps(provenance))  # plain types only (torch's version string is a str subclass)
+
+
+def _to_target(rows: Sequence[Mapping[str, float] | None]) -> dict[str, list]:
+    """Each rerun's steps and submission time at its first eval on target (None: never)."""
+    return {
+        "rerun_steps_to_target": [None if row is None else int(row["global_step"]) for row in rows],
+        "rerun_time_to_target_sec": [None if row is None else round(float(row["accumulated_submission_time"]), 3) for row in rows],
+    }
 
 
 def _eval_cost(run: RunSummary) -> float | None:

@@ -3,6 +3,9 @@
     python -m harness.default_study NAME [NAME ...] [--trials 8] [--workloads a,b] [--workers 2]
     python -m harness.default_study NAME [NAME ...] --table    # the recorded choices, as Markdown
 
+Bad input (an unknown submission or workload, `--table` without a record) is one error line and
+exit status 2, before any run.
+
 For each submission, the candidate points are: the first `trials - 1` scrambled-Halton points of
 its search space (`harness.search.study_points`, seed 0, study 0; values rounded to 3
 significant digits), its current default, and every configuration that `pacer calibrate` found
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,7 +47,7 @@ from harness.parallel import map_in_processes
 from harness.runner import Runner, RunSettings
 from harness.search import study_points
 from harness.store import atomic_write_text
-from harness.submissions import load_submission
+from harness.submissions import load_submission, submission_names
 from harness.workloads import CONFIG_DIR, build_workload, workload_config
 
 STUDY_WORKLOADS = ("mnist1d_cnn", "teacher_student")
@@ -267,7 +271,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="parallel one-thread processes")
     parser.add_argument("--table", action="store_true", help="print the recorded studies of NAMEs as a Markdown table; run nothing")
     args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except PacerUserError as e:
+        print(f"default_study: error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+def run(args: argparse.Namespace) -> int:
+    unknown = sorted(set(args.names) - set(submission_names()))
+    if unknown:
+        raise PacerUserError(f"unknown submission(s) {', '.join(unknown)} (valid: {', '.join(submission_names())})")
     if args.table:
+        missing = [name for name in args.names if not (TUNING_DIR / f"{name}.json").exists()]
+        if missing:
+            raise PacerUserError(f"no recorded study for {', '.join(missing)} in {TUNING_DIR}")
         print(table([json.loads((TUNING_DIR / f"{name}.json").read_text()) for name in args.names]))
         return 0
     workloads = [w for w in args.workloads.split(",") if w]

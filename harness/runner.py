@@ -147,7 +147,6 @@ class Runner:
     def _after_step(self) -> None:
         state = self._state
         state["global_step"], state["examples_seen"] = self.outcome.global_step, self.outcome.examples_seen
-        state["accumulated_submission_time"] = self.clock.submission_time
         if not self._time_remaining():
             self.outcome.status = "budget_exhausted"
         elif state["training_complete"] or self._eval_due():
@@ -156,8 +155,10 @@ class Runner:
             self.outcome.status = "step_cap"
 
     def _time_remaining(self) -> bool:
-        remaining = self.clock.submission_time < self.budget
-        self._state["is_time_remaining"] = remaining
+        """Read the clock once (under DDP each read is a collective) and record it in train_state."""
+        spent = self.clock.submission_time
+        remaining = spent < self.budget
+        self._state["accumulated_submission_time"], self._state["is_time_remaining"] = spent, remaining
         return remaining
 
     def _eval_due(self) -> bool:

@@ -118,6 +118,14 @@ def test_a_tiny_study_writes_its_record_and_the_default_and_extends_by_the_new_p
     assert all(by_point[json.dumps(t["hyperparameters"], sort_keys=True)] == t["results"] for t in extended["trials"] if t["trial"] != 1)
 
 
-def test_an_unknown_workload_fails_before_any_run():
-    with pytest.raises(Exception, match="unknown workload 'nope'"):
-        default_study.main(["momentum", "--workloads", "nope"])
+@pytest.mark.parametrize(("argv", "message"), [
+    (["momentum", "--workloads", "nope"], "unknown workload 'nope'"),
+    (["momentum", "lamb"], "unknown submission(s) lamb"),
+    (["momentum", "--table"], "no recorded study for momentum"),
+])
+def test_bad_input_is_one_error_line_before_any_run(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(default_study, "TUNING_DIR", tmp_path / "tuning")
+    monkeypatch.setattr(default_study, "run_trial", lambda job: pytest.fail("no run may start"))
+    assert default_study.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("default_study: error: ") and message in err and err.count("\n") == 1
