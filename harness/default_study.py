@@ -11,14 +11,14 @@ its search space (`harness.search.study_points`, seed 0, study 0; values rounded
 significant digits), its current default, and every configuration that `pacer calibrate` found
 best on a study workload (`provenance.best` in the workload's config) that is a point of this
 space (the same hyperparameter names, every value inside it); duplicates run once. Each runs
-once on every study workload (CPU-suite workloads, default
-`STUDY_WORKLOADS`) as the benchmark would run it, but by steps: seed 0, an eval every
-`calibration.eval_every_steps`, at most 4/3 x the workload's `step_hint` steps (the steps the
-budget buys at the calibration's pace) and, as a guard, twice its time budget, stopping at the
-target. The chosen point reaches the validation target on the most workloads, then needs the
-fewest mean steps to it, then diverges on the fewest, then has the best mean rank of its best
-validation metric across the workloads. Steps, not seconds, rank the
-points: on a shared CPU the seconds vary with the load, while one submission's cost per step
+once on every study workload (CPU-suite workloads, default `STUDY_WORKLOADS`) as the
+benchmark would run it, but by steps: seed 0, an eval every `calibration.eval_every_steps`, at
+most 4/3 x the workload's `step_hint` steps (the steps the budget buys at the calibration's
+pace) and, as a guard against runaway runs, ten times its time budget, stopping at the target.
+The chosen point reaches the validation target on the most workloads, then needs the fewest
+mean steps to it (as fractions of each workload's step cap), then diverges on the fewest, then
+has the best mean rank of its best validation metric across the workloads. Steps, not seconds,
+rank the points: on a shared CPU the seconds vary with the load, while one submission's cost per step
 does not depend much on its hyperparameters (times to target are recorded too). `--workers N`
 runs the trials in N one-thread processes (results are step-based). A result already in the
 submission's record for the same point, workload and settings is reused, so a study can be
@@ -55,7 +55,11 @@ STUDY_WORKLOADS = ("mnist1d_cnn", "teacher_student")
 ill-conditioned regression."""
 TUNING_DIR = Path(__file__).resolve().parent.parent / "docs" / "tuning"
 STEP_FACTOR = 4 / 3
-GUARD_FACTOR = 2.0
+GUARD_FACTOR = 10.0
+"""The time guard only stops runaway runs; the step cap ends a study run. Budgets are timed with two
+threads, study workers run one thread each (about 2x slower per step), and submissions differ up to
+about 6x in cost per step (Shampoo against NAdamW on teacher_student), so a smaller factor would
+cut ordinary runs of the costlier submissions and make the study time-based for them."""
 
 
 def rounded_point(space: SearchSpace, point: dict[str, Value]) -> dict[str, Value]:
@@ -99,11 +103,12 @@ def run_trial(job: tuple[str, dict[str, Value], str]) -> dict[str, object]:
     }
 
 
-def ranked(records: Sequence[dict[str, object]]) -> list[dict[str, object]]:
-    """Trials best first: more workloads reached, then fewer mean steps to target, then fewer
-    failed runs (diverged, or no finite metric), then a better mean rank of the best validation
-    metric across workloads (ranks, because metrics of different workloads have different scales
-    and directions)."""
+def ranked(records: Sequence[dict[str, object]], step_caps: dict[str, int]) -> list[dict[str, object]]:
+    """Trials best first: more workloads reached, then fewer mean steps to target (each as a
+    fraction of its workload's step cap, so that a long workload does not outweigh a short one),
+    then fewer failed runs (diverged, or no finite metric), then a better mean rank of the best
+    validation metric across workloads (ranks, because metrics of different workloads have
+    different scales and directions)."""
     workloads = list(records[0]["results"])
 
     def failed(result: dict[str, object]) -> bool:
@@ -122,11 +127,10 @@ def ranked(records: Sequence[dict[str, object]]) -> list[dict[str, object]]:
             metric_rank[id(record)] += position / len(workloads)
 
     def key(record: dict[str, object]) -> tuple[float, float, int, float]:
-        results = list(record["results"].values())
-        steps = [r["steps_to_target"] for r in results]
-        reached = [s for s in steps if s is not None]
-        mean_steps = sum(reached) / len(reached) if len(reached) == len(steps) else math.inf
-        return (-len(reached), mean_steps, sum(map(failed, results)), metric_rank[id(record)])
+        results = record["results"]
+        reached = [r["steps_to_target"] / step_caps[w] for w, r in results.items() if r["steps_to_target"] is not None]
+        mean_steps = sum(reached) / len(reached) if len(reached) == len(results) else math.inf
+        return (-len(reached), mean_steps, sum(map(failed, results.values())), metric_rank[id(record)])
 
     return sorted(records, key=key)
 
@@ -151,13 +155,18 @@ def _inside(space: SearchSpace, point: dict[str, Value]) -> bool:
 
 
 def candidate_points(space: SearchSpace, default: dict[str, Value], trials: int, workloads: Sequence[str]) -> list[tuple[str, dict[str, Value]]]:
-    """(source, point) for every distinct candidate, in order: Halton, prior default, calibration bests."""
+    """(source, point) for every distinct candidate, in order: Halton, prior default, calibration
+    bests; a point that comes from several sources names them all ("prior_default = calibration_best:...")."""
     candidates = [("halton", rounded_point(space, p)) for p in study_points(space, trials - 1, seed=0, study=0)]
     candidates += [("prior_default", dict(default))] + calibration_points(space, workloads)
-    distinct: dict[str, tuple[str, dict[str, Value]]] = {}
+    sources: dict[str, list[str]] = {}
+    points: dict[str, dict[str, Value]] = {}
     for source, point in candidates:
-        distinct.setdefault(_point_key(point), (source, point))
-    return list(distinct.values())
+        key = _point_key(point)
+        points.setdefault(key, point)
+        if source not in sources.setdefault(key, []):
+            sources[key].append(source)
+    return [(" = ".join(sources[key]), point) for key, point in points.items()]
 
 
 def _point_key(point: dict[str, Value]) -> str:
@@ -165,14 +174,15 @@ def _point_key(point: dict[str, Value]) -> str:
 
 
 def settings_record(workloads: Sequence[str], workers: int) -> dict[str, object]:
-    return {w: {"max_steps": s.max_steps, "eval_every_steps": s.eval_every_steps, "guard_sec": s.max_runtime_sec} for w, s in ((w, study_settings(w)) for w in workloads)} \
+    return {w: {"max_steps": s.max_steps, "eval_every_steps": s.eval_every_steps, "guard_sec": round(s.max_runtime_sec, 3)} for w, s in ((w, study_settings(w)) for w in workloads)} \
         | {"seed": 0, "torch_threads": 1 if workers > 1 else torch.get_num_threads()}
 
 
 def reusable_results(previous: dict[str, object] | None, settings: dict[str, object]) -> dict[tuple[str, str], dict[str, object]]:
     """(point key, workload) -> result, from a previous record of this study, for every workload
-    run with the same steps and evals, and a time guard that cannot have cut it differently."""
-    if not previous:
+    run with the same steps and evals, and a time guard that cannot have cut it differently, by
+    workers with the same number of torch threads (which can change a run's numerics)."""
+    if not previous or (previous.get("settings") or {}).get("torch_threads") != settings["torch_threads"]:
         return {}
     reusable = {}
     for trial in previous.get("trials", []):
@@ -183,7 +193,8 @@ def reusable_results(previous: dict[str, object] | None, settings: dict[str, obj
             if "direction" not in result:  # recorded before results carried their metric's direction
                 continue
             guard_cut_it = result["status"] == "budget_exhausted"
-            if old["guard_sec"] == new["guard_sec"] or (not guard_cut_it and new["guard_sec"] >= old["guard_sec"]):
+            same_guard = math.isclose(old["guard_sec"], new["guard_sec"], rel_tol=1e-6)
+            if same_guard or (not guard_cut_it and new["guard_sec"] >= old["guard_sec"]):
                 reusable[(_point_key(trial["hyperparameters"]), workload)] = result
     return reusable
 
@@ -203,13 +214,13 @@ def study(name: str, trials: int, workloads: Sequence[str], workers: int, log, p
         for workload, result in results.items():
             log(f"{name} trial {index} ({source}) on {workload}: {json.dumps(result)}")
         records.append({"trial": index, "source": source, "hyperparameters": point, "results": results})
-    chosen = ranked(records)[0]
+    chosen = ranked(records, {workload: settings[workload]["max_steps"] for workload in workloads})[0]
     return {
         "submission": name,
         "method": f"{trials - 1} scrambled-Halton points (seed 0, study 0), the prior default and the calibration bests that are points of the space; one seed each",
         "workloads": list(workloads),
         "settings": settings,
-        "rule": "most workloads reaching the validation target, then fewest mean steps to target, then fewest diverged runs, then best mean rank of the best validation metric",
+        "rule": "most workloads reaching the validation target, then fewest mean steps to target as fractions of the step caps, then fewest diverged runs, then best mean rank of the best validation metric",
         "chosen_trial": chosen["trial"],
         "default": chosen["hyperparameters"],
         "trials": records,
@@ -235,8 +246,9 @@ def write_default(name: str, record: dict[str, object]) -> None:
 
 def table(records: Sequence[dict[str, object]]) -> str:
     """A Markdown table of recorded studies: the chosen point's best validation metric and the
-    step at which it reached the target on each workload, and how many study runs reached one."""
-    workloads = list(records[0]["workloads"])
+    step at which it reached the target on each workload (of any record; "-" where a study did
+    not run it), and how many study runs reached one."""
+    workloads = list(dict.fromkeys(w for record in records for w in record["workloads"]))
     header = ["submission", "chosen trial (source)"] + [f"{w}: best val. (target)" for w in workloads] + ["runs reaching a target"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for record in records:

@@ -18,8 +18,10 @@ def map_in_processes(function: Callable[[Item], Result], items: Sequence[Item], 
     (so that they don't oversubscribe the cores); in this process when `workers` is 1.
 
     `function` must be importable by name (a module-level function): the processes are spawned,
-    never forked from a process that already holds torch's thread pools."""
-    if workers <= 1 or len(items) <= 1:
+    never forked from a process that already holds torch's thread pools. With `workers` > 1 even
+    a single item runs in a one-thread worker: callers record the thread count, which can change
+    a run's numerics."""
+    if workers <= 1 or not items:
         return [function(item) for item in items]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(workers, len(items)), mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:

@@ -28,7 +28,14 @@ def test_rank_by_reached_then_steps_then_metric():
         _trial(2, [200, 200], [0.7, 0.7]),
         _trial(3, [200, 200], [0.9, 0.9]),
     ]
-    assert [t["trial"] for t in default_study.ranked(trials)] == [3, 2, 1, 0]
+    assert [t["trial"] for t in default_study.ranked(trials, {"w0": 1000, "w1": 1000})] == [3, 2, 1, 0]
+
+
+def test_steps_count_as_fractions_of_each_workloads_step_cap():
+    # Trial 0 needs fewer raw steps on average (200 against 300) but its whole cap on the short
+    # workload; trial 1 needs a third of one cap and half of the other.
+    trials = [_trial(0, [300, 100], [0.9, 0.9]), _trial(1, [100, 500], [0.9, 0.9])]
+    assert [t["trial"] for t in default_study.ranked(trials, {"w0": 300, "w1": 1000})] == [1, 0]
 
 
 def test_metric_rank_respects_each_workloads_direction_and_diverged_runs_come_last():
@@ -42,7 +49,7 @@ def test_metric_rank_respects_each_workloads_direction_and_diverged_runs_come_la
         _trial(3, [None, None], [0.80, 9.0e9], directions),
     ]
     trials[3]["results"]["w0"]["status"] = "budget_exhausted"
-    assert [t["trial"] for t in default_study.ranked(trials)] == [1, 0, 3, 2]
+    assert [t["trial"] for t in default_study.ranked(trials, {"w0": 1000, "w1": 1000})] == [1, 0, 3, 2]
 
 
 def test_study_settings_follow_the_workload_calibration():
@@ -50,7 +57,7 @@ def test_study_settings_follow_the_workload_calibration():
     settings = default_study.study_settings("teacher_student")
     assert settings.max_steps == math.ceil(4 / 3 * cfg["step_hint"])
     assert settings.eval_every_steps == cfg["calibration"]["eval_every_steps"]
-    assert settings.max_runtime_sec == pytest.approx(2 * cfg["max_runtime_sec"])
+    assert settings.max_runtime_sec == pytest.approx(10 * cfg["max_runtime_sec"])
 
 
 def test_rounded_points_stay_in_range():
@@ -63,8 +70,9 @@ def test_candidates_add_calibration_bests_that_are_points_of_the_space_once():
     best = workload_config("mnist1d_cnn")["provenance"]["best"]["hyperparameters"]
     space = SearchSpace({name: FeasiblePoints([value]) for name, value in best.items()}, "test")
     sources = [source for source, _ in default_study.candidate_points(space, best, 3, ["mnist1d_cnn", "teacher_student"])]
-    # Every Halton point of a one-point space is that point, and so is the default: one candidate.
-    assert sources == ["halton"]
+    # Every Halton point of a one-point space is that point, and so are the default and the
+    # calibration best: one candidate, which names its sources.
+    assert sources == ["halton = prior_default = calibration_best:mnist1d_cnn/" + workload_config("mnist1d_cnn")["provenance"]["best"]["submission"]]
     narrower = SearchSpace({name: FeasiblePoints([value]) for name, value in best.items()} | {"learning_rate": Range(1e-4, 1e-3, "log")}, "test")
     assert not any(source.startswith("calibration_best") for source, _ in default_study.candidate_points(narrower, {}, 3, ["mnist1d_cnn"]))  # it lies outside
     wider = SearchSpace({name: FeasiblePoints([value]) for name, value in best.items()} | {"learning_rate": Range(1e-4, 1.0, "log")}, "test")
@@ -72,17 +80,22 @@ def test_candidates_add_calibration_bests_that_are_points_of_the_space_once():
     assert candidates["calibration_best:mnist1d_cnn/" + workload_config("mnist1d_cnn")["provenance"]["best"]["submission"]] == best
 
 
-def test_reuse_needs_the_same_steps_and_a_guard_that_cannot_have_cut_the_run():
+def test_reuse_needs_the_same_steps_threads_and_a_guard_that_cannot_have_cut_the_run():
     point = {"lr": 0.1}
-    old_settings = {"w": {"max_steps": 10, "eval_every_steps": 2, "guard_sec": 5.0}}
+    old_settings = {"w": {"max_steps": 10, "eval_every_steps": 2, "guard_sec": 5.0}, "torch_threads": 1}
     previous = {"settings": old_settings, "trials": [{"hyperparameters": point, "results": {"w": {"status": "step_cap", "direction": "max"}}}]}
     key = (json.dumps(point), "w")
+
+    def changed(**w_settings) -> dict[str, object]:
+        return old_settings | {"w": old_settings["w"] | w_settings}
+
     assert key in default_study.reusable_results(previous, old_settings)
-    assert key in default_study.reusable_results(previous, {"w": old_settings["w"] | {"guard_sec": 9.0}})
-    assert key not in default_study.reusable_results(previous, {"w": old_settings["w"] | {"guard_sec": 4.0}})
-    assert key not in default_study.reusable_results(previous, {"w": old_settings["w"] | {"max_steps": 11}})
+    assert key in default_study.reusable_results(previous, changed(guard_sec=9.0))
+    assert key not in default_study.reusable_results(previous, changed(guard_sec=4.0))
+    assert key not in default_study.reusable_results(previous, changed(max_steps=11))
+    assert key not in default_study.reusable_results(previous, old_settings | {"torch_threads": 2})
     previous["trials"][0]["results"]["w"]["status"] = "budget_exhausted"
-    assert key not in default_study.reusable_results(previous, {"w": old_settings["w"] | {"guard_sec": 9.0}})
+    assert key not in default_study.reusable_results(previous, changed(guard_sec=9.0))
     assert key in default_study.reusable_results(previous, old_settings)
     del previous["trials"][0]["results"]["w"]["direction"]  # an older record's result
     assert key not in default_study.reusable_results(previous, old_settings)
@@ -116,6 +129,17 @@ def test_a_tiny_study_writes_its_record_and_the_default_and_extends_by_the_new_p
     assert f"| `momentum` | {extended['chosen_trial']} (" in capsys.readouterr().out
     by_point = {json.dumps(t["hyperparameters"], sort_keys=True): t["results"] for t in record["trials"]}
     assert all(by_point[json.dumps(t["hyperparameters"], sort_keys=True)] == t["results"] for t in extended["trials"] if t["trial"] != 1)
+
+
+def test_table_has_a_column_for_every_workload_of_any_record():
+    def record(name: str, workloads: list[str]) -> dict[str, object]:
+        result = {"steps_to_target": None, "best_validation": 0.5, "direction": "max", "time_to_target": None}
+        return {"submission": name, "workloads": workloads, "chosen_trial": 0,
+                "trials": [{"trial": 0, "source": "halton", "results": {w: dict(result) for w in workloads}}]}
+
+    lines = default_study.table([record("adamw", ["mnist1d_cnn"]), record("nadamw", ["mnist1d_cnn", "digits_cnn"])]).splitlines()
+    assert lines[0].count("best val.") == 2 and "digits_cnn" in lines[0]
+    assert lines[2].endswith("| - | 0 of 1 |")  # adamw's study did not run digits_cnn
 
 
 @pytest.mark.parametrize(("argv", "message"), [

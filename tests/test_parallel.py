@@ -19,5 +19,10 @@ def test_workers_give_the_same_results_in_order_with_one_thread_each():
     assert {r[0] for r in map_in_processes(threads_and_square, items, 2)} == {1}
 
 
+def test_a_single_item_still_gets_one_thread_when_workers_are_asked_for():
+    assert map_in_processes(threads_and_square, [3], 2) == [(1, 9)]
+    assert map_in_processes(threads_and_square, [], 2) == []
+
+
 def test_one_worker_runs_in_this_process():
     assert map_in_processes(math.sqrt, [4.0, 9.0], 1) == [2.0, 3.0]
