@@ -17,6 +17,7 @@ set and one more gradient).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import pytorch_optimizer
@@ -68,7 +69,11 @@ def update_params(
 ) -> tuple[OptimizerState, ParameterContainer, ModelAuxiliaryState]:
     optimizer = optimizer_state["optimizer"]
     optimizer.zero_grad(set_to_none=True)
-    _, new_model_state = submission_kit.forward_backward(workload, current_param_container, model_state, hyperparameters, batch, rng, create_graph=True)
+    with warnings.catch_warnings():
+        # torch warns that create_graph=True ties each parameter and its gradient in a cycle; the
+        # zero_grad(set_to_none=True) after the step breaks it, so the warning is noise here.
+        warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True", category=UserWarning)
+        _, new_model_state = submission_kit.forward_backward(workload, current_param_container, model_state, hyperparameters, batch, rng, create_graph=True)
     optimizer.step()  # Hutchinson: differentiates the gradients, which carry their graph
     optimizer.zero_grad(set_to_none=True)  # release the graph before the next step
     optimizer_state["scheduler"].step()
