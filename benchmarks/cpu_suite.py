@@ -23,10 +23,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from harness.cli import compose_config
+from harness.errors import PacerUserError
 from harness.job import run_job
 from harness.spec import MetricDirection
 from harness.store import RunDir, run_path
-from harness.submissions import submission_names
+from harness.submissions import check_submission_names, submission_names
 
 SUITE = ("mnist1d_mlp", "mnist1d_cnn", "digits_cnn", "teacher_student", "markov_lm")
 
@@ -97,8 +98,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.submissions:
         names = submission_names() if args.submissions == "all" else args.submissions.split(",")
-        if unknown := sorted(set(names) - set(submission_names())):
-            parser.error(f"unknown submission(s) {', '.join(unknown)} (valid: {', '.join(submission_names())})")
+        try:
+            check_submission_names(names)
+        except PacerUserError as e:
+            parser.error(str(e))
         submissions(names, args.workload, args)
     elif args.noise:
         noise(args.noise, args.repeats, args)

@@ -18,9 +18,9 @@ pace) and, as a guard against runaway runs, ten times its time budget, stopping 
 The chosen point reaches the validation target on the most workloads, then needs the fewest
 mean steps to it (as fractions of each workload's step cap), then diverges on the fewest, then
 has the best mean rank of its best validation metric across the workloads. Steps, not seconds,
-rank the points: on a shared CPU the seconds vary with the load, while one submission's cost per step
-does not depend much on its hyperparameters (times to target are recorded too). `--workers N`
-runs the trials in N one-thread processes (results are step-based). A result already in the
+rank the points: on a shared CPU the seconds vary with the load, while one submission's cost
+per step does not depend much on its hyperparameters (times to target are recorded too).
+`--workers N` runs the trials in N one-thread processes (results are step-based). A result already in the
 submission's record for the same point, workload and settings is reused, so a study can be
 extended (`--trials 16` after 8: the Halton points are a prefix) at the cost of the new points
 only; a run the old time guard stopped is reused only under the same guard. The record goes to
@@ -47,7 +47,7 @@ from harness.parallel import map_in_processes
 from harness.runner import Runner, RunSettings
 from harness.search import study_points
 from harness.store import atomic_write_text
-from harness.submissions import load_submission, submission_names
+from harness.submissions import check_submission_names, load_submission
 from harness.workloads import CONFIG_DIR, build_workload, workload_config
 
 STUDY_WORKLOADS = ("mnist1d_cnn", "teacher_student")
@@ -182,12 +182,13 @@ def reusable_results(previous: dict[str, object] | None, settings: dict[str, obj
     """(point key, workload) -> result, from a previous record of this study, for every workload
     run with the same steps and evals, and a time guard that cannot have cut it differently, by
     workers with the same number of torch threads (which can change a run's numerics)."""
-    if not previous or (previous.get("settings") or {}).get("torch_threads") != settings["torch_threads"]:
+    recorded = (previous or {}).get("settings") or {}
+    if not previous or recorded.get("torch_threads") != settings["torch_threads"]:
         return {}
     reusable = {}
     for trial in previous.get("trials", []):
         for workload, result in trial["results"].items():
-            old, new = (previous.get("settings") or {}).get(workload), settings.get(workload)
+            old, new = recorded.get(workload), settings.get(workload)
             if not old or not new or old["max_steps"] != new["max_steps"] or old["eval_every_steps"] != new["eval_every_steps"]:
                 continue
             if "direction" not in result:  # recorded before results carried their metric's direction
@@ -291,9 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    unknown = sorted(set(args.names) - set(submission_names()))
-    if unknown:
-        raise PacerUserError(f"unknown submission(s) {', '.join(unknown)} (valid: {', '.join(submission_names())})")
+    check_submission_names(args.names)
     if args.table:
         missing = [name for name in args.names if not (TUNING_DIR / f"{name}.json").exists()]
         if missing:

@@ -9,7 +9,7 @@ mapping, and its `default` is checked against it."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,13 @@ class LoadedSubmission:
 def submission_names() -> list[str]:
     """Every submission: the stems of configs/submission/*.yaml (but `_template`-like ones)."""
     return sorted(p.stem for p in (CONFIG_DIR / "submission").glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def check_submission_names(names: Sequence[str]) -> None:
+    """Raise `PacerUserError` naming every one of `names` that is not a submission, and the valid ones."""
+    valid = submission_names()
+    if unknown := sorted(set(names) - set(valid)):
+        raise PacerUserError(f"unknown submission(s) {', '.join(unknown)} (valid: {', '.join(valid)})")
 
 
 def load_submission(cfg: Mapping[str, object]) -> LoadedSubmission:

@@ -11,9 +11,10 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from harness.errors import PacerUserError
 from harness.hparams import resolve
 from harness.spec import LossType
-from harness.submissions import SUBMISSIONS_DIR, load_submission, submission_names
+from harness.submissions import SUBMISSIONS_DIR, check_submission_names, load_submission, submission_names
 from harness.tensor_workload import Split, Splits, TensorWorkload
 from harness.workloads import CONFIG_DIR
 
@@ -32,6 +33,12 @@ def test_the_library_is_complete_and_documented() -> None:
     doc = (ROOT / "docs" / "submissions.md").read_text()
     for name in names:
         assert f"`{name}`" in doc, f"docs/submissions.md does not list {name}"
+
+
+def test_unknown_submission_names_are_named_with_the_valid_ones() -> None:
+    check_submission_names(["adamw", "soap"])
+    with pytest.raises(PacerUserError, match=r"unknown submission\(s\) lamb, madgrad \(valid: adabelief, "):
+        check_submission_names(["madgrad", "adamw", "lamb"])
 
 
 @pytest.mark.parametrize("name", [*submission_names(), "_template"])
