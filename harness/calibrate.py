@@ -61,7 +61,7 @@ EVAL_SHARE = 0.15
 FLAGS = {"trials": 8, "reruns": 5, "steps": None, "eval_every": None, "workers": 1, "algorithms": ",".join(REFERENCE_ALGORITHMS), "write": True, "reuse": True, "retime": False}
 INT_FLAGS = ("trials", "reruns", "steps", "eval_every", "workers")
 BOOL_FLAGS = ("write", "reuse", "retime")
-WRITTEN_KEYS = ("validation_target", "test_target", "max_runtime_sec", "eval_period_sec", "step_hint", "provenance", "variants")
+WRITTEN_KEYS = ("validation_target", "test_target", "max_runtime_sec", "eval_period_sec", "step_hint", "provenance", "variants", "reference", "eval_every_steps")
 """Workload keys that calibration writes (or that hold other calibrations): ignored when deciding
 whether a finished run can be reused."""
 RUN_CONTROL_KEYS = ("overwrite", "resume", "quiet")
@@ -80,6 +80,8 @@ class RunSummary:
     best_test: float | None
     evals: list[dict[str, float]]
     hyperparameters: dict[str, object]
+    probe_median_sec: float | None = None
+    """Normalized-clock workloads: the run's median reference probe, seconds."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,9 @@ class Targets:
     step_hint: int
     eval_period_sec: float
     reached: int
+    reference_sec: float | None = None
+    """Normalized clock: the reference computation's seconds on this (the calibration) host."""
+    eval_every_steps: int | None = None
 
 
 def parse_flags(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
@@ -125,7 +130,7 @@ def calibrate_command(args: Sequence[str]) -> int:
     flags, overrides = parse_flags(args)
     base = OmegaConf.to_container(compose_config(normalize_overrides(overrides)), resolve=True)
     if flags.pop("retime"):
-        print(retime_summary(retime(base, write=bool(flags["write"]))))
+        print(retime_summary(retime(base, write=bool(flags["write"]), eval_every=flags["eval_every"], workers=int(flags["workers"]))))
         return 0
     result = calibrate(base, **flags)
     print(summary_table(result))
@@ -146,22 +151,23 @@ def calibrate(base: dict[str, object], *, trials: int, reruns: int, steps: int |
     eval_every = eval_every or plan.get("eval_every_steps")
     if not steps or not eval_every:
         raise PacerUserError(f"workload {workload_cfg['name']}: give steps= and eval_every= (or a `calibration:` block with steps and eval_every_steps)")
-    workload = build_workload(base["workload"], variant, str(base["device"]))  # checks data_dir and settings up front
     common = _common_config(base, workload_cfg, steps, eval_every, reuse)
+    workload = build_workload(common["workload"], None, str(base["device"]))  # checks data_dir and settings up front
     seed = int(base["seed"])
     summaries = _run_all([cfg for algo in algorithms for cfg in _tuning_configs(common, algo, trials, seed)], workload.name, workers)
     best = _best(summaries, workload.target_metric_direction)
     load_before = os.getloadavg()[0]
-    rerun_summaries = _run_all(_rerun_configs(common, best.submission, best.hyperparameters, reruns, seed), workload.name, 1)
-    conditions = {"load_average_before_reruns": round(load_before, 2), "load_average_after_reruns": round(os.getloadavg()[0], 2), "trial_workers": workers}
+    rerun_summaries = _run_all(_rerun_configs(common, best.submission, best.hyperparameters, reruns, seed), workload.name, _rerun_workers(workload, workers))
+    conditions = {"load_average_before_reruns": round(load_before, 2), "load_average_after_reruns": round(os.getloadavg()[0], 2), "trial_workers": workers,
+                  "rerun_workers": _rerun_workers(workload, workers)}
     provenance = _provenance(workload, algorithms, trials, reruns, steps, eval_every, seed, best, rerun_summaries, summaries, time.monotonic() - started, conditions)
     targets = targets_from_provenance(provenance)
     if write:
-        write_targets(CONFIG_DIR / "workload" / f"{workload.base_name}.yaml", variant, targets, provenance)
+        write_targets(CONFIG_DIR / "workload" / f"{_base_name(workload_cfg)}.yaml", variant, targets, provenance)
     return {"targets": targets, "provenance": provenance, "trials": summaries, "reruns": rerun_summaries, "workload": workload.name, "metric": workload.target_metric_name}
 
 
-def retime(base: dict[str, object], *, write: bool) -> dict[str, object]:
+def retime(base: dict[str, object], *, write: bool, eval_every: int | None = None, workers: int = 1) -> dict[str, object]:
     """Re-measure the budget of the committed calibration of `base`'s workload (see the module doc)."""
     started = time.monotonic()
     variant = base.get("variant")
@@ -170,23 +176,27 @@ def retime(base: dict[str, object], *, write: bool) -> dict[str, object]:
     label = f"{workload_cfg['name']}" + (f" variant {variant}" if variant else "")
     if not isinstance(provenance, Mapping) or provenance.get("method") != "pacer calibrate":
         raise PacerUserError(f"calibrate: {label} has no `pacer calibrate` provenance to re-time; run a full calibration")
-    workload = build_workload(base["workload"], variant, str(base["device"]))
-    common = _common_config(base, workload_cfg, int(provenance["step_budget"]), int(provenance["eval_every_steps"]), reuse=False)
+    eval_every = eval_every or int(workload_cfg.get("eval_every_steps") or provenance["eval_every_steps"])
+    common = _common_config(base, workload_cfg, int(provenance["step_budget"]), eval_every, reuse=False)
+    workload = build_workload(common["workload"], None, str(base["device"]))
     best = provenance["best"]
     load_before = os.getloadavg()[0]
-    reruns = _run_all(_rerun_configs(common, best["submission"], best["hyperparameters"], int(provenance["reruns"]), int(provenance["seed"])), workload.name, 1)
+    reruns = _run_all(_rerun_configs(common, best["submission"], best["hyperparameters"], int(provenance["reruns"]), int(provenance["seed"])), workload.name,
+                      _rerun_workers(workload, workers))
     metric, direction = workload.target_metric_name, workload.target_metric_direction
     rows = [_first_reaching(r.evals, f"validation/{metric}", float(workload_cfg["validation_target"]), direction) for r in reruns]
     if all(row is None for row in rows):
         raise PacerUserError(f"calibrate: no rerun of {label}'s best configuration reached its validation target {workload_cfg['validation_target']} here "
                              "(the numerics differ from the calibration's); run a full calibration")
     fp = fingerprint(workload.device)
-    to_target = _to_target(rows)
+    to_target = _to_target(rows, reruns, workload.clock)
     retimed = to_target | {
+        "eval_every_steps": eval_every,
         "rerun_eval_cost_sec": [_eval_cost(r) for r in reruns],
         "same_steps_as_calibration": to_target["rerun_steps_to_target"] == provenance["rerun_steps_to_target"],
         "hardware": _hardware(fp, workload.device),
-        "conditions": {"load_average_before_reruns": round(load_before, 2), "load_average_after_reruns": round(os.getloadavg()[0], 2)},
+        "conditions": {"load_average_before_reruns": round(load_before, 2), "load_average_after_reruns": round(os.getloadavg()[0], 2),
+                       "rerun_workers": _rerun_workers(workload, workers)},
         "date": _now(),
         "package_version": package_version(),
         "git_commit": fp["git_commit"],
@@ -195,8 +205,8 @@ def retime(base: dict[str, object], *, write: bool) -> dict[str, object]:
     new_provenance = {k: v for k, v in provenance.items() if k != "retimed"} | {"retimed": json.loads(json.dumps(retimed))}
     targets = targets_from_provenance(new_provenance)
     if write:
-        write_targets(CONFIG_DIR / "workload" / f"{workload.base_name}.yaml", variant, targets, new_provenance)
-    return {"workload": workload.name, "targets": targets, "before": workload_cfg, "retimed": retimed, "reruns": reruns}
+        write_targets(CONFIG_DIR / "workload" / f"{_base_name(workload_cfg)}.yaml", variant, targets, new_provenance)
+    return {"workload": _label(workload_cfg), "targets": targets, "before": workload_cfg, "retimed": retimed, "reruns": reruns}
 
 
 def retime_summary(result: Mapping[str, object]) -> str:
@@ -204,14 +214,19 @@ def retime_summary(result: Mapping[str, object]) -> str:
     return "\n".join([
         f"re-timed {result['workload']}: {sum(x is not None for x in r['rerun_time_to_target_sec'])}/{len(r['rerun_time_to_target_sec'])} reruns reached the validation target {before['validation_target']}",
         f"times to target (s) {r['rerun_time_to_target_sec']}   steps {r['rerun_steps_to_target']} (same as the calibration's: {'yes' if r['same_steps_as_calibration'] else 'no'})",
-        f"max_runtime_sec {before['max_runtime_sec']} -> {t.max_runtime_sec:g}   eval_period_sec {before['eval_period_sec']} -> {t.eval_period_sec:g}",
+        f"max_runtime_sec {before['max_runtime_sec']} -> {t.max_runtime_sec:g}   eval_period_sec {before['eval_period_sec']} -> {t.eval_period_sec:g}"
+        + (f"   reference {t.reference_sec:.4g} s   eval_every_steps {t.eval_every_steps}" if t.reference_sec else ""),
         f"load average {r['conditions']['load_average_before_reruns']} -> {r['conditions']['load_average_after_reruns']}; wall time {r['wall_time_sec']:.0f} s",
     ])
 
 
 def _common_config(base: Mapping[str, object], workload_cfg: dict[str, object], steps: int, eval_every: int, reuse: bool) -> dict[str, object]:
-    """The run config shared by every calibration run: fixed steps, evals by step, no stop."""
+    """The run config shared by every calibration run: fixed steps, evals by step, no stop.
+    A normalized-clock workload runs with its reference in measuring mode (raw seconds, the
+    probes recorded): the reruns' probes become the calibration host's reference."""
     workload = dict(workload_cfg) | {"step_hint": steps}
+    if workload.get("clock") == "normalized":
+        workload |= {"reference": {"step_sec": None}, "eval_every_steps": eval_every}
     return dict(base) | {
         "workload": workload, "variant": None, "max_steps": steps, "eval_every_steps": eval_every,
         "stop_at_target": False, "max_runtime_sec": 1e9, "overwrite": not reuse, "resume": reuse, "quiet": True,
@@ -293,7 +308,8 @@ def _summary(path: Path) -> RunSummary:
         submission=str(record["submission"]), trial=int(record["trial"]), status=str(record["status"]),
         best_validation=_best_value(evals, f"validation/{metric}", direction) if ok else None,
         best_test=_best_value(evals, f"test/{metric}", direction) if ok else None,
-        evals=evals, hyperparameters=dict(record["hyperparameters"]))
+        evals=evals, hyperparameters=dict(record["hyperparameters"]),
+        probe_median_sec=((record.get("clock") or {}).get("probes") or {}).get("median_sec"))
 
 
 def _best_value(evals: Sequence[Mapping[str, float]], key: str, direction: MetricDirection) -> float | None:
@@ -327,7 +343,8 @@ def targets_from_provenance(provenance: Mapping[str, object]) -> Targets:
     budget = round(BUDGET_FACTOR * time_to_target, 2)
     eval_cost = statistics.median(timing["rerun_eval_cost_sec"][i] for i in timed)
     period = min(max(eval_cost * (1 / EVAL_SHARE - 1), budget / 40), budget / 10)
-    return Targets(validation, test, budget, step_hint, round(period, 3), len(reached))
+    reference = timing.get("reference_sec")
+    return Targets(validation, test, budget, step_hint, round(period, 3), len(reached), reference, timing.get("eval_every_steps") if reference else None)
 
 
 def _first_reaching(evals: Sequence[Mapping[str, float]], key: str, target: float, direction: MetricDirection) -> Mapping[str, float] | None:
@@ -357,7 +374,7 @@ def _provenance(workload, algorithms: Sequence[str], trials: int, reruns: int, s
     }
     validation = statistics.median_low([r.best_validation for r in rerun_summaries if r.best_validation is not None])
     rows = [_first_reaching(r.evals, f"validation/{metric}", validation, direction) if r.best_validation is not None else None for r in rerun_summaries]
-    provenance |= _to_target(rows)
+    provenance |= _to_target(rows, rerun_summaries, workload.clock)
     provenance["rerun_eval_cost_sec"] = [_eval_cost(r) for r in rerun_summaries]
     if hasattr(workload, "optimal_loss"):
         provenance["optimal_loss"] = round(float(workload.optimal_loss), 6)
@@ -372,12 +389,44 @@ def _provenance(workload, algorithms: Sequence[str], trials: int, reruns: int, s
     return json.loads(json.dumps(provenance))  # plain types only (torch's version string is a str subclass)
 
 
-def _to_target(rows: Sequence[Mapping[str, float] | None]) -> dict[str, list]:
-    """Each rerun's steps and submission time at its first eval on target (None: never)."""
-    return {
+def _to_target(rows: Sequence[Mapping[str, float] | None], runs: Sequence[RunSummary], clock: str) -> dict[str, object]:
+    """Each rerun's steps, submission time, evals and eval share at its first eval on target
+    (None: never). On the normalized clock the reference is the median of the reruns' probes,
+    and each rerun's time is in reference seconds: its raw seconds scaled by its own probes."""
+    reference = _reference_sec(runs) if clock == "normalized" else None
+    scales = [reference / r.probe_median_sec if reference and r.probe_median_sec else 1.0 for r in runs]
+    out: dict[str, object] = {
         "rerun_steps_to_target": [None if row is None else int(row["global_step"]) for row in rows],
-        "rerun_time_to_target_sec": [None if row is None else round(float(row["accumulated_submission_time"]), 3) for row in rows],
+        "rerun_time_to_target_sec": [None if row is None else round(float(row["accumulated_submission_time"]) * scale, 3) for row, scale in zip(rows, scales, strict=True)],
+        "rerun_evals_to_target": [None if row is None else _evals_until(run.evals, row) for row, run in zip(rows, runs, strict=True)],
+        "rerun_eval_share": [None if row is None else round(float(row["accumulated_eval_time"]) / float(row["accumulated_submission_time"]), 4) for row in rows],
     }
+    if reference is not None:
+        out |= {"reference_sec": round(reference, 7), "rerun_probe_median_sec": [r.probe_median_sec for r in runs]}
+    return out
+
+
+def _reference_sec(runs: Sequence[RunSummary]) -> float | None:
+    probes = [r.probe_median_sec for r in runs if r.probe_median_sec]
+    return statistics.median(probes) if probes else None
+
+
+def _evals_until(evals: Sequence[Mapping[str, float]], row: Mapping[str, float]) -> int:
+    return sum(1 for e in evals if e["global_step"] <= row["global_step"])
+
+
+def _rerun_workers(workload: object, workers: int) -> int:
+    """Reruns are timed: on the wall clock one at a time; the normalized clock measures
+    the machine's speed while they run, so they share the cores like the trials."""
+    return workers if getattr(workload, "clock", "wall") == "normalized" else 1
+
+
+def _base_name(workload_cfg: Mapping[str, object]) -> str:
+    return str(workload_cfg.get("base_name") or workload_cfg["name"])
+
+
+def _label(workload_cfg: Mapping[str, object]) -> str:
+    return str(workload_cfg["name"])
 
 
 def _eval_cost(run: RunSummary) -> float | None:
@@ -404,10 +453,14 @@ def write_targets(path: Path, variant: str | None, targets: Targets, provenance:
     text = path.read_text()
     before = yaml.safe_load(text)
     block = ["variants", variant] if variant else []
-    values = {
+    values: dict[str, object] = {
         "validation_target": targets.validation, "test_target": targets.test, "max_runtime_sec": targets.max_runtime_sec,
         "eval_period_sec": targets.eval_period_sec, "step_hint": targets.step_hint,
     }
+    if targets.reference_sec is not None:
+        host = provenance.get("retimed", provenance)["hardware"]
+        values |= {"eval_every_steps": targets.eval_every_steps,
+                   "reference": {"step_sec": targets.reference_sec, "host": host["id"], "cpu": host["cpu"], "threads": 1, "measured": provenance.get("retimed", provenance)["date"]}}
     lines = text.splitlines()
     for key, value in values.items():
         lines = _set_key(lines, block, key, yaml.safe_dump({key: value}, sort_keys=False).splitlines())

@@ -157,7 +157,7 @@ def capture(runner: Runner, preemptions: int) -> dict[str, object]:
         "optimizer_state": {key: _pack(value) for key, value in runner.optimizer_state.items()},
         "rng": _rng_states(),
         "input_queue": runner.input_queue.state_dict(),
-        "clock": {"totals": dict(runner.clock.totals), "elapsed": now - runner.clock.started, "since_last_eval": now - runner.last_eval_end},
+        "clock": runner.clock.state_dict() | {"elapsed": now - runner.clock.started, "since_last_eval": now - runner.last_eval_end},
         "eval_history": runner.eval_history,
         "outcome": dataclasses.asdict(runner.outcome),
         "train_state": dict(runner.train_state),
@@ -179,7 +179,7 @@ def restore(runner: Runner, state: Mapping[str, object]) -> None:
     runner.outcome = dataclasses.replace(runner.outcome, **state["outcome"] | {"status": "running"})
     runner._state.update(state["train_state"])  # the mapping that train_state views read-only
     clock = state["clock"]
-    runner.clock.restore(clock["totals"])
+    runner.clock.load_state_dict(clock)
     now = runner.clock.now()
     runner.clock.started = now - clock["elapsed"]
     runner.last_eval_end = now - clock["since_last_eval"]

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness import checkpoint, distributed
+from harness import checkpoint, contention, distributed
 from harness import hparams as hparamslib
 from harness.errors import PacerUserError
 from harness.fingerprint import fingerprint
@@ -57,6 +57,9 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     workload = build_workload(plain["workload"], plain.get("variant"), device)
     if devices > 1 and not getattr(workload, "multi_device", False):
         raise PacerUserError(f"workload {workload.name} runs on one device only, not devices={devices}")
+    if devices > 1 and workload.clock == "normalized":
+        raise PacerUserError(f"workload {workload.name} uses the normalized clock, which times one process: run it with devices=1")
+    _set_threads(plain, workload)
     settings = RunSettings(
         seed=_check_int(plain, "seed", minimum=0),
         max_steps=_check_int(plain, "max_steps", minimum=1, optional=True),
@@ -117,9 +120,15 @@ def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) 
 
     periodic = checkpoint.PeriodicCheckpoints(job.run_dir.path, job.checkpoint_every_sec, record["preemptions"])
     runner = Runner(job.workload, job.submission.impl, job.hyperparameters, job.settings, on_eval, should_stop=stop, resume_from=saved, at_step_boundary=periodic)
+    sched_start = contention.snapshot()
     outcome = runner.run()
     progress.close()
-    record = _final_record(record, outcome)
+    clock = getattr(runner, "clock", None)  # None when setup failed
+    probes = clock.probe_summary() if clock is not None else None
+    record = _final_record(record, outcome) | {
+        "clock": record["clock"] | {"probes": probes},
+        "contention": contention.assess(sched_start, contention.snapshot(), probes),
+    }
     if main:
         if outcome.status == "preempted":
             record["preemptions"] += 1
@@ -164,7 +173,10 @@ def _initial_record(job: Job) -> dict[str, object]:
         "batch_size": job.submission.impl.get_batch_size(getattr(w, "base_name", w.name)),
         "target": {"metric": w.target_metric_name, "direction": w.target_metric_direction.value, "validation": w.validation_target_value, "test": w.test_target_value},
         "budget": {"max_runtime_sec": job.settings.max_runtime_sec or w.max_allowed_runtime_sec, "eval_period_sec": w.eval_period_time_sec, "step_hint": w.step_hint},
+        "clock": {"kind": w.clock, "unit": "reference s" if w.clock == "normalized" else "s", "reference_sec": w.reference_step_sec,
+                  "eval_every_steps": job.settings.eval_every_steps or w.eval_every_steps, "torch_threads": torch.get_num_threads()},
         "time_to_target": {"validation": None, "test": None},
+        "raw_time_to_target": {"validation": None, "test": None},
         "steps_to_target": {"validation": None, "test": None},
         "examples_to_target": {"validation": None, "test": None},
         "preemptions": 0,
@@ -183,6 +195,7 @@ def _final_record(record: dict[str, object], outcome: RunOutcome) -> dict[str, o
         "status": outcome.status,
         "error": outcome.error,
         "time_to_target": outcome.time_to_target,
+        "raw_time_to_target": outcome.raw_time_to_target,
         "steps_to_target": outcome.steps_to_target,
         "examples_to_target": outcome.examples_to_target,
         "final": {"global_step": outcome.global_step, "examples_seen": outcome.examples_seen, "num_evals": len(outcome.evals), "last_eval": last},
@@ -218,6 +231,17 @@ def _check_int(cfg: Mapping[str, object], key: str, *, minimum: int, optional: b
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise PacerUserError(f"{key}={value!r} must be an integer >= {minimum}")
     return value
+
+
+def _set_threads(cfg: Mapping[str, object], workload: Workload) -> None:
+    """`threads`: torch's CPU threads for this run. Unset: one for a normalized-clock workload
+    (two runs share two cores, and the calibration host's reference used one), torch's
+    default otherwise."""
+    threads = _check_int(cfg, "threads", minimum=1, optional=True)
+    if threads is None and workload.clock == "normalized" and workload.device.type == "cpu":
+        threads = 1
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def _check_checkpoint_period(cfg: Mapping[str, object]) -> float | None:

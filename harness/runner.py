@@ -4,8 +4,11 @@
 * `data_selection` + `update_params` and `prepare_for_eval` are timed: that is the
   accumulated submission time, the only clock the score uses.
 * Evaluation and logging are untimed. An eval happens after step 1 and then whenever
-  `eval_period_time_sec` of wall time has passed since the end of the last one (or every
-  `eval_every_steps` steps in deterministic mode).
+  `eval_period_time_sec` of wall time has passed since the end of the last one, or every
+  `eval_every_steps` steps where the workload (every normalized-clock workload) or the run
+  sets it: then the eval sequence does not depend on the machine's speed.
+* Time is the workload's clock (`harness.timer`): wall seconds, or reference seconds on the
+  normalized clock, whose probes run untimed between steps. Eval rows carry both.
 * The run stops when the validation target is reached, when the submission time exceeds
   the budget (checked before each eval; no eval happens past the budget), on
   `TrainingCompleteError` (after one final eval), or at an optional step cap.
@@ -35,7 +38,7 @@ from harness.spec import (
     TrainingCompleteError,
     Workload,
 )
-from harness.timer import Clock
+from harness.timer import Clock, Reference
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class RunOutcome:
     examples_seen: int = 0
     evals: list[EvalResults] = field(default_factory=list)
     time_to_target: dict[str, float | None] = field(default_factory=lambda: {"validation": None, "test": None})
+    raw_time_to_target: dict[str, float | None] = field(default_factory=lambda: {"validation": None, "test": None})
+    """Wall seconds of submission time to each target (equal to `time_to_target` on the wall clock)."""
     steps_to_target: dict[str, int | None] = field(default_factory=lambda: {"validation": None, "test": None})
     examples_to_target: dict[str, int | None] = field(default_factory=lambda: {"validation": None, "test": None})
     error: str | None = None
@@ -108,11 +113,18 @@ class Runner:
         self.input_queue = self.workload.build_input_queue(data_rng, self.batch_size)
         self.optimizer_state = self.submission.init_optimizer_state(self.workload, self.params, self.model_state, self.hparams, opt_rng)
         self.params_types = self.workload.model_params_types
-        self.clock = Clock(self.workload.device)
+        self.clock = Clock(self.workload.device, self._reference())
         self.world_size = distributed.world_size()
         self.last_eval_end = self.clock.now()
         if self.resume_from is not None:
             checkpoint.restore(self, self.resume_from)
+        self.clock.start_reference()
+
+    def _reference(self) -> Reference | None:
+        """The normalized clock's yardstick, built apart from the training state (untimed)."""
+        if self.workload.clock != "normalized":
+            return None
+        return Reference(self.workload.reference_computation(), self.workload.reference_step_sec)
 
     def run(self) -> RunOutcome:
         try:
@@ -147,6 +159,8 @@ class Runner:
     def _after_step(self) -> None:
         state = self._state
         state["global_step"], state["examples_seen"] = self.outcome.global_step, self.outcome.examples_seen
+        if self.clock.probe_due():
+            self.clock.probe()
         if not self._time_remaining():
             self.outcome.status = "budget_exhausted"
         elif state["training_complete"] or self._eval_due():
@@ -165,8 +179,9 @@ class Runner:
         step = self.outcome.global_step
         if step == 1:
             return True
-        if self.settings.eval_every_steps:
-            return step % self.settings.eval_every_steps == 0
+        every = self.settings.eval_every_steps or self.workload.eval_every_steps
+        if every:
+            return step % every == 0
         return self.clock.since(self.last_eval_end) >= self.workload.eval_period_time_sec
 
     def _prepare_and_evaluate(self) -> None:
@@ -177,6 +192,7 @@ class Runner:
                     self.workload, self.params, self.params_types, self.model_state, self.hparams,
                     self.workload.loss_type, self.optimizer_state, self.eval_history, self.outcome.global_step,
                     rnglib.fold_in(self.step_rng, -self.outcome.global_step))
+        self.clock.probe()  # closes the stretch: the eval row's time is measured, not extrapolated
         if not self._time_remaining():
             self.outcome.status = "budget_exhausted"
             return
@@ -201,7 +217,8 @@ class Runner:
         return {
             "global_step": self.outcome.global_step,
             "examples_seen": self.outcome.examples_seen,
-            "accumulated_submission_time": totals["submission"],
+            "accumulated_submission_time": self.clock.submission_time,
+            "accumulated_raw_submission_time": totals["submission"],
             "accumulated_eval_time": totals["eval"],
             "accumulated_logging_time": totals["logging"],
             "total_duration": self.clock.since(self.clock.started),
@@ -213,6 +230,7 @@ class Runner:
         for split, reached in (("validation", self.workload.has_reached_validation_target), ("test", self.workload.has_reached_test_target)):
             if self.outcome.time_to_target[split] is None and reached(row):
                 self.outcome.time_to_target[split] = row["accumulated_submission_time"]
+                self.outcome.raw_time_to_target[split] = row["accumulated_raw_submission_time"]
                 self.outcome.steps_to_target[split] = int(row["global_step"])
                 self.outcome.examples_to_target[split] = int(row["examples_seen"])
                 self._state[f"{split}_goal_reached"] = True

@@ -22,7 +22,7 @@ from __future__ import annotations
 import abc
 import enum
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol, TypedDict, runtime_checkable
 
 import torch
@@ -172,9 +172,19 @@ class Workload(abc.ABC):
     validation_target_value: float
     test_target_value: float
     max_allowed_runtime_sec: float
+    """The budget, in the workload's clock (`clock`): wall seconds or reference seconds."""
     eval_period_time_sec: float
     step_hint: int
     """Steps the target-setting runs needed; schedules (e.g. cosine decay) may use it."""
+    clock: str = "wall"
+    """`wall` (AlgoPerf's rule: wall seconds of the submission) or `normalized` (reference
+    seconds: seconds on the calibration host, see `harness.timer`)."""
+    reference_step_sec: float | None = None
+    """Normalized clock: `reference_computation`'s seconds on the calibration host (None
+    during a calibration run, which measures it)."""
+    eval_every_steps: int | None = None
+    """Evaluate after step 1 and every this many steps, so that the eval sequence does not
+    depend on the machine's speed; None: AlgoPerf's wall-clock `eval_period_time_sec`."""
     eval_batch_size: int
     num_train_examples: int
     num_eval_train_examples: int
@@ -243,6 +253,13 @@ class Workload(abc.ABC):
 
         Returns `<split>/<metric>` for every metric, `<split>/loss`, and
         `<split>/num_examples`, split in {train, validation, test}."""
+
+    def reference_computation(self) -> Callable[[], None]:
+        """The normalized clock's yardstick (untimed, after `init_model_fn`): a function that
+        runs a fixed computation shaped like a training step (e.g. forward and backward of a
+        separate copy of the model on a fixed batch). It must not touch the training state:
+        parameters, optimizer state, data stream or random streams."""
+        raise NotImplementedError(f"workload {self.name} has no reference computation for the normalized clock")
 
     def has_reached_validation_target(self, eval_result: Mapping[str, float]) -> bool:
         value = eval_result[f"validation/{self.target_metric_name}"]

@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,6 +47,8 @@ from harness.spec import (
 )
 
 DATA_DIR_ENV = "PACER_DATA_DIR"
+CLOCKS = ("wall", "normalized")
+REFERENCE_MODEL_SEED = 0
 DEFAULT_DATA_DIR = Path("~/.cache/pacer/data")
 
 
@@ -161,8 +163,12 @@ class TensorWorkload(BuiltModelParameters, Workload):
         data_dir: str | None = None,
         base_name: str | None = None,
         variant: str | None = None,
+        clock: str = "wall",
+        reference: Mapping[str, object] | None = None,
+        eval_every_steps: int | None = None,
     ):
         self.name, self.base_name, self.variant = name, base_name or name, variant
+        self.clock, self.reference_step_sec, self.eval_every_steps = check_clock(clock, reference, eval_every_steps)
         self.validation_target_value, self.test_target_value = float(validation_target), float(test_target)
         self.max_allowed_runtime_sec, self.eval_period_time_sec = float(max_runtime_sec), float(eval_period_sec)
         self.step_hint, self.reference_batch_size, self.eval_batch_size = int(step_hint), int(batch_size), int(eval_batch_size)
@@ -318,6 +324,24 @@ class TensorWorkload(BuiltModelParameters, Workload):
             n_valid = torch.tensor(float(per_example.numel()), device=per_example.device)
         return {"summed": per_example.sum(), "n_valid_examples": n_valid, "per_example": per_example}
 
+    def reference_computation(self) -> Callable[[], None]:
+        """Forward and backward of a separate model (built from a fixed seed, eval mode: no
+        dropout draws, BatchNorm statistics untouched) on the first `batch_size` validation
+        examples; gradients are returned by `torch.autograd.grad`, never stored on parameters.
+        It shares no tensor, random stream or state with the run."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(REFERENCE_MODEL_SEED)
+            model = self.build_model().to(self.device).eval()
+        params = [p for p in model.parameters() if p.requires_grad]
+        batch = self.splits.validation.select(slice(0, self.reference_batch_size))
+
+        def compute() -> None:
+            logits = model(batch["inputs"])
+            loss = self.loss_fn(batch["targets"], logits, batch.get("weights"))["summed"]
+            torch.autograd.grad(loss, params)
+
+        return compute
+
     # --- evaluation ---------------------------------------------------------------------
 
     def eval_model(self, global_batch_size: int, params: ParameterContainer, model_state: ModelAuxiliaryState, rng: Rng, global_step: int) -> EvalResults:
@@ -343,6 +367,26 @@ class TensorWorkload(BuiltModelParameters, Workload):
                 for key, value in batch_sums.items():
                     sums[key] = sums.get(key, 0) + value.double()
         return {key: float(value) / weight for key, value in sums.items()} | {"num_examples": float(len(split))}
+
+
+def check_clock(clock: str, reference: Mapping[str, object] | None, eval_every_steps: int | None) -> tuple[str, float | None, int | None]:
+    """(clock, reference seconds on the calibration host, eval period in steps) from a
+    workload config's `clock`, `reference` and `eval_every_steps`; ValueError if they do not
+    fit together. `reference: {step_sec: null}` is a calibration run's (it measures it)."""
+    if clock not in CLOCKS:
+        raise ValueError(f"clock {clock!r} is not one of {', '.join(CLOCKS)}")
+    if eval_every_steps is not None and (isinstance(eval_every_steps, bool) or not isinstance(eval_every_steps, int) or eval_every_steps < 1):
+        raise ValueError(f"eval_every_steps {eval_every_steps!r} must be an integer >= 1")
+    if clock == "wall":
+        return clock, None, eval_every_steps
+    if not isinstance(reference, Mapping) or "step_sec" not in reference:
+        raise ValueError("clock normalized needs `reference.step_sec` (the reference computation's seconds on the calibration host): run `pacer calibrate`")
+    step_sec = reference["step_sec"]
+    if step_sec is not None and (isinstance(step_sec, bool) or not isinstance(step_sec, (int, float)) or not 0 < step_sec < math.inf):
+        raise ValueError(f"reference.step_sec {step_sec!r} must be a positive number of seconds")
+    if eval_every_steps is None:
+        raise ValueError("clock normalized needs `eval_every_steps`: its evals fall on steps, so that the eval sequence does not depend on the machine")
+    return clock, None if step_sec is None else float(step_sec), eval_every_steps
 
 
 def data_dir_path(data_dir: str | None) -> Path:

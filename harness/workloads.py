@@ -63,7 +63,8 @@ def build_workload(config: Mapping[str, object], variant: str | None = None, dev
         if check_targets is not None:
             check_targets()
     except (TypeError, ValueError) as e:
-        raise PacerUserError(f"workload {cfg['name']}: {e}") from None
+        path = CONFIG_DIR / "workload" / f"{cfg.get('base_name') or cfg['name']}.yaml"
+        raise PacerUserError(f"workload {cfg['name']} ({path}): {e}") from None
     return workload
 
 
