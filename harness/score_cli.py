@@ -126,7 +126,7 @@ def format_table(result: ScoreResult, compat: str | None) -> str:
         lines.append(f"{int(row['rank']):>4}  {name:<24} {row.score:>7.4f}  {middle}{int(row.reached):>3}/{int(row.workloads):<3}")
     if result.intervals_note:
         lines.append(result.intervals_note)
-    lines += ["", f"time to target ({result.clock_note()}; miss = not reached):", _times_text(result.times)]
+    lines += ["", f"time to target (miss = not reached); {result.clock_note()}:", _times_text(result.times)]
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
 

@@ -338,7 +338,7 @@ def test_score_verb_names_the_clock_and_warns_of_contended_runs(tmp_path: Path, 
     assert main(["score", str(tmp_path), "--bootstrap", "0"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "ruleset: external; times in reference seconds (normalized clock)"
-    assert "time to target (times in reference seconds (normalized clock); miss = not reached):" in lines
+    assert "time to target (miss = not reached); times in reference seconds (normalized clock):" in lines
     warning = [line for line in lines if "contended" in line]
     assert warning == ["warning: 4 runs were flagged contended (their machine was oversubscribed; their times may be inflated): "
                        + ", ".join(str(r.path) for r in flagged[:3]) + ", ..."]
