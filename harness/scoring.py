@@ -14,11 +14,13 @@ The pipeline, each step a function on plain pandas/numpy data:
 6. `performance_profiles` and `benchmark_scores` (closed form of the integral of the profile).
 
 `score_results` runs them all and adds bootstrap confidence intervals (resampling studies, and
-trials within studies), the probability of ranking first, a geometric-mean speedup against a
+trials within studies; none unless some submission/workload cell has 2 studies, see
+`intervals_note`), the probability of ranking first, a geometric-mean speedup against a
 reference and a step-based score. `compat="algoperf"` switches to AlgoPerf's own scoring code
 path instead (see docs/scoring.md for every difference and `harness.algoperf_compat`).
-Steps 3-6 work on arrays with any leading batch shape, so the bootstrap scores all replicates
-at once.
+`check_comparable` refuses tables that do not compare (wall-clock times from different hardware,
+one workload on two clocks, different targets) unless asked to mix them. Steps 3-6 work on
+arrays with any leading batch shape, so the bootstrap scores all replicates at once.
 """
 
 from __future__ import annotations
