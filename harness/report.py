@@ -26,8 +26,12 @@ from harness.scoring import ScoreResult, ScoringRules, load_roots, performance_p
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th{background:#f3f3f3}td.l,th.l{text-align:left}.miss{color:#b00}img{max-width:100%}code{font-size:90%}"""
+th{background:#f3f3f3}td.l,th.l{text-align:left}.miss{color:#b00}img{max-width:100%}code{font-size:90%}
+.contended{color:#b60;font-weight:bold}"""
+CONTENDED_MARK = "&#9888;"
+"""The mark (a warning sign) beside a time whose runs include one flagged contended."""
 Colour = tuple[float, float, float, float]
+CLOCK_AXIS = {"wall": "s", "normalized": "reference s"}
 
 
 def submission_colours(submissions: Sequence[str]) -> dict[str, Colour]:
@@ -57,6 +61,8 @@ def write_report(roots: Sequence[Path] | Path, out_dir: Path, *, rules: ScoringR
         ("Best hyperparameters", hyperparameters_html(best)),
         ("Provenance", provenance_html(df, result, compat)),
     ]
+    if not result.contended_runs().empty:
+        sections.insert(3, ("Contended runs", contended_html(result)))
     body = "\n".join(f"<h2>{html.escape(title)}</h2>\n{content}" for title, content in sections)
     page = f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Pacer leaderboard</title><style>{STYLE}</style></head>\n<body><h1>Pacer leaderboard</h1>\n{body}\n</body></html>\n"
     path = out_dir / "index.html"
@@ -70,32 +76,55 @@ def _fmt_time(value: float) -> str:
 
 
 def _rows(board: pd.DataFrame) -> list[dict[str, str]]:
+    """The leaderboard's cells as text; "ci" and "p1" only when the board has intervals."""
     rows = []
     for name, row in board.iterrows():
-        ci = f"[{row.score_lo:.3f}, {row.score_hi:.3f}]" if "score_lo" in board else "n/a"
-        p1 = f"{row.p_rank1:.2f}" if "p_rank1" in board else "n/a"
-        rows.append({"rank": str(int(row["rank"])), "submission": str(name), "score": f"{row.score:.4f}", "ci": ci, "p1": p1, "reached": f"{int(row.reached)}/{int(row.workloads)}"})
+        cells = {"rank": str(int(row["rank"])), "submission": str(name), "score": f"{row.score:.4f}"}
+        if _has_intervals(board):
+            cells |= {"ci": f"[{row.score_lo:.3f}, {row.score_hi:.3f}]", "p1": f"{row.p_rank1:.2f}"}
+        rows.append(cells | {"reached": f"{int(row.reached)}/{int(row.workloads)}"})
     return rows
 
 
+def _has_intervals(board: pd.DataFrame) -> bool:
+    return "score_lo" in board and "p_rank1" in board
+
+
 def leaderboard_html(result: ScoreResult) -> str:
-    head = "<tr><th>rank</th><th class='l'>submission</th><th>score</th><th>95% CI</th><th>P(rank 1)</th><th>workloads reached</th></tr>"
-    cells = "".join(f"<tr><td>{r['rank']}</td><td class='l'>{html.escape(r['submission'])}</td><td>{r['score']}</td><td>{r['ci']}</td><td>{r['p1']}</td><td>{r['reached']}</td></tr>"
-                    for r in _rows(result.leaderboard()))
-    note = f"<p>Ruleset <b>{html.escape(result.ruleset)}</b>; score = normalised area under the performance profile for &tau; in [1, {result.rules.max_ratio:g}]" \
-           f" (1 = fastest on every workload). Intervals: bootstrap over studies and trials.</p>"
+    """The leaderboard table, with the interval columns only when there are intervals, and the notes above it."""
+    board = result.leaderboard()
+    titles = ["rank", "submission", "score", *(["95% CI", "P(rank 1)"] if _has_intervals(board) else []), "workloads reached"]
+    head = "<tr>" + "".join("<th class='l'>submission</th>" if t == "submission" else f"<th>{t}</th>" for t in titles) + "</tr>"
+    cells = "".join("<tr>" + "".join(f"<td class='l'>{html.escape(v)}</td>" if k == "submission" else f"<td>{v}</td>" for k, v in r.items()) + "</tr>"
+                    for r in _rows(board))
+    intervals = " Intervals: bootstrap over studies and trials." if _has_intervals(board) else ""
+    note = f"<p>Ruleset <b>{html.escape(result.ruleset)}</b>; {html.escape(result.clock_note())}; score = normalised area under the performance profile" \
+           f" for &tau; in [1, {result.rules.max_ratio:g}] (1 = fastest on every workload).{intervals}</p>"
+    if result.intervals_note:
+        note += f"<p class='intervals-note'>{html.escape(result.intervals_note)}</p>"
     return f"{note}<table>{head}{cells}</table>"
 
 
 def leaderboard_markdown(result: ScoreResult) -> str:
-    lines = ["| rank | submission | score | 95% CI | P(rank 1) | workloads reached |", "|---:|:---|---:|:---:|---:|---:|"]
-    lines += [f"| {r['rank']} | {r['submission']} | {r['score']} | {r['ci']} | {r['p1']} | {r['reached']} |" for r in _rows(result.leaderboard())]
-    return f"Ruleset: {result.ruleset}\n\n" + "\n".join(lines) + "\n"
+    """leaderboard.md: the ruleset and clock, the table, then the intervals note and the contended count."""
+    board = result.leaderboard()
+    rows = _rows(board)
+    titles = ["rank", "submission", "score", *(["95% CI", "P(rank 1)"] if _has_intervals(board) else []), "workloads reached"]
+    align = {"submission": ":---", "95% CI": ":---:"}
+    lines = ["| " + " | ".join(titles) + " |", "|" + "|".join(align.get(t, "---:") for t in titles) + "|"]
+    lines += ["| " + " | ".join(r.values()) + " |" for r in rows]
+    notes = [result.intervals_note] if result.intervals_note else []
+    flagged = len(result.contended_runs())
+    if flagged:
+        notes.append(f"Contended runs: {flagged} (their machine was oversubscribed; their times may be inflated); the report lists them.")
+    return f"Ruleset: {result.ruleset}; {result.clock_note()}\n\n" + "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in notes)
 
 
 def times_html(result: ScoreResult) -> str:
-    """Median time per workload with its bootstrap interval (the spread), misses marked."""
+    """Median time per workload with its bootstrap interval (the spread) where there is one,
+    misses marked, and a warning sign where a run behind the cell was flagged contended."""
     head = "<tr><th class='l'>submission</th>" + "".join(f"<th>{html.escape(w)}</th>" for w in result.times.columns) + "</tr>"
+    flagged = result.contended_runs().groupby(["submission", "workload"]).size()
     rows = []
     for submission, row in result.times.iterrows():
         cells = []
@@ -104,11 +133,25 @@ def times_html(result: ScoreResult) -> str:
             if result.time_ci is not None and (submission, workload) in result.time_ci.index:
                 lo, hi = result.time_ci.loc[(submission, workload)]
                 spread = f"<br><small>[{_fmt_time(lo)}, {_fmt_time(hi)}]</small>"
+            count = int(flagged.get((submission, workload), 0))
+            mark = f" <span class='contended' title='{count} contended run(s)'>{CONTENDED_MARK}</span>" if count else ""
             cls = " class='miss'" if not math.isfinite(value) else ""
-            cells.append(f"<td{cls}>{_fmt_time(value)}{spread}</td>")
+            cells.append(f"<td{cls}>{_fmt_time(value)}{mark}{spread}</td>")
         rows.append(f"<tr><td class='l'>{html.escape(str(submission))}</td>{''.join(cells)}</tr>")
-    return "<p>Submission seconds to the validation target (median over studies); below, the 95% bootstrap interval.</p>" \
+    below = "; below, the 95% bootstrap interval" if result.time_ci is not None and len(result.time_ci) else ""
+    marked = f" {CONTENDED_MARK}: a run behind the time was flagged contended (see Contended runs)." if len(flagged) else ""
+    return f"<p>Time to the validation target (median over studies); {html.escape(result.clock_note())}{below}.{marked}</p>" \
            f"<table>{head}{''.join(rows)}</table>"
+
+
+def contended_html(result: ScoreResult) -> str:
+    """The scored runs flagged contended, with the reasons their records give."""
+    runs = result.contended_runs()
+    head = "<tr><th class='l'>run</th><th class='l'>submission</th><th class='l'>workload</th><th class='l'>reasons</th></tr>"
+    rows = "".join(f"<tr><td class='l'><code>{html.escape(str(r.run_dir))}</code></td><td class='l'>{html.escape(str(r.submission))}</td>"
+                   f"<td class='l'>{html.escape(str(r.workload))}</td><td class='l'>{html.escape(str(r.get('contention_reasons') or 'not recorded'))}</td></tr>"
+                   for _, r in runs.iterrows())
+    return f"<p class='contended'>{CONTENDED_MARK} {len(runs)} run(s) ran on an oversubscribed machine; their times may be inflated.</p><table>{head}{rows}</table>"
 
 
 def best_trials(result: ScoreResult) -> pd.DataFrame:
@@ -150,7 +193,8 @@ def curves_figure(df: pd.DataFrame, best: pd.DataFrame, colours: Mapping[str, Co
                 ax.plot(evals["accumulated_submission_time"], evals[column], color=colours[run["submission"]], label=run["submission"], linewidth=1.6)
         ax.axhline(target, color="black", linestyle="--", linewidth=1, label="target")
         ax.set_title(workload)
-        ax.set_xlabel("submission time (s)")
+        clock = str(runs["clock"].iloc[0]) if "clock" in runs else "wall"
+        ax.set_xlabel(f"submission time ({CLOCK_AXIS.get(clock, 'mixed clocks')})")
         ax.set_ylabel(f"validation {metric}")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(workloads):]:
@@ -189,7 +233,7 @@ def provenance_html(df: pd.DataFrame, result: ScoreResult, compat: str | None) -
     trials = result.trials.groupby(["submission", "workload", "study"])["trial"].nunique()
     dates = pd.to_datetime(runs.get("started_at"), errors="coerce", utc=True).dropna() if "started_at" in runs else pd.Series([], dtype="datetime64[ns, UTC]")
     items = [
-        ("ruleset", result.ruleset), ("scoring", f"AlgoPerf code path ({compat})" if compat else "Pacer (AlgoPerf's written rules, closed form)"),
+        ("ruleset", result.ruleset), ("clock", result.clock_note()), ("scoring", f"AlgoPerf code path ({compat})" if compat else "Pacer (AlgoPerf's written rules, closed form)"),
         ("runs", str(len(runs))), ("studies per workload", f"{studies.min()}–{studies.max()}" if len(studies) else "0"),
         ("trials per study", f"{trials.min()}–{trials.max()}" if len(trials) else "0"),
         ("hardware fingerprint", values("fingerprint_id")), ("CPU", values("cpu")), ("GPU", values("hardware")),

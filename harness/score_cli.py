@@ -93,12 +93,16 @@ def _finite(value: float) -> float | None:
 
 
 def as_json(result: ScoreResult, compat: str | None) -> dict[str, object]:
-    """The JSON `pacer score --format json` prints; misses (inf) are null."""
+    """The JSON `pacer score --format json` prints; misses (inf) are null, and so are `score_ci`
+    and `p_rank1` when there are no intervals (`intervals_note` says why)."""
     out: dict[str, object] = {
         "scores": {s: float(v) for s, v in result.scores.items()},
         "step_scores": {s: float(v) for s, v in result.step_scores.items()} if result.step_scores is not None else None,
         "times": {s: {w: _finite(v) for w, v in row.items()} for s, row in result.times.iterrows()},
         "ruleset": result.ruleset, "compat": compat, "warnings": result.warnings,
+        "score_ci": None, "p_rank1": None, "intervals_note": result.intervals_note,
+        "clock": {"by_workload": result.clocks(), "note": result.clock_note()},
+        "contended_runs": result.contended_runs()["run_dir"].astype(str).tolist(),
     }
     if result.score_ci is not None and result.p_rank1 is not None:
         out["score_ci"] = {s: [float(r.score_lo), float(r.score_hi)] for s, r in result.score_ci.iterrows()}
@@ -109,15 +113,20 @@ def as_json(result: ScoreResult, compat: str | None) -> dict[str, object]:
 
 
 def format_table(result: ScoreResult, compat: str | None) -> str:
+    """The terminal leaderboard: the interval and P(rank 1) columns only when there are intervals."""
     board = result.leaderboard()
-    lines = [f"ruleset: {result.ruleset}" + (f"   (compat: {compat})" if compat else "")]
-    header = f"{'rank':>4}  {'submission':<24} {'score':>7}  {'95% CI':<15} {'P(rank 1)':>9}  {'reached':>7}"
+    intervals = "score_lo" in board and "p_rank1" in board
+    lines = [f"ruleset: {result.ruleset}" + (f"   (compat: {compat})" if compat else "") + f"; {result.clock_note()}"]
+    header = f"{'rank':>4}  {'submission':<24} {'score':>7}  " + (f"{'95% CI':<15} {'P(rank 1)':>9}  " if intervals else "") + f"{'reached':>7}"
     lines += [header, "-" * len(header)]
     for name, row in board.iterrows():
-        ci = f"[{row.score_lo:.3f}, {row.score_hi:.3f}]" if "score_lo" in board else ""
-        p1 = f"{row.p_rank1:.2f}" if "p_rank1" in board else ""
-        lines.append(f"{int(row['rank']):>4}  {name:<24} {row.score:>7.4f}  {ci:<15} {p1:>9}  {int(row.reached):>3}/{int(row.workloads):<3}")
-    lines += ["", "time to target (s; inf = miss):", _times_text(result.times)]
+        ci = f"[{row.score_lo:.3f}, {row.score_hi:.3f}]" if intervals else ""
+        p1 = f"{row.p_rank1:.2f}" if intervals else ""
+        middle = f"{ci:<15} {p1:>9}  " if intervals else ""
+        lines.append(f"{int(row['rank']):>4}  {name:<24} {row.score:>7.4f}  {middle}{int(row.reached):>3}/{int(row.workloads):<3}")
+    if result.intervals_note:
+        lines.append(result.intervals_note)
+    lines += ["", f"time to target (miss = not reached); {result.clock_note()}:", _times_text(result.times)]
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
 

@@ -14,11 +14,13 @@ The pipeline, each step a function on plain pandas/numpy data:
 6. `performance_profiles` and `benchmark_scores` (closed form of the integral of the profile).
 
 `score_results` runs them all and adds bootstrap confidence intervals (resampling studies, and
-trials within studies), the probability of ranking first, a geometric-mean speedup against a
+trials within studies; none unless some submission/workload cell has 2 studies, see
+`intervals_note`), the probability of ranking first, a geometric-mean speedup against a
 reference and a step-based score. `compat="algoperf"` switches to AlgoPerf's own scoring code
 path instead (see docs/scoring.md for every difference and `harness.algoperf_compat`).
-Steps 3-6 work on arrays with any leading batch shape, so the bootstrap scores all replicates
-at once.
+`check_comparable` refuses tables that do not compare (wall-clock times from different hardware,
+one workload on two clocks, different targets) unless asked to mix them. Steps 3-6 work on
+arrays with any leading batch shape, so the bootstrap scores all replicates at once.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ from harness.store import load_results
 RULESETS = ("external", "self")
 TIME_COLUMNS = {"time": "accumulated_submission_time", "steps": "global_step", "examples": "examples_seen"}
 RUN_KEY = ["ruleset", "submission", "workload", "study", "trial"]
+CLOCK_UNITS = {"wall": "wall-clock seconds", "normalized": "reference seconds (normalized clock)"}
+"""What each `clock.kind` of a run record measures submission time in."""
+MIN_STUDIES = 2
+"""The bootstrap resamples studies, so a submission/workload cell needs this many to vary."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,32 @@ class ScoreResult:
     rules: ScoringRules = field(default_factory=ScoringRules)
     ruleset: str = "external"
     warnings: list[str] = field(default_factory=list)
+    intervals_note: str | None = None
+    """Why there are no intervals, or what they leave out; None when every cell was resampled."""
+
+    def clocks(self) -> dict[str, str]:
+        """workload -> the clock kind its times use (records without one: wall)."""
+        if "clock" not in self.trials:
+            return dict.fromkeys(self.times.columns, "wall")
+        kinds = self.trials.groupby("workload")["clock"].agg(lambda k: "/".join(sorted(set(k.fillna("wall").astype(str)))))
+        return {str(w): str(kinds.get(w, "wall")) for w in self.times.columns}
+
+    def clock_note(self) -> str:
+        """One line saying which clock the times use, e.g. "times in wall-clock seconds"."""
+        by_kind: dict[str, list[str]] = {}
+        for workload, kind in self.clocks().items():
+            by_kind.setdefault(kind, []).append(workload)
+        if len(by_kind) <= 1:
+            return f"times in {clock_unit(next(iter(by_kind), 'wall'))}"
+        return "times in " + "; ".join(f"{clock_unit(kind)} ({', '.join(ws)})" for kind, ws in sorted(by_kind.items()))
+
+    def contended_runs(self) -> pd.DataFrame:
+        """The scored runs flagged contended: run_dir, submission, workload, contention_reasons."""
+        if "contended" not in self.trials:
+            return self.trials.iloc[:0][["run_dir", "submission", "workload"]]
+        flagged = self.trials[self.trials["contended"].eq(True).to_numpy()]
+        columns = [c for c in ("run_dir", "submission", "workload", "contention_reasons") if c in flagged]
+        return flagged[columns].sort_values("run_dir")
 
     def leaderboard(self) -> pd.DataFrame:
         """One row per submission, best first: score, its interval, P(rank 1), workloads reached."""
@@ -118,6 +150,11 @@ class ScoreResult:
         return board
 
 
+def clock_unit(kind: str) -> str:
+    """What a clock kind's times are in; "normalized/wall" (a workload scored with --allow-mixed) is mixed."""
+    return CLOCK_UNITS.get(kind, f"mixed clocks ({kind})")
+
+
 # ---------------------------------------------------------------- 1. per trial
 
 
@@ -131,7 +168,8 @@ def trial_times(df: pd.DataFrame) -> pd.DataFrame:
     run_id, run_dirs = pd.factorize(df["run_dir"], sort=False)
     runs = df.drop_duplicates("run_dir").set_index("run_dir").loc[run_dirs]
     out = runs[[c for c in [*RUN_KEY, "base_workload", "variant", "target_metric", "target_direction", "validation_target", "test_target",
-                            "max_runtime_sec", "step_hint", "fingerprint_id", "hyperparameters", "status", "experiment", "source"] if c in runs.columns]].copy()
+                            "max_runtime_sec", "step_hint", "fingerprint_id", "clock", "contended", "contention_reasons",
+                            "hyperparameters", "status", "experiment", "source"] if c in runs.columns]].copy()
     out["num_evals"] = np.bincount(run_id, weights=df["global_step"].notna().to_numpy() if "global_step" in df else None, minlength=len(run_dirs)).astype(int)
     for split in ("validation", "test"):
         first = _first_reaching(df, run_id, len(run_dirs), split)
@@ -284,15 +322,32 @@ def performance_profiles(ratios: pd.DataFrame, taus: np.ndarray | None = None, n
 
 
 def check_comparable(df: pd.DataFrame, allow_mixed: bool) -> list[str]:
-    """Refuse runs from different hardware fingerprints, or one workload with different targets,
-    unless `allow_mixed`; then return the differences as warnings."""
+    """Refuse wall-clock runs from different hardware fingerprints, one workload timed by
+    different clocks, or one workload with different targets, unless `allow_mixed`; then
+    return the differences as warnings.
+
+    Raises:
+        PacerUserError: on the first difference (unless `allow_mixed`), or on a clock kind this
+            scorer does not know (never lifted: its times have no known unit)."""
     problems = []
     runs = df.drop_duplicates("run_dir")
-    prints = runs["fingerprint_id"].fillna("unknown").astype(str)
+    clocks = runs["clock"].fillna("wall").astype(str) if "clock" in runs else pd.Series("wall", index=runs.index)
+    unknown = sorted(set(clocks) - set(CLOCK_UNITS))
+    if unknown:
+        example = runs.loc[clocks == unknown[0], "run_dir"].iloc[0]
+        raise PacerUserError(f"unknown clock kind {unknown[0]!r} in {example} (valid: {', '.join(CLOCK_UNITS)})")
+    # Normalized times are in the calibration host's seconds, so only wall-clock times depend on the hardware.
+    wall = runs[clocks == "wall"]
+    prints = wall["fingerprint_id"].fillna("unknown").astype(str)
     if prints.nunique() > 1:
-        groups = runs.groupby(prints)["run_dir"]
+        groups = wall.groupby(prints)["run_dir"]
         detail = "; ".join(f"{fp}: {len(dirs)} runs, e.g. {dirs.iloc[0]}" for fp, dirs in groups)
-        problems.append(f"runs come from {prints.nunique()} hardware fingerprints ({detail})")
+        problems.append(f"wall-clock runs come from {prints.nunique()} hardware fingerprints ({detail})")
+    for workload, kinds in clocks.groupby(runs["workload"]):
+        if kinds.nunique() > 1:
+            examples = runs.loc[kinds.index].groupby(kinds)["run_dir"]
+            detail = "; ".join(f"{kind}: {len(dirs)} runs, e.g. {dirs.iloc[0]}" for kind, dirs in examples)
+            problems.append(f"workload {workload} mixes {kinds.nunique()} clocks ({detail})")
     target_key = runs[["target_metric", "target_direction", "validation_target", "test_target"]].astype(str).agg("|".join, axis=1)
     for workload, keys in target_key.groupby(runs["workload"]):
         if keys.nunique() > 1:
@@ -357,8 +412,29 @@ def bootstrap_times(cube: np.ndarray, n_studies: np.ndarray, n_trials: np.ndarra
         return np.nanmedian(best, axis=-1)
 
 
+def intervals_note(studies: pd.Series, replicates: int) -> str | None:
+    """Why the leaderboard shows no intervals, or what they hold fixed; None when nothing is left out.
+
+    `studies` holds the number of studies per (submission, workload) cell that has runs. The
+    bootstrap resamples studies, so a cell with fewer than MIN_STUDIES never varies: with no
+    cell above that, an interval would be one point and P(rank 1) a restatement of the ranks,
+    so neither is shown; with some, the one-study cells are held fixed and the intervals
+    understate the spread."""
+    if replicates == 0:
+        return "no intervals: bootstrap disabled (--bootstrap 0)"
+    few = int((studies < MIN_STUDIES).sum())
+    if few == len(studies):
+        return f"no intervals: one study per submission and workload; a bootstrap needs at least {MIN_STUDIES}"
+    if few:
+        return (f"intervals hold {few} of {len(studies)} submission/workload cells fixed (one study each; a bootstrap needs at least {MIN_STUDIES}),"
+                " so they understate the spread; those cells show no time interval")
+    return None
+
+
 def bootstrap(trials: pd.DataFrame, table: Table, times: pd.DataFrame, rules: ScoringRules) -> dict[str, pd.DataFrame | pd.Series]:
-    """Percentile intervals of each score and each per-workload time, and P(rank 1)."""
+    """Percentile intervals of each score and each per-workload time, and P(rank 1).
+
+    A cell with fewer than MIN_STUDIES studies gets no time interval (it would be one point)."""
     cube, n_studies, n_trials = trial_cube(trials, table.submissions, table.workloads, "time_to_validation")
     rng = np.random.default_rng(rules.seed)
     scores, times_b = [], []
@@ -379,6 +455,8 @@ def bootstrap(trials: pd.DataFrame, table: Table, times: pd.DataFrame, rules: Sc
     time_hi = pd.DataFrame(np.quantile(t_all, hi, axis=0, method="inverted_cdf"), index=index, columns=table.workloads)
     time_ci = pd.concat({"lo": time_lo.stack(), "hi": time_hi.stack()}, axis=1)
     time_ci.index.names = ["submission", "workload"]
+    resampled = pd.DataFrame(n_studies >= MIN_STUDIES, index=index, columns=table.workloads).stack()
+    time_ci = time_ci[resampled.reindex(time_ci.index, fill_value=False).to_numpy()]
     return {"score_ci": score_ci, "time_ci": time_ci, "p_rank1": pd.Series(p_rank1, index=index, name="p_rank1")}
 
 
@@ -420,7 +498,9 @@ def score_frame(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mi
         trials=trials, rules=rules, ruleset=ruleset, warnings=notes + dup_notes)
     step_times = workload_times(trials, ruleset, "steps_to_validation").reindex(index=times.index, columns=times.columns)
     result.step_scores = pd.Series(table.score_arrays(step_times.to_numpy(dtype=float), rules)[2], index=times.index, name="step_score")
-    if rules.bootstrap:
+    studies = trials.groupby(["submission", "workload"])["study"].nunique()
+    result.intervals_note = intervals_note(studies, rules.bootstrap)
+    if rules.bootstrap and (studies >= MIN_STUDIES).any():
         parts = bootstrap(trials, table, times, rules)
         result.score_ci, result.time_ci, result.p_rank1 = parts["score_ci"], parts["time_ci"], parts["p_rank1"]
     if rules.reference is not None:
@@ -445,10 +525,25 @@ def score_results(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_
     if compat == "algoperf":
         from harness.algoperf_compat import score_algoperf
 
-        return score_algoperf(df, rules, allow_mixed=allow_mixed)
-    if compat is not None:
+        result = score_algoperf(df, rules, allow_mixed=allow_mixed)
+        result.intervals_note = "no intervals: AlgoPerf's scoring code has none (score without --compat for them)"
+    elif compat is not None:
         raise PacerUserError(f"unknown compat mode {compat!r} (valid: algoperf)")
-    return score_frame(df, rules, allow_mixed=allow_mixed)
+    else:
+        result = score_frame(df, rules, allow_mixed=allow_mixed)
+    warning = contention_warning(result.contended_runs())
+    if warning:
+        result.warnings.append(warning)
+    return result
+
+
+def contention_warning(flagged: pd.DataFrame, examples: int = 3) -> str | None:
+    """One line naming how many scored runs were flagged contended and up to `examples` of their folders."""
+    if flagged.empty:
+        return None
+    shown = ", ".join(flagged["run_dir"].astype(str).iloc[:examples]) + (", ..." if len(flagged) > examples else "")
+    runs = "1 run was" if len(flagged) == 1 else f"{len(flagged)} runs were"
+    return f"{runs} flagged contended (their machine was oversubscribed; their times may be inflated): {shown}"
 
 
 def score_roots(roots: Sequence[Path], rules: ScoringRules | None = None, *, allow_mixed: bool = False, compat: str | None = None, cache: bool = True) -> ScoreResult:

@@ -6,8 +6,9 @@ holding
 * `evals.jsonl`: one JSON object per evaluation, appended, flushed and fsynced as it happens,
   so a run killed at any moment keeps every finished eval. A torn last line (a kill during
   the write) is ignored on read.
-* `run.json`: config, hyperparameters, seeds, status, time/steps/examples to target and the
-  hardware fingerprint; always replaced atomically (temp file + rename), never half-written.
+* `run.json`: config, hyperparameters, seeds, status, time/steps/examples to target, the
+  hardware fingerprint, the clock the times use (`clock.kind`: wall or normalized) and whether
+  the machine was oversubscribed (`contention.contended`); always replaced atomically (temp file + rename), never half-written.
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ RUN_COLUMNS: dict[str, str | tuple[str, ...]] = {
     "steps_to_validation_target": ("steps_to_target", "validation"),
     "examples_to_validation_target": ("examples_to_target", "validation"),
     "preemptions": "preemptions",
+    "clock": ("clock", "kind"),
+    "contended": ("contention", "contended"),
     "fingerprint_id": ("fingerprint", "id"),
     "hardware": ("fingerprint", "gpu"),
     "cpu": ("fingerprint", "cpu"),
@@ -179,7 +182,16 @@ RUN_COLUMNS: dict[str, str | tuple[str, ...]] = {
     "source": "source",
 }
 """Run-record fields repeated on every eval row (column name -> key path in run.json).
-`hyperparameters` travels too, as a JSON string."""
+`hyperparameters` travels too, as a JSON string, and `contention_reasons` as one "; "-joined string."""
+RUN_DEFAULTS: dict[str, object] = {"clock": "wall", "contended": False}
+"""Values for records written before the field existed: a record without a `clock` block was
+timed by the wall clock, and one without a `contention` block was not flagged."""
+EVAL_NUMERIC_COLUMNS = ("global_step", "examples_seen", "total_duration", "raw_submission_time")
+"""Eval columns made numeric on load besides `accumulated_*` and `<split>/<metric>` (an eval log
+whose values are all null would otherwise load as objects)."""
+LOADER_VERSION = b"2"
+"""Part of the cache signature: bump it when the flattening changes, so that old caches (which
+lack the new columns) are rebuilt instead of reused."""
 CACHE_FILE = ".pacer_results.parquet"
 CACHE_KEY = b"pacer_signature"
 
@@ -213,7 +225,7 @@ def load_results(*roots: Path, cache: bool = False) -> pd.DataFrame:
 
 
 def _empty_frame() -> pd.DataFrame:
-    return pd.DataFrame(columns=[*RUN_COLUMNS, "hyperparameters", "run_dir"])
+    return pd.DataFrame(columns=[*RUN_COLUMNS, "contention_reasons", "hyperparameters", "run_dir"])
 
 
 def _load_runs(paths: list[Path]) -> pd.DataFrame:
@@ -238,7 +250,7 @@ def _load_runs(paths: list[Path]) -> pd.DataFrame:
     order = np.argsort(owner, kind="stable")
     evals = evals.iloc[order].reset_index(drop=True)
     df = pd.concat([evals, run_table.iloc[owner[order]].reset_index(drop=True)], axis=1)
-    metric_columns = [c for c in df.columns if "/" in c or c.startswith("accumulated_") or c in ("global_step", "examples_seen", "total_duration")]
+    metric_columns = [c for c in df.columns if "/" in c or c.startswith("accumulated_") or c in EVAL_NUMERIC_COLUMNS]
     df[metric_columns] = df[metric_columns].apply(pd.to_numeric, errors="coerce")
     return df
 
@@ -255,6 +267,11 @@ def _read_run(path: Path) -> tuple[dict[str, object], bytes] | None:
         warnings.warn(f"skipping run record {path / RUN_FILE}: not a JSON object", stacklevel=3)
         return None
     row = {column: _pick(record, key) for column, key in RUN_COLUMNS.items()}
+    for column, default in RUN_DEFAULTS.items():
+        if row[column] is None:
+            row[column] = default
+    reasons = _pick(record, ("contention", "reasons"))
+    row["contention_reasons"] = "; ".join(str(r) for r in reasons) if isinstance(reasons, list) else ""
     row["hyperparameters"] = json.dumps(record.get("hyperparameters") or {}, sort_keys=True, default=str)
     row["run_dir"] = str(path)
     return row, text
@@ -299,7 +316,7 @@ def _parse_lines(text: bytes, path: Path) -> list[dict[str, object]]:
 
 
 def _signature(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(LOADER_VERSION)
     for path in paths:
         for name in (RUN_FILE, EVALS_FILE):
             try:

@@ -14,9 +14,11 @@ FINGERPRINT = {"id": "fp-test", "cpu": "test cpu", "torch": "2.x", "pacer": "0.1
 def write_run(root: Path, submission: str, workload: str, study: int, trial: int, reach_at: float | None, *,
               ruleset: str = "external", evals: int = 4, step_time: float = 1.0, base_workload: str | None = None,
               variant: str | None = None, fingerprint: dict[str, object] | None = None, target: float = TARGET,
-              experiment: str = "exp", hyperparameters: dict[str, object] | None = None, budget: float = 100.0) -> RunDir:
+              experiment: str = "exp", hyperparameters: dict[str, object] | None = None, budget: float = 100.0,
+              clock: str | None = None, contended: bool | None = None) -> RunDir:
     """One run whose validation accuracy first meets `target` at its last eval, at submission
-    time `reach_at` (None: never, `evals` evals `step_time` apart). Steps are 100 per second."""
+    time `reach_at` (None: never, `evals` evals `step_time` apart). Steps are 100 per second.
+    `clock` / `contended` add the record's `clock` / `contention` block (None: an older record without it)."""
     times = [reach_at * j / evals for j in range(1, evals + 1)] if reach_at is not None else [step_time * j for j in range(1, evals + 1)]
     rows = []
     for k, t in enumerate(times, 1):
@@ -27,7 +29,7 @@ def write_run(root: Path, submission: str, workload: str, study: int, trial: int
     run = RunDir(run_path(root, experiment, ruleset, submission, workload, study, trial))
     run.prepare(resume=False, overwrite=True)
     run.write_evals(rows)
-    run.write_run({
+    record: dict[str, object] = {
         "schema": 1, "experiment": experiment, "ruleset": ruleset, "submission": submission, "workload": workload,
         "base_workload": base_workload or workload, "variant": variant, "study": study, "trial": trial, "seed": trial,
         "status": "reached" if reach_at is not None else "budget_exhausted", "hyperparameters": hyperparameters or {"learning_rate": 0.001 * (trial + 1)},
@@ -35,7 +37,14 @@ def write_run(root: Path, submission: str, workload: str, study: int, trial: int
         "budget": {"max_runtime_sec": budget, "eval_period_sec": step_time, "step_hint": 100},
         "time_to_target": {"validation": reach_at, "test": None}, "fingerprint": fingerprint or FINGERPRINT,
         "started_at": "2026-11-27T00:00:00+00:00", "finished_at": "2026-11-27T00:01:00+00:00",
-    })
+    }
+    if clock is not None:
+        record["clock"] = {"kind": clock, "unit": "reference s" if clock == "normalized" else "s"}
+    if contended is not None:
+        reasons = ["load average 7.9 on 2 cores", "run-queue wait 35% of CPU time"] if contended else []
+        record["contention"] = {"contended": contended, "reasons": reasons, "load_average": [7.9, 8.3] if contended else [0.4, 0.5],
+                                "run_queue_wait_fraction": 0.35 if contended else 0.01, "reference_spread": None}
+    run.write_run(record)
     return run
 
 

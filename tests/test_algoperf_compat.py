@@ -198,7 +198,10 @@ def test_import_and_score_verbs_end_to_end(imported: tuple[Path, Path, ImportSum
     out = capsys.readouterr().out
     assert "imported 109 runs of 3 submissions" in out and "duplicate rerun: alpha study_0 ogbg trial_1" in out
     assert main(["score", str(tmp_path), "--compat", "algoperf", "--format", "json", "--bootstrap", "0"]) == 0
-    assert {k: round(v, 4) for k, v in json.loads(capsys.readouterr().out)["scores"].items()} == algoperf_scores(logs).round(4).to_dict()
+    data = json.loads(capsys.readouterr().out)
+    assert {k: round(v, 4) for k, v in data["scores"].items()} == algoperf_scores(logs).round(4).to_dict()
+    assert data["score_ci"] is None and data["intervals_note"].startswith("no intervals: AlgoPerf's scoring code has none")
+    assert data["clock"]["note"] == "times in wall-clock seconds"  # imported AlgoPerf logs have no clock block
 
 
 def test_import_verb_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

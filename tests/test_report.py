@@ -79,3 +79,27 @@ def test_report_verb_writes_both_files(tmp_path: Path, capsys: pytest.CaptureFix
     assert "report:" in capsys.readouterr().out
     assert (tmp_path / "out" / "index.html").exists() and (tmp_path / "out" / "leaderboard.md").exists()
     assert main(["report", str(tmp_path / "r")]) == 2  # --out is required
+
+
+def test_report_with_intervals_says_so_and_names_the_wall_clock(report: Path) -> None:
+    page = report.read_text(encoding="utf-8")
+    markdown = (report.parent / "leaderboard.md").read_text(encoding="utf-8")
+    assert "<th>95% CI</th><th>P(rank 1)</th>" in page and "Intervals: bootstrap over studies and trials." in page
+    assert "no intervals" not in page and "no intervals" not in markdown
+    assert "times in wall-clock seconds" in page and markdown.startswith("Ruleset: external; times in wall-clock seconds\n")
+    assert "Contended runs" not in page and "Contended" not in markdown
+
+
+def test_one_study_report_shows_no_interval_and_marks_contended_runs(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w": [[10, 11]]}, "c": {"w": [[14]]}}, clock="normalized")
+    flagged = write_run(tmp_path, "b", "w", 0, 0, 12, clock="normalized", contended=True)
+    page = write_report(tmp_path, tmp_path / "report", rules=ScoringRules(bootstrap=100)).read_text(encoding="utf-8")
+    markdown = (tmp_path / "report" / "leaderboard.md").read_text(encoding="utf-8")
+    note = "no intervals: one study per submission and workload; a bootstrap needs at least 2"
+    assert note in page and note in markdown.splitlines()
+    assert "95% CI" not in page and "P(rank 1)" not in page and "bootstrap interval" not in page
+    assert "95% CI" not in markdown and markdown.splitlines()[2] == "| rank | submission | score | workloads reached |"
+    assert "times in reference seconds (normalized clock)" in page and "times in reference seconds (normalized clock)" in markdown.splitlines()[0]
+    assert "<h2>Contended runs</h2>" in page and str(flagged.path) in page and "load average 7.9 on 2 cores; run-queue wait 35% of CPU time" in page
+    assert page.count("<span class='contended'") == 1  # b's cell only
+    assert "Contended runs: 1 (their machine was oversubscribed; their times may be inflated); the report lists them." in markdown.splitlines()

@@ -64,7 +64,7 @@ def test_self_tuning_rule_median_over_studies(tmp_path: Path) -> None:
 
 
 def test_ties_share_rank_one(tmp_path: Path) -> None:
-    write_table(tmp_path, {"a": {"w": [[10]]}, "b": {"w": [[10]]}, "c": {"w": [[25]]}})
+    write_table(tmp_path, {"a": {"w": [[10], [10]]}, "b": {"w": [[10], [10]]}, "c": {"w": [[25], [25]]}})  # 2 studies: intervals
     result = score(tmp_path, ScoringRules(bootstrap=50))
     board = result.leaderboard()
     assert board.loc["a", "rank"] == board.loc["b", "rank"] == 1 and board.loc["c", "rank"] == 3
@@ -270,3 +270,88 @@ def test_score_verb_held_out_and_no_cutoff_flags(tmp_path: Path, capsys: pytest.
     assert scores == {"a": 0.0, "b": 1.0}  # a missed the held-out variant; b's 45 s survives without the cut-off
     assert main(["score", str(tmp_path), "--format", "json", "--bootstrap", "0"]) == 0
     assert json.loads(capsys.readouterr().out)["scores"]["b"] == pytest.approx(0.5)  # w: cut (45 > 40); w_v: reached alone
+
+
+# ---------------------------------------------------------------- intervals, clocks, contention
+
+
+def test_one_study_per_cell_gives_no_intervals_in_any_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    write_table(tmp_path, {"a": {"w1": [[10, 12]], "w2": [[5]]}, "b": {"w1": [[20]], "w2": [[4, 9]]}})
+    result = score(tmp_path, ScoringRules(bootstrap=100))
+    assert result.score_ci is None and result.time_ci is None and result.p_rank1 is None
+    assert result.intervals_note == "no intervals: one study per submission and workload; a bootstrap needs at least 2"
+    assert "score_lo" not in result.leaderboard() and "p_rank1" not in result.leaderboard()
+    assert main(["score", str(tmp_path), "--format", "json", "--bootstrap", "100"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["score_ci"] is None and data["p_rank1"] is None and data["intervals_note"] == result.intervals_note
+    assert main(["score", str(tmp_path), "--bootstrap", "100"]) == 0
+    text = capsys.readouterr().out
+    assert "95% CI" not in text and "P(rank 1)" not in text and "[" not in text
+    assert result.intervals_note in text.splitlines()
+
+
+def test_three_studies_keep_their_intervals_and_one_study_cells_lose_their_time_interval(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w1": [[10], [11], [12]], "w2": [[5], [6], [7]]}, "b": {"w1": [[20], [21], [22]], "w2": [[4], [4], [4]]}})
+    full = score(tmp_path, ScoringRules(bootstrap=100))
+    assert full.intervals_note is None and full.score_ci is not None and full.p_rank1 is not None and len(full.time_ci) == 4
+    write_table(tmp_path / "partial", {"a": {"w1": [[10], [11], [12]], "w2": [[5]]}, "b": {"w1": [[20], [21], [22]], "w2": [[4], [4]]}})
+    partial = score(tmp_path / "partial", ScoringRules(bootstrap=100))
+    assert partial.score_ci is not None and ("a", "w2") not in partial.time_ci.index and len(partial.time_ci) == 3
+    assert partial.intervals_note.startswith("intervals hold 1 of 4 submission/workload cells fixed")
+    assert score(tmp_path, NO_BOOT).intervals_note == "no intervals: bootstrap disabled (--bootstrap 0)"
+
+
+def test_normalized_runs_compare_across_hardware_wall_runs_do_not(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", "w", 0, 0, 10, clock="normalized")
+    write_run(tmp_path, "b", "w", 0, 0, 12, clock="normalized", fingerprint={"id": "fp-other"})
+    result = score(tmp_path)
+    assert result.warnings == [] and result.clocks() == {"w": "normalized"}
+    assert result.clock_note() == "times in reference seconds (normalized clock)"
+    write_run(tmp_path, "a", "v", 0, 0, 10)  # older records: no clock block, so wall
+    write_run(tmp_path, "b", "v", 0, 0, 12, clock="wall", fingerprint={"id": "fp-other"})
+    with pytest.raises(PacerUserError, match="wall-clock runs come from 2 hardware fingerprints"):
+        score(tmp_path)
+    mixed = score(tmp_path, allow_mixed=True)
+    assert mixed.clock_note() == "times in reference seconds (normalized clock) (w); wall-clock seconds (v)"
+
+
+def test_one_workload_timed_by_two_clocks_is_refused_unless_allowed(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", "w", 0, 0, 10, clock="normalized")
+    wall = write_run(tmp_path, "b", "w", 0, 0, 12)
+    with pytest.raises(PacerUserError, match=r"workload w mixes 2 clocks \(normalized: 1 runs, .*; wall: 1 runs") as e:
+        score(tmp_path)
+    assert str(wall.path) in str(e.value) and "--allow-mixed" in str(e.value)
+    assert "mixes 2 clocks" in score(tmp_path, allow_mixed=True).warnings[0]
+    write_run(tmp_path, "c", "w", 0, 0, 12, clock="sundial")
+    with pytest.raises(PacerUserError, match="unknown clock kind 'sundial'"):
+        score(tmp_path, allow_mixed=True)
+
+
+def test_score_verb_names_the_clock_and_warns_of_contended_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    flagged = [write_run(tmp_path, "a", "w", 0, trial, 10 + trial, clock="normalized", contended=True) for trial in range(4)]
+    write_run(tmp_path, "b", "w", 0, 0, 12, clock="normalized", contended=False)
+    write_run(tmp_path, "c", "w", 0, 0, 13, clock="normalized")
+    assert main(["score", str(tmp_path), "--bootstrap", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "ruleset: external; times in reference seconds (normalized clock)"
+    assert "time to target (miss = not reached); times in reference seconds (normalized clock):" in lines
+    warning = [line for line in lines if "contended" in line]
+    assert warning == ["warning: 4 runs were flagged contended (their machine was oversubscribed; their times may be inflated): "
+                       + ", ".join(str(r.path) for r in flagged[:3]) + ", ..."]
+    assert main(["score", str(tmp_path), "--format", "json", "--bootstrap", "0"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["contended_runs"] == [str(r.path) for r in flagged]
+    assert data["clock"] == {"by_workload": {"w": "normalized"}, "note": "times in reference seconds (normalized clock)"}
+
+
+def test_wall_clock_runs_without_contention_say_so_and_warn_of_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    write_table(tmp_path, {"a": {"w": [[10]]}, "b": {"w": [[12]]}})
+    assert main(["score", str(tmp_path), "--bootstrap", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "ruleset: external; times in wall-clock seconds" and "warning" not in out
