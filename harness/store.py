@@ -186,7 +186,7 @@ RUN_COLUMNS: dict[str, str | tuple[str, ...]] = {
 RUN_DEFAULTS: dict[str, object] = {"clock": "wall", "contended": False}
 """Values for records written before the field existed: a record without a `clock` block was
 timed by the wall clock, and one without a `contention` block was not flagged."""
-EVAL_NUMERIC_COLUMNS = ("global_step", "examples_seen", "total_duration", "raw_submission_time")
+EVAL_NUMERIC_COLUMNS = ("global_step", "examples_seen", "total_duration")
 """Eval columns made numeric on load besides `accumulated_*` and `<split>/<metric>` (an eval log
 whose values are all null would otherwise load as objects)."""
 LOADER_VERSION = b"2"

@@ -80,19 +80,19 @@ def test_clock_and_contention_load_with_defaults_for_older_records(tmp_path):
     record["contention"] = {"contended": True, "reasons": ["load average 9.1 on 2 cores", "run queue wait 40%"],
                             "load_average": [9.1, 8.7], "run_queue_wait_fraction": 0.4, "reference_spread": None}
     new.write_run(record)
-    new.append_eval({"global_step": 3, "accumulated_submission_time": 2.5, "raw_submission_time": 3.1, "validation/accuracy": 0.8})
+    new.append_eval({"global_step": 3, "accumulated_submission_time": 2.5, "accumulated_raw_submission_time": 3.1, "validation/accuracy": 0.8})
     runs = load_results(tmp_path).set_index("run_dir")
     assert runs.loc[str(old.path), "clock"].unique().tolist() == ["wall"]  # no clock block: wall
     assert not runs.loc[str(old.path), "contended"].any() and runs.loc[str(old.path), "contention_reasons"].iloc[0] == ""
     assert runs.loc[str(new.path), "clock"].unique().tolist() == ["normalized"]
     assert runs.loc[str(new.path), "contended"].all()
     assert runs.loc[str(new.path), "contention_reasons"].iloc[0] == "load average 9.1 on 2 cores; run queue wait 40%"
-    assert runs["raw_submission_time"].dtype == float and runs.loc[str(new.path), "raw_submission_time"].iloc[-1] == 3.1
+    assert runs["accumulated_raw_submission_time"].dtype == float and runs.loc[str(new.path), "accumulated_raw_submission_time"].iloc[-1] == 3.1
 
 
 def test_extra_numeric_eval_columns_survive_the_cache_even_when_all_null(tmp_path):
     run = make_run(tmp_path, evals=())
-    run.append_eval({"global_step": 1, "accumulated_submission_time": 1.0, "raw_submission_time": None, "validation/accuracy": 0.5})
+    run.append_eval({"global_step": 1, "accumulated_submission_time": 1.0, "accumulated_raw_submission_time": None, "validation/accuracy": 0.5})
     df = load_results(tmp_path, cache=True)
-    assert df["raw_submission_time"].dtype == float and math.isnan(df["raw_submission_time"].iloc[0])
+    assert df["accumulated_raw_submission_time"].dtype == float and math.isnan(df["accumulated_raw_submission_time"].iloc[0])
     assert load_results(tmp_path, cache=True)["clock"].tolist() == ["wall"]  # read back from the cache
