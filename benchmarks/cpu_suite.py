@@ -4,7 +4,7 @@ noise of time-to-target (one workload, one seed, several runs), and every submis
 point on one workload.
 
     python benchmarks/cpu_suite.py                                  # the whole suite, one run each
-    python benchmarks/cpu_suite.py --noise mnist1d_cnn --repeats 5  # time-to-target noise
+    python benchmarks/cpu_suite.py --noise mnist1d_cnn --repeats 5  # time-to-target noise (--noise all: every workload)
     python benchmarks/cpu_suite.py --submissions all --workload mnist1d_cnn
 
 A default point is what the self-tuning ruleset runs, so runs are self-tuning runs by default:
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -55,15 +56,21 @@ def suite(args: argparse.Namespace) -> None:
 
 
 def noise(workload: str, repeats: int, args: argparse.Namespace) -> None:
-    times, steps = [], []
+    """`repeats` runs of one seed: the spread of the time to target (in the workload's clock,
+    and in wall seconds) with the steps, which must not move on a step-scheduled workload."""
+    times, raw, steps = [], [], []
     for trial in range(repeats):
         record = one_run(workload, "bench-noise", trial, args)
         times.append(record["time_to_target"]["validation"])
+        raw.append((record.get("raw_time_to_target") or {}).get("validation"))
         steps.append(record["steps_to_target"]["validation"])
-    reached = sorted(t for t in times if t is not None)
-    print(f"{workload}, NAdamW default, seed 0, ruleset {args.ruleset}, {repeats} runs: time to target (s) {['-' if t is None else round(t, 2) for t in times]}")
-    if reached:
-        print(f"min {reached[0]:.2f}  median {statistics.median(reached):.2f}  max {reached[-1]:.2f}  (max/min {reached[-1] / reached[0]:.2f}); steps to target {steps}")
+    unit = (record.get("clock") or {}).get("unit", "s")
+    print(f"{workload}, NAdamW default, seed 0, ruleset {args.ruleset}, {repeats} runs: time to target ({unit}) {['-' if t is None else round(t, 2) for t in times]}")
+    for label, values in ((unit, times), ("wall s", raw)):
+        reached = sorted(t for t in values if t is not None)
+        if reached:
+            print(f"  {label:<12} min {reached[0]:.2f}  median {statistics.median(reached):.2f}  max {reached[-1]:.2f}  (max/min {reached[-1] / reached[0]:.2f})")
+    print(f"  steps to target {steps}; load average {os.getloadavg()[0]:.2f}")
 
 
 def best_validation(record: dict[str, object], results_root: str) -> float | None:
@@ -88,7 +95,7 @@ def submissions(names: list[str], workload: str, args: argparse.Namespace) -> No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--noise", metavar="WORKLOAD", help="measure time-to-target noise on this workload instead")
+    parser.add_argument("--noise", metavar="WORKLOAD|all", help="measure time-to-target noise on this workload (all: every base workload) instead")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--results-root", default="results")
     parser.add_argument("--submissions", metavar="A,B|all", help="run these submissions' default points on --workload instead")
@@ -104,7 +111,8 @@ def main() -> None:
             parser.error(str(e))
         submissions(names, args.workload, args)
     elif args.noise:
-        noise(args.noise, args.repeats, args)
+        for workload in SUITE if args.noise == "all" else [args.noise]:
+            noise(workload, args.repeats, args)
     else:
         suite(args)
 

@@ -29,8 +29,9 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypedDict
 
 import torch
 
@@ -42,6 +43,17 @@ PROBE_SHARE = 0.05
 PROBE_TARGET_SEC = 0.004
 """A probe repeats the reference computation until it lasts about this long (timer
 resolution and scheduler jitter matter less for a longer probe)."""
+
+
+class ClockState(TypedDict, total=False):
+    """What a checkpoint keeps of the clock (checkpoints before the normalized clock hold
+    `totals` alone)."""
+
+    totals: dict[str, float]
+    normalized: float
+    open_raw: float
+    last_probe: float | None
+    probes: list[float]
 
 
 @dataclass(frozen=True)
@@ -165,18 +177,18 @@ class Clock:
 
     # --- checkpoints ---------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, object]:
+    def state_dict(self) -> ClockState:
         """The totals (the slowest process's) and the normalized clock's position (plain types)."""
         return {"totals": self.totals, "normalized": self._normalized, "open_raw": self._open_raw,
                 "last_probe": self._last_probe, "probes": list(self.probes)}
 
-    def load_state_dict(self, state: Mapping[str, object]) -> None:
+    def load_state_dict(self, state: ClockState) -> None:
         """Continue from `state_dict()` (a checkpoint of this process)."""
         self._totals.update(state["totals"])
-        self._normalized = float(state.get("normalized", 0.0))
-        self._open_raw = float(state.get("open_raw", 0.0))
+        self._normalized = state.get("normalized", 0.0)
+        self._open_raw = state.get("open_raw", 0.0)
         self.probes = list(state.get("probes", []))
-        self._last_probe = None if state.get("last_probe") is None else float(state["last_probe"])
+        self._last_probe = state.get("last_probe")
 
     def _slowest(self, values: list[float]) -> list[float]:
         if not self._reduce:

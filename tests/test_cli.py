@@ -24,6 +24,11 @@ BAD_INPUT = [
     (["max_steps=0"], "max_steps=0 must be an integer >= 1"),
     (["device=tpu"], "device='tpu' is not one of cpu, cuda"),
     (["nope=1"], "Could not override 'nope'"),
+    (["~workload.reference"], "configs/workload/mnist1d_mlp.yaml): clock normalized needs `reference.step_sec`"),
+    (["workload.reference.step_sec=-1"], "reference.step_sec -1 must be a positive number of seconds"),
+    (["workload.clock=sundial"], "clock 'sundial' is not one of wall, normalized"),
+    (["workload.eval_every_steps=0"], "eval_every_steps 0 must be an integer >= 1"),
+    (["threads=0"], "threads=0 must be an integer >= 1"),
 ]
 
 

@@ -1,0 +1,50 @@
+"""Contention readings (harness/contention.py) and their place in the run record."""
+
+from __future__ import annotations
+
+import json
+
+from test_cli import TINY_RUN
+
+from harness.cli import main
+from harness.contention import MAX_PROBE_SPREAD, MAX_RUN_QUEUE_WAIT, SchedSnapshot, assess, snapshot
+
+SECOND = 10**9
+
+
+def test_a_run_that_got_its_cpu_is_not_contended():
+    block = assess(SchedSnapshot(0, 0, 0.5), SchedSnapshot(10 * SECOND, SECOND // 10, 1.0), {"spread": 1.1})
+    assert block["contended"] is False and block["reasons"] == []
+    assert block["run_queue_wait_fraction"] == round(0.1 / 10.1, 4)
+    assert block["load_average"] == [0.5, 1.0]
+
+
+def test_waiting_for_a_cpu_beyond_the_limit_is_contended():
+    waited = int(10 * SECOND * (MAX_RUN_QUEUE_WAIT + 0.1) / (1 - MAX_RUN_QUEUE_WAIT - 0.1))
+    block = assess(SchedSnapshot(0, 0, 4.0), SchedSnapshot(10 * SECOND, waited, 4.2), None)
+    assert block["contended"] is True
+    assert block["reasons"] == [f"waited for a CPU {MAX_RUN_QUEUE_WAIT + 0.1:.0%} of its runnable time (limit {MAX_RUN_QUEUE_WAIT:.0%})"]
+
+
+def test_probes_that_spread_too_much_are_contended():
+    block = assess(SchedSnapshot(0, 0, 1.0), SchedSnapshot(SECOND, 0, 1.0), {"spread": MAX_PROBE_SPREAD + 0.5})
+    assert block["contended"] is True and "reference probes spread" in block["reasons"][0]
+
+
+def test_snapshot_reads_this_process():
+    before = snapshot()
+    sum(i * i for i in range(300_000))
+    after = snapshot()
+    assert after.on_cpu_ns > before.on_cpu_ns >= 0 and after.waiting_ns >= before.waiting_ns >= 0
+
+
+def test_a_normalized_run_records_its_clock_and_contention(results_root):
+    assert main(["run", f"results_root={results_root}", "experiment=clock", *TINY_RUN]) == 0
+    record = json.loads(next(results_root.rglob("run.json")).read_text())
+    clock, contention = record["clock"], record["contention"]
+    assert clock["kind"] == "normalized" and clock["unit"] == "reference s" and clock["reference_sec"] > 0
+    assert clock["torch_threads"] == 1 and clock["probes"]["count"] >= 2
+    assert set(contention) >= {"contended", "reasons", "run_queue_wait_fraction", "load_average", "reference_spread"}
+    assert record["raw_time_to_target"] == {"validation": None, "test": None}
+    evals = [json.loads(line) for line in next(results_root.rglob("evals.jsonl")).read_text().splitlines()]
+    assert all(row["accumulated_raw_submission_time"] > 0 for row in evals)
