@@ -4,13 +4,16 @@ One CPU-suite workload, NAdamW's default point, several seeds, under four condit
 script sets up and tears down itself:
 
     quiet          the runs one at a time, nothing else started
-    competitor     one competing CPU-bound process (a one-thread matrix-product loop)
+    competitor     one competing CPU-bound process (a matrix-product loop on torch's default
+                   threads, like a second training job)
     two_runs       two runs at once (each seed beside a twin run of the same seed)
-    oversubscribed three competing processes: more runnable threads than cores
+    oversubscribed three competing one-thread processes: twice as many runnable threads as cores
 
 Per condition: the median raw (wall) and normalized time to target, each as a ratio to the
 quiet condition's, the steps to target of every seed (they must not change: evals fall on
-steps), how many runs were flagged contended, and the median run-queue wait.
+steps), how many runs were flagged contended, and the median run-queue wait. Seeds that miss
+the target have no time to target, so the same is also shown for the time to a fixed eval
+step (`--at-step`), which every seed passes.
 
     python benchmarks/clock_portability.py                       # mnist1d_cnn, 5 seeds
     python benchmarks/clock_portability.py --workload teacher_student --seeds 3
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import statistics
 import subprocess
@@ -39,11 +43,12 @@ from omegaconf import OmegaConf
 from harness.cli import compose_config
 from harness.job import run_job
 from harness.parallel import map_in_processes
+from harness.store import RunDir, run_path
 
 CONDITIONS = ("quiet", "competitor", "two_runs", "oversubscribed")
 COMPETITOR = (
-    "import torch\n"
-    "torch.set_num_threads(1)\n"
+    "import sys, torch\n"
+    "torch.set_num_threads(int(sys.argv[1]))\n"
     "a = torch.randn(384, 384)\n"
     "while True:\n"
     "    a = torch.tanh(a @ a)\n"
@@ -51,9 +56,9 @@ COMPETITOR = (
 
 
 @contextlib.contextmanager
-def competitors(n: int) -> Iterator[None]:
-    """`n` CPU-bound processes (one thread each) for the duration of the block."""
-    procs = [subprocess.Popen([sys.executable, "-c", COMPETITOR]) for _ in range(n)]
+def competitors(n: int, threads: int) -> Iterator[None]:
+    """`n` CPU-bound processes of `threads` torch threads each, for the duration of the block."""
+    procs = [subprocess.Popen([sys.executable, "-c", COMPETITOR, str(threads)]) for _ in range(n)]
     try:
         time.sleep(2.0 if n else 0.0)  # let them start (torch import) before the runs do
         yield
@@ -71,9 +76,11 @@ def run_config(args: argparse.Namespace, condition: str, seed: int, twin: bool =
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def one_run(cfg: dict[str, object]) -> dict[str, object]:
+def one_run(cfg: dict[str, object], at_step: int) -> dict[str, object]:
     record = run_job(cfg)
-    return {"experiment": record["experiment"], "status": record["status"], "time": record["time_to_target"]["validation"],
+    folder = run_path(cfg["results_root"], str(cfg["experiment"]), record["ruleset"], record["submission"], record["workload"], record["study"], record["trial"])
+    at = next((row for row in RunDir(folder).read_evals() if row["global_step"] == at_step), {})
+    return {"at_step": at.get("accumulated_submission_time"), "at_step_raw": at.get("accumulated_raw_submission_time"),"experiment": record["experiment"], "status": record["status"], "time": record["time_to_target"]["validation"],
             "raw": record["raw_time_to_target"]["validation"], "steps": record["steps_to_target"]["validation"],
             "contended": record["contention"]["contended"], "wait": record["contention"]["run_queue_wait_fraction"],
             "spread": record["contention"]["reference_spread"]}
@@ -83,11 +90,11 @@ def run_condition(args: argparse.Namespace, condition: str) -> list[dict[str, ob
     seeds = range(args.seeds)
     if condition == "two_runs":
         configs = [cfg for s in seeds for cfg in (run_config(args, condition, s), run_config(args, condition, s, twin=True))]
-        results = map_in_processes(one_run, configs, 2)
+        results = map_in_processes(functools.partial(one_run, at_step=args.at_step), configs, 2)
         return [r for r in results if not str(r["experiment"]).endswith("-twin")]
-    n_competitors = {"quiet": 0, "competitor": 1, "oversubscribed": 3}[condition]
-    with competitors(n_competitors):
-        return [one_run(run_config(args, condition, s)) for s in seeds]
+    n_competitors, threads = {"quiet": (0, 1), "competitor": (1, os.cpu_count() or 1), "oversubscribed": (3, 1)}[condition]
+    with competitors(n_competitors, threads):
+        return [one_run(run_config(args, condition, s), args.at_step) for s in seeds]
 
 
 def median(values: Sequence[float | None]) -> float | None:
@@ -95,17 +102,21 @@ def median(values: Sequence[float | None]) -> float | None:
     return statistics.median(finite) if finite else None
 
 
-def table(results: dict[str, list[dict[str, object]]]) -> str:
-    quiet_norm, quiet_raw = median([r["time"] for r in results["quiet"]]), median([r["raw"] for r in results["quiet"]])
-    lines = [f"{'condition':<16}{'normalized':>11}{'ratio':>7}{'raw':>9}{'ratio':>7}  {'steps to target':<28}{'contended':>10}{'queue wait':>11}"]
+def table(results: dict[str, list[dict[str, object]]], at_step: int) -> str:
+    """Medians per condition, as ratios to the quiet condition's."""
+    columns = (("time", "to target"), ("raw", "raw"), ("at_step", f"to step {at_step}"), ("at_step_raw", "raw"))
+    quiet = {key: median([r[key] for r in results["quiet"]]) for key, _ in columns}
+    header = "".join(f"{label:>18}" for _, label in columns)
+    lines = [f"{'condition':<16}{header}  {'steps to target':<24}{'contended':>10}{'queue wait':>11}"]
     for condition, runs in results.items():
-        norm, raw = median([r["time"] for r in runs]), median([r["raw"] for r in runs])
-        ratio = lambda v, base: "-" if v is None or not base else f"{v / base:.2f}"  # noqa: E731
+        cells = []
+        for key, _ in columns:
+            value = median([r[key] for r in runs])
+            cells.append("-" if value is None else f"{value:.2f} ({value / quiet[key]:.2f}x)" if quiet[key] else f"{value:.2f}")
         steps = ",".join(str(r["steps"] or "-") for r in runs)
-        lines.append(f"{condition:<16}{'-' if norm is None else f'{norm:.2f}':>11}{ratio(norm, quiet_norm):>7}{'-' if raw is None else f'{raw:.2f}':>9}"
-                     f"{ratio(raw, quiet_raw):>7}  {steps:<28}{sum(bool(r['contended']) for r in runs):>7}/{len(runs)}"
+        lines.append(f"{condition:<16}{''.join(f'{c:>18}' for c in cells)}  {steps:<24}{sum(bool(r['contended']) for r in runs):>7}/{len(runs)}"
                      f"{median([r['wait'] for r in runs]):>10.0%}")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n(times in reference seconds, raw in wall seconds; ratio to quiet in brackets)"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -114,7 +125,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help=f"comma-separated subset of {', '.join(CONDITIONS)}")
     parser.add_argument("--max-runtime", type=float, default=120.0, help="budget override in reference seconds, so that runs end at the target")
-    parser.add_argument("--max-steps", type=int, default=1000, help="step cap, for seeds that never reach the target")
+    parser.add_argument("--max-steps", type=int, default=600, help="step cap, for seeds that never reach the target")
+    parser.add_argument("--at-step", type=int, default=400, help="an eval step every run passes: its times are compared too")
     parser.add_argument("--results-root", type=Path, default=Path("/tmp/pacer-clock-portability"))
     args = parser.parse_args(argv)
     conditions = [c for c in args.conditions.split(",") if c]
@@ -127,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         started = time.monotonic()
         results[condition] = run_condition(args, condition)
         print(f"  {condition}: {time.monotonic() - started:.0f} s", flush=True)
-    print(table(results))
+    print(table(results, args.at_step))
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ slowdown. Three readings, each cheap and available without privileges on Linux:
 * the load average per core at the start and the end (`os.getloadavg`);
 * the spread of the reference probes (p90 / p10 of their durations).
 
-A run is flagged `contended` when its run queue wait exceeds `MAX_RUN_QUEUE_WAIT` or its
-probes spread more than `MAX_PROBE_SPREAD`. The thresholds come from
-`benchmarks/clock_portability.py` on the 2-core development VM: see docs/cpu-suite.md."""
+A run is flagged `contended` when its run queue wait exceeds `MAX_RUN_QUEUE_WAIT`. The
+threshold comes from `benchmarks/clock_portability.py` on the 2-core development VM (see
+docs/cpu-suite.md). The probes' spread is recorded but flags nothing: there it was 1.4-2.0
+(p90 / p10) on a quiet machine and on an oversubscribed one alike, while the queue wait was
+under 1% and about 50%."""
 
 from __future__ import annotations
 
@@ -22,10 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-MAX_RUN_QUEUE_WAIT = 0.2
+MAX_RUN_QUEUE_WAIT = 0.25
 """Share of the run's runnable time spent waiting for a CPU above which it is contended."""
-MAX_PROBE_SPREAD = 1.6
-"""p90 / p10 of the reference probes above which the machine's speed varied too much."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,6 @@ def assess(start: SchedSnapshot, end: SchedSnapshot, probe_summary: Mapping[str,
     reasons = []
     if wait_fraction > MAX_RUN_QUEUE_WAIT:
         reasons.append(f"waited for a CPU {wait_fraction:.0%} of its runnable time (limit {MAX_RUN_QUEUE_WAIT:.0%})")
-    if spread is not None and spread > MAX_PROBE_SPREAD:
-        reasons.append(f"reference probes spread {spread:.2f}x p90/p10 (limit {MAX_PROBE_SPREAD}x)")
     return {
         "contended": bool(reasons),
         "reasons": reasons,

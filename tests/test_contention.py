@@ -7,7 +7,7 @@ import json
 from test_cli import TINY_RUN
 
 from harness.cli import main
-from harness.contention import MAX_PROBE_SPREAD, MAX_RUN_QUEUE_WAIT, SchedSnapshot, assess, snapshot
+from harness.contention import MAX_RUN_QUEUE_WAIT, SchedSnapshot, assess, snapshot
 
 SECOND = 10**9
 
@@ -26,9 +26,10 @@ def test_waiting_for_a_cpu_beyond_the_limit_is_contended():
     assert block["reasons"] == [f"waited for a CPU {MAX_RUN_QUEUE_WAIT + 0.1:.0%} of its runnable time (limit {MAX_RUN_QUEUE_WAIT:.0%})"]
 
 
-def test_probes_that_spread_too_much_are_contended():
-    block = assess(SchedSnapshot(0, 0, 1.0), SchedSnapshot(SECOND, 0, 1.0), {"spread": MAX_PROBE_SPREAD + 0.5})
-    assert block["contended"] is True and "reference probes spread" in block["reasons"][0]
+def test_the_probes_spread_is_recorded_but_flags_nothing():
+    """Measured: the spread does not tell a quiet machine from an oversubscribed one."""
+    block = assess(SchedSnapshot(0, 0, 1.0), SchedSnapshot(SECOND, 0, 1.0), {"spread": 5.0})
+    assert block["contended"] is False and block["reference_spread"] == 5.0
 
 
 def test_snapshot_reads_this_process():
