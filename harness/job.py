@@ -123,8 +123,7 @@ def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) 
     sched_start = contention.snapshot()
     outcome = runner.run()
     progress.close()
-    clock = getattr(runner, "clock", None)  # None when setup failed
-    probes = clock.probe_summary() if clock is not None else None
+    probes = runner.clock.probe_summary()
     record = _final_record(record, outcome) | {
         "clock": record["clock"] | {"probes": probes},
         "contention": contention.assess(sched_start, contention.snapshot(), probes),

@@ -102,6 +102,7 @@ class Runner:
             "last_eval_results": {},
         }
         self.train_state = MappingProxyType(self._state)
+        self.clock = Clock(workload.device)  # replaced in setup by the workload's clock, with its reference
 
     def setup(self) -> None:
         """Untimed: seeds, model, data stream, optimizer state."""
