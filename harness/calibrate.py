@@ -176,7 +176,7 @@ def retime(base: dict[str, object], *, write: bool, eval_every: int | None = Non
     label = f"{workload_cfg['name']}" + (f" variant {variant}" if variant else "")
     if not isinstance(provenance, Mapping) or provenance.get("method") != "pacer calibrate":
         raise PacerUserError(f"calibrate: {label} has no `pacer calibrate` provenance to re-time; run a full calibration")
-    eval_every = eval_every or int(workload_cfg.get("eval_every_steps") or provenance["eval_every_steps"])
+    eval_every = eval_every or int((provenance.get("retimed") or {}).get("eval_every_steps") or provenance["eval_every_steps"])
     common = _common_config(base, workload_cfg, int(provenance["step_budget"]), eval_every, reuse=False)
     workload = build_workload(common["workload"], None, str(base["device"]))
     best = provenance["best"]

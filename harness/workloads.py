@@ -64,7 +64,7 @@ def build_workload(config: Mapping[str, object], variant: str | None = None, dev
             check_targets()
     except (TypeError, ValueError) as e:
         path = CONFIG_DIR / "workload" / f"{cfg.get('base_name') or cfg['name']}.yaml"
-        raise PacerUserError(f"workload {cfg['name']} ({path}): {e}") from None
+        raise PacerUserError(f"workload {cfg['name']}: {e} (config: {path})") from None
     return workload
 
 

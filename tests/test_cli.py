@@ -10,6 +10,7 @@ import pytest
 from conftest import pacer
 
 from harness.cli import main
+from harness.workloads import CONFIG_DIR
 
 # A tiny mnist1d_mlp with a budget no loaded machine exhausts: these runs test the CLI, not the workload.
 TINY_RUN = ["workload.num_samples=600", "workload.hidden=16", "max_steps=2", "max_runtime_sec=600", "--quiet"]
@@ -24,7 +25,7 @@ BAD_INPUT = [
     (["max_steps=0"], "max_steps=0 must be an integer >= 1"),
     (["device=tpu"], "device='tpu' is not one of cpu, cuda"),
     (["nope=1"], "Could not override 'nope'"),
-    (["~workload.reference"], "configs/workload/mnist1d_mlp.yaml): clock normalized needs `reference.step_sec`"),
+    (["~workload.reference"], "workload mnist1d_mlp: clock normalized needs `reference.step_sec`"),
     (["workload.reference.step_sec=-1"], "reference.step_sec -1 must be a positive number of seconds"),
     (["workload.clock=sundial"], "clock 'sundial' is not one of wall, normalized"),
     (["workload.eval_every_steps=0"], "eval_every_steps 0 must be an integer >= 1"),
@@ -51,6 +52,11 @@ def test_bad_input_from_a_fresh_interpreter_is_one_line_and_exit_2(results_root)
     assert result.returncode == 2, result.stderr
     assert_one_error_line(result.stderr, expected)
     assert not results_root.exists() or not any(results_root.rglob("run.json"))
+
+
+def test_a_normalized_workload_without_its_reference_names_the_config_file(results_root, capsys):
+    assert main(["run", f"results_root={results_root}", "~workload.reference"]) == 2
+    assert_one_error_line(capsys.readouterr().err, f"run `pacer calibrate` (config: {CONFIG_DIR / 'workload' / 'mnist1d_mlp.yaml'})")
 
 
 def test_unknown_verb_lists_verbs():

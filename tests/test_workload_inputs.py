@@ -53,5 +53,5 @@ def test_an_existing_read_only_data_dir_is_rejected_before_training(folders: tup
     command = [sys.executable, "-m", "harness", "run", "workload=digits_cnn", f"workload.data_dir={read_only}", f"results_root={read_only}/results"]
     result = subprocess.run(unprivileged(command), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines()[-1] == f"pacer: error: workload digits_cnn: data_dir {read_only} is not writable"
+    assert result.stderr.strip().splitlines()[-1] == f"pacer: error: workload digits_cnn: data_dir {read_only} is not writable (config: {REPO / 'configs' / 'workload' / 'digits_cnn.yaml'})"
     assert list(read_only.iterdir()) == []
