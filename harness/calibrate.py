@@ -25,7 +25,9 @@ Every run goes through `harness.job.run_job` and keeps its record under the resu
 Trial points, seeds and evals-by-step are deterministic, so the same flags give the same
 targets (exactly for steps, within timing noise for the budget). `workers=N` runs the tuning
 trials in N processes of one torch thread each (their results are step-based, so sharing the
-machine changes nothing); the timed reruns always run one at a time. A run whose finished
+machine changes nothing); the timed reruns of a `normalized`-clock workload run N at a time
+too (the reference probes absorb the sharing), those of a `wall` workload one at a time. The
+reference (`reference.step_sec`) is the median of the reruns' probe medians. A run whose finished
 record has the same config is reused (`reuse=false` reruns everything), so an interrupted
 calibration continues where it stopped, and deleting the reruns' folders re-times only them."""
 
