@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
+from omegaconf import open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from harness.errors import PacerUserError
@@ -44,13 +45,17 @@ def config_groups() -> dict[str, list[str]]:
 def normalize_overrides(args: Sequence[str]) -> list[str]:
     """Check group choices early (one line listing the valid names) and let `hparams.x=v`
     add keys to the open `hparams` mapping."""
+    from harness.submissions import file_submission_config, is_submission_file
+
     groups = config_groups()
     out = []
     for arg in args:
         key, sep, value = arg.partition("=")
         if sep and key in groups:
             for choice in value.strip("[]").split(","):
-                if choice and choice not in groups[key]:
+                if key == "submission" and is_submission_file(choice):
+                    file_submission_config(choice)  # a missing file: one line naming it
+                elif choice and choice not in groups[key]:
                     raise PacerUserError(f"unknown {key} {choice!r} (valid: {', '.join(groups[key])})")
         if sep and key.startswith("hparams."):
             arg = "+" + arg
@@ -59,12 +64,23 @@ def normalize_overrides(args: Sequence[str]) -> list[str]:
 
 
 def compose_config(overrides: Sequence[str]):
-    """Compose configs/config.yaml with overrides through Hydra, as a single run sees it."""
+    """Compose configs/config.yaml with overrides through Hydra, as a single run sees it.
+
+    `submission=path/to/submission.py` (an AlgoPerf file) is not a config-group choice: the
+    submission group becomes that file's config (`harness.submissions.file_submission_config`)."""
+    from harness.submissions import file_submission_config, is_submission_file
+
+    files = [o.partition("=")[2] for o in overrides if o.startswith("submission=") and is_submission_file(o.partition("=")[2])]
+    overrides = [o for o in overrides if not (o.startswith("submission=") and is_submission_file(o.partition("=")[2]))]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return compose("config", overrides=list(overrides))
+            cfg = compose("config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
         raise PacerUserError(str(e).strip().splitlines()[0]) from None
+    if files:
+        with open_dict(cfg):
+            cfg.submission = file_submission_config(files[-1])
+    return cfg
 
 
 def run_command(args: Sequence[str]) -> int:
@@ -86,6 +102,8 @@ def run_command(args: Sequence[str]) -> int:
     if not main:
         return 0
     print(summary_line(record))
+    for warning in record.get("warnings") or []:
+        print(f"pacer: warning: {warning}", file=sys.stderr)
     if record["status"] == "preempted":
         print("pacer: stopped by a signal; checkpoint saved: continue with the same command and resume=true", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
