@@ -34,7 +34,7 @@ import pandas as pd
 from harness.errors import PacerUserError
 from harness.store import RunDir, run_path
 
-VERSIONS = ("v0.5", "v0.6")
+VERSIONS = ("v0.5", "v0.6", "v1.0")
 RULESETS = ("external", "self")
 FRAMEWORK_SUFFIX = re.compile(r"_(jax|pytorch)$")
 RERUN_SUFFIX = re.compile(r"-\d{4}(-\d{2}){5}$")
@@ -50,7 +50,8 @@ class WorkloadTargets(TypedDict):
     metric: str
     direction: str
     validation: float
-    test: float
+    test: float | None
+    """None where the workload has no test target (finewebedu_lm)."""
     max_runtime_sec: float
     step_hint: int
 
@@ -69,6 +70,18 @@ class TargetTable(TypedDict):
     workloads: dict[str, WorkloadTargets]
 
 
+@dataclass(frozen=True)
+class Round:
+    """What an AlgoPerf round's scoring depends on, from its shipped table."""
+
+    version: str
+    base_workloads: tuple[str, ...]
+    held_out: tuple[str, ...]
+    """The drawn held-out variants (v0.5); empty when the round has none."""
+    num_base_workloads: int
+    """n in rho = |{w: r <= tau}| / n (8 in v0.5 and v0.6, 9 in v1.0)."""
+
+
 @dataclass
 class ImportSummary:
     runs: int = 0
@@ -85,6 +98,13 @@ def algoperf_targets(version: str) -> TargetTable:
     text = resources.files("harness").joinpath("data", f"algoperf_targets_{version}.json").read_text(encoding="utf-8")
     table: TargetTable = json.loads(text)
     return table
+
+
+def algoperf_round(version: str) -> Round:
+    """The round `version`'s base workloads, held-out draw and number of base workloads."""
+    table = algoperf_targets(version)
+    bases = tuple(name for name, spec in table["workloads"].items() if spec["variant"] is None)
+    return Round(table["version"], bases, tuple(table["held_out"]), table["num_base_workloads"])
 
 
 def find_experiments(root: Path) -> dict[str, list[Path]]:
@@ -157,7 +177,7 @@ def import_trial(trial_dir: Path, out: Path, experiment: str, submission: str, w
     for row in rows:
         row.setdefault("examples_seen", None)
     maximize = spec["direction"] == "max"
-    reached = {split: first_reaching(rows, f"{split}/{spec['metric']}", spec[split], maximize) for split in ("validation", "test")}
+    reached = {split: None if spec[split] is None else first_reaching(rows, f"{split}/{spec['metric']}", spec[split], maximize) for split in ("validation", "test")}
     factor = table["self_tuning_budget_factor"] if ruleset == "self" else 1.0
     record = {
         "schema": 1, "experiment": experiment, "ruleset": ruleset, "submission": submission, "workload": workload,
@@ -172,6 +192,7 @@ def import_trial(trial_dir: Path, out: Path, experiment: str, submission: str, w
         "preemptions": int(max(float(r.get("preemption_count") or 0) for r in rows)) if rows else 0,
         "fingerprint": {"id": f"algoperf-{version}", "source": "AlgoPerf logs (hardware not recorded)"},
         "source": f"algoperf:{version}",
+        "round": {"version": version, "num_base_workloads": table["num_base_workloads"], "held_out": table["held_out"]},
         "imported_from": str(trial_dir),
     }
     run = RunDir(run_path(out, experiment, ruleset, submission, workload, study, trial))
