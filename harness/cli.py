@@ -1,20 +1,16 @@
 """`pacer VERB [overrides]`: the command-line entry point.
 
 Each verb is a function taking the remaining arguments and returning an exit code. Bad input
-anywhere surfaces as one line `pacer: error: ...` and exit code 2, before any training."""
+anywhere surfaces as one line `pacer: error: ...` and exit code 2, before any training. Each
+verb imports what it needs when it runs: `pacer score` and `pacer import-algoperf` never load
+torch or Hydra (importing torch alone takes ~3 s)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
 
-from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
-from omegaconf import open_dict
-from omegaconf.errors import OmegaConfBaseException
-
 from harness.errors import PacerUserError
-from harness.workloads import CONFIG_DIR
 
 PREEMPTED_EXIT_CODE = 3
 
@@ -39,6 +35,8 @@ options:
 
 def config_groups() -> dict[str, list[str]]:
     """Config group name -> its options, from the folders under configs/."""
+    from harness.workloads import CONFIG_DIR
+
     return {d.name: sorted(p.stem for p in d.glob("*.yaml") if not p.stem.startswith("_")) for d in CONFIG_DIR.iterdir() if d.is_dir()}
 
 
@@ -68,7 +66,13 @@ def compose_config(overrides: Sequence[str]):
 
     `submission=path/to/submission.py` (an AlgoPerf file) is not a config-group choice: the
     submission group becomes that file's config (`harness.submissions.file_submission_config`)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
     from harness.submissions import file_submission_config, is_submission_file
+    from harness.workloads import CONFIG_DIR
 
     files = [o.partition("=")[2] for o in overrides if o.startswith("submission=") and is_submission_file(o.partition("=")[2])]
     overrides = [o for o in overrides if not (o.startswith("submission=") and is_submission_file(o.partition("=")[2]))]
@@ -123,6 +127,7 @@ def _hydra_multirun(overrides: Sequence[str]) -> int:
 
     from harness.job import run_job
     from harness.launchers import quiet_sacct_warnings
+    from harness.workloads import CONFIG_DIR
 
     quiet_sacct_warnings()  # hydra/launcher=submitit_slurm polls sacct, absent without accounting
 

@@ -360,7 +360,8 @@ def check_comparable(df: pd.DataFrame, allow_mixed: bool) -> list[str]:
             examples = runs.loc[kinds.index].groupby(kinds)["run_dir"]
             detail = "; ".join(f"{kind}: {len(dirs)} runs, e.g. {dirs.iloc[0]}" for kind, dirs in examples)
             problems.append(f"workload {workload} mixes {kinds.nunique()} clocks ({detail})")
-    target_key = runs[["target_metric", "target_direction", "validation_target", "test_target"]].map(str).agg("|".join, axis=1)
+    parts = [runs[c].astype(object).map(str) for c in ("target_metric", "target_direction", "validation_target", "test_target")]
+    target_key = parts[0].str.cat(parts[1:], sep="|")
     for workload, keys in target_key.groupby(runs["workload"]):
         if keys.nunique() > 1:
             examples = runs.loc[keys.index].groupby(keys)["run_dir"].first()
