@@ -132,3 +132,13 @@ def test_list_form_points_are_the_feasible_values():
     space.check({"lr": 0.2}, "x")
     with pytest.raises(Exception, match="lr=0.3 is outside its search space"):
         space.check({"lr": 0.3}, "x")
+
+
+def test_a_submission_config_names_the_file_and_its_format():
+    from harness.errors import PacerUserError
+    from harness.submissions import load_submission
+
+    loaded = load_submission({"name": "listed", "file": str(STYLE / "list_space" / "submission.py"), "format": "algoperf"})
+    assert loaded.search_space.points is not None and len(loaded.search_space.points) == 2 and callable(loaded.impl.update_params)
+    with pytest.raises(PacerUserError, match="format: 'jax' is not one of pacer, algoperf"):
+        load_submission({"name": "listed", "file": str(STYLE / "list_space" / "submission.py"), "format": "jax"})
