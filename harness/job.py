@@ -70,7 +70,9 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     )
     checkpoint_every_sec = _check_checkpoint_period(plain)
     submission = load_submission(plain["submission"])
-    hyperparameters = hparamslib.resolve(submission.search_space, submission.point_for(int(plain["trial"])), plain.get("hparams") or {}, f"submission {submission.name}")
+    overrides = plain.get("hparams") or {}
+    base = submission.point_for(int(plain["trial"])) if set(submission.search_space.params) - set(overrides) else {}
+    hyperparameters = hparamslib.resolve(submission.search_space, base, overrides, f"submission {submission.name}")
     path = run_path(plain["results_root"], str(plain["experiment"]), ruleset_name(plain), submission.name, workload.name, int(plain["study"]), int(plain["trial"]))
     run_dir = RunDir(path)
     if not create_run_dir:

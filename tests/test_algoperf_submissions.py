@@ -50,6 +50,16 @@ def test_a_sweep_runs_every_listed_point_in_order_in_every_study(tmp_path, capsy
     assert {r["status"] for r in records.values()} == {"step_cap"}
 
 
+@pytest.mark.parametrize("convention", ["no_train_state", "v05_absl_logger", "unknown_workload"])
+def test_a_sweep_runs_an_algoperf_file_unmodified(convention, tmp_path, capsys):
+    args = ["sweep", f"experiment={convention}", f"results_root={tmp_path}", f"submission={STYLE / convention / 'submission.py'}", "workload=[mnist1d_mlp]",
+            "ruleset=external", "ruleset.num_studies=1", "ruleset.num_trials=2", "max_steps=2", "eval_every_steps=2", *TINY[:-1]]
+    assert main(args) == 0
+    records = [json.loads(p.read_text()) for p in tmp_path.rglob("run.json")]
+    listed = {"unknown_workload": 1}  # its list-form space has one point: one trial, whatever num_trials says
+    assert len(records) == listed.get(convention, 2) and {r["status"] for r in records} == {"step_cap"}, [r.get("error") for r in records]
+
+
 def test_an_unknown_workload_gets_the_reference_batch_size_with_a_warning(results_root, capsys):
     assert main(["run", f"submission={STYLE / 'unknown_workload' / 'submission.py'}", f"results_root={results_root}", "max_steps=1", *TINY]) == 0
     record = record_of(results_root)
