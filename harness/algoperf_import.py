@@ -370,7 +370,7 @@ def group_problems(problems: Sequence[tuple[str, ...]]) -> dict[str, tuple[int, 
     order; a kind is WHAT with numbers as N (e.g. "dropping N cut-short row(s)")."""
     groups: dict[str, tuple[int, str]] = {}
     for subject, *what in problems:
-        kind = re.sub(r"\d+", "N", what[0] if what else subject)
+        kind = re.sub(r"(?<![\w.])\d+(?![\w.])", "N", what[0] if what else subject)
         count, example = groups.get(kind, (0, subject))
         groups[kind] = (count + 1, example)
     return groups

@@ -447,3 +447,10 @@ def test_score_and_import_verbs_do_not_load_torch() -> None:
     code = "import sys, harness.cli, harness.score_cli, harness.algoperf_import; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"  # importing torch alone takes ~3 s of every `pacer score`
+
+
+def test_import_warnings_group_by_kind_with_counts() -> None:
+    from harness.algoperf_import import group_problems
+
+    problems = [("a.csv", "dropping 3 cut-short row(s)"), ("b.csv", "dropping 12 cut-short row(s)"), ("mnist_jax", "skipped unknown workload folder (not in AlgoPerf v0.5)")]
+    assert group_problems(problems) == {"dropping N cut-short row(s)": (2, "a.csv"), "skipped unknown workload folder (not in AlgoPerf v0.5)": (1, "mnist_jax")}
