@@ -98,7 +98,7 @@ def runner_seconds_per_step(args: argparse.Namespace, batch: Batch, compile_mode
     started: list[float] = []
 
     def update_params(*a: object, **kw: object) -> tuple[object, object, object]:
-        if a[9] == args.warmup:  # global_step: start the clock once the warmup (and compilation) is over
+        if kw["global_step"] == args.warmup:  # global_step: start the clock once the warmup (and compilation) is over
             sync(args.device)
             started.append(time.perf_counter())
         return momentum.update_params(*a, **kw)

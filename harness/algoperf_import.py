@@ -18,28 +18,33 @@ Targets and budgets come from AlgoPerf's tables shipped in `harness/data/`.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
+import os
 import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from operator import itemgetter
 from pathlib import Path
 from typing import TypedDict
 
 import numpy as np
-import pandas as pd
 
 from harness.errors import PacerUserError
-from harness.store import RunDir, run_path
+from harness.store import RunDir, cache_written_runs, run_path
 
-VERSIONS = ("v0.5", "v0.6")
+VERSIONS = ("v0.5", "v0.6", "v1.0")
 RULESETS = ("external", "self")
 FRAMEWORK_SUFFIX = re.compile(r"_(jax|pytorch)$")
 RERUN_SUFFIX = re.compile(r"-\d{4}(-\d{2}){5}$")
 NUMBERED = re.compile(r"^(study|trial)_(\d+)$")
 EVALS_CSV = "eval_measurements.csv"
+IMPORT_LOG = "import_warnings.txt"
+"""Beside the imported records: every warning of the import, one a line."""
 
 
 class WorkloadTargets(TypedDict):
@@ -50,7 +55,8 @@ class WorkloadTargets(TypedDict):
     metric: str
     direction: str
     validation: float
-    test: float
+    test: float | None
+    """None where the workload has no test target (finewebedu_lm)."""
     max_runtime_sec: float
     step_hint: int
 
@@ -69,6 +75,18 @@ class TargetTable(TypedDict):
     workloads: dict[str, WorkloadTargets]
 
 
+@dataclass(frozen=True)
+class Round:
+    """What an AlgoPerf round's scoring depends on, from its shipped table."""
+
+    version: str
+    base_workloads: tuple[str, ...]
+    held_out: tuple[str, ...]
+    """The drawn held-out variants (v0.5); empty when the round has none."""
+    num_base_workloads: int
+    """n in rho = |{w: r <= tau}| / n (8 in v0.5 and v0.6, 9 in v1.0)."""
+
+
 @dataclass
 class ImportSummary:
     runs: int = 0
@@ -85,6 +103,13 @@ def algoperf_targets(version: str) -> TargetTable:
     text = resources.files("harness").joinpath("data", f"algoperf_targets_{version}.json").read_text(encoding="utf-8")
     table: TargetTable = json.loads(text)
     return table
+
+
+def algoperf_round(version: str) -> Round:
+    """The round `version`'s base workloads, held-out draw and number of base workloads."""
+    table = algoperf_targets(version)
+    bases = tuple(name for name, spec in table["workloads"].items() if spec["variant"] is None)
+    return Round(table["version"], bases, tuple(table["held_out"]), table["num_base_workloads"])
 
 
 def find_experiments(root: Path) -> dict[str, list[Path]]:
@@ -114,71 +139,167 @@ def _numbered(folder: Path, kind: str) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def read_eval_csv(path: Path) -> list[dict[str, float | None]]:
-    """The eval rows of one trial; [] for a missing or empty file; cut-short rows dropped."""
-    if not path.exists():
-        warnings.warn(f"{path}: missing; the trial counts as a miss", stacklevel=2)
-        return []
-    try:
-        frame = pd.read_csv(path, on_bad_lines="skip")
-    except pd.errors.EmptyDataError:
-        warnings.warn(f"{path}: empty; the trial counts as a miss", stacklevel=2)
-        return []
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
-        warnings.warn(f"{path}: unreadable ({e}); the trial counts as a miss", stacklevel=2)
-        return []
-    time_column = "score" if "score" in frame.columns else "accumulated_submission_time"
-    if time_column not in frame.columns or "global_step" not in frame.columns:
+@dataclass(frozen=True)
+class EvalLog:
+    """One trial's `eval_measurements.csv`, read (empty for a missing or unreadable file)."""
+
+    jsonl: str
+    """Pacer's evals.jsonl: an object per complete row, every column of the CSV,
+    `accumulated_submission_time` taken from the time column (`score` where there is one)."""
+    columns: dict[str, np.ndarray]
+    """`global_step`, `accumulated_submission_time` and the requested columns present, as float
+    arrays over the same rows (NaN where a value is not a finite number)."""
+
+    def first_reaching(self, column: str, target: float, maximize: bool) -> int | None:
+        """Index of the first row whose `column` meets `target` (>= or <=), None if none does."""
+        values = self.columns.get(column)
+        if values is None:
+            return None
+        with np.errstate(invalid="ignore"):
+            hits = np.flatnonzero(values >= target if maximize else values <= target)
+        return int(hits[0]) if len(hits) else None
+
+
+NO_EVALS = EvalLog("", {})
+JSON_NUMBER = r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d{1,3})?"
+"""A CSV cell that is already a JSON number; a file of only such cells is copied as text."""
+
+
+def read_eval_csv(path: Path, needed: Sequence[str] = ()) -> EvalLog:
+    """Read one trial's eval file: values that are not finite numbers (NaN, text, empty) become
+    null / NaN; rows cut short (no time or step) are dropped; rows with more cells than the
+    header are skipped and a blank header cell's column is left out, as pandas' reader (which
+    AlgoPerf's loader uses) does; of a repeated column name the first column is kept. Each
+    problem is a warning naming the file.
+
+    A file whose every cell is a JSON number (what AlgoPerf's logger writes; one regular
+    expression checks the whole file) is copied cell text by cell text; any other file goes
+    through the csv module cell by cell."""
+    text = _read_text(path)
+    if text is None:
+        return NO_EVALS
+    header_line, _, body = text.replace("\r\n", "\n").partition("\n")
+    header = next(csv.reader([header_line]))
+    time_column = "score" if "score" in header else "accumulated_submission_time"
+    if time_column not in header or "global_step" not in header:
         warnings.warn(f"{path}: no {time_column} or global_step column; the trial counts as a miss", stacklevel=2)
-        return []
-    frame = frame.apply(pd.to_numeric, errors="coerce")
-    complete = frame[time_column].notna() & frame["global_step"].notna()
-    if not complete.all():
-        warnings.warn(f"{path}: dropping {int((~complete).sum())} cut-short row(s)", stacklevel=2)
-    frame = frame[complete]
-    frame["accumulated_submission_time"] = frame[time_column]
-    rows = frame.replace({np.nan: None}).to_dict(orient="records")
-    return [{k: v for k, v in row.items() if not str(k).startswith("Unnamed")} for row in rows]
+        return NO_EVALS
+    first = {name: i for i, name in reversed(list(enumerate(header)))}  # a repeated column name: its first column (JSON keys are unique)
+    kept = [(i, name) for i, name in enumerate(header)
+            if name and not name.startswith("Unnamed") and name not in ("accumulated_submission_time", "examples_seen") and first[name] == i]
+    kept.append((header.index(time_column), "accumulated_submission_time"))
+    wanted = {name: header.index(name) for name in dict.fromkeys(("global_step", time_column, *needed)) if name in header}
+    body = body if body.endswith("\n") or not body else body + "\n"
+    if _numeric_body(len(header)).fullmatch(body):
+        return _copy_numeric(body, len(header), kept, wanted, time_column)
+    return _parse_cells(path, body, len(header), kept, wanted, time_column)
 
 
-def first_reaching(rows: list[dict[str, float | None]], column: str, target: float, maximize: bool) -> dict[str, float | None] | None:
-    for row in rows:
-        value = row.get(column)
-        if isinstance(value, (int, float)) and (value >= target if maximize else value <= target):
-            return row
-    return None
+def _copy_numeric(body: str, width: int, kept: list[tuple[int, str]], wanted: dict[str, int], time_column: str) -> EvalLog:
+    template = "{" + ",".join(json.dumps(name).replace("%", "%%") + ":%s" for _, name in kept) + ',"examples_seen":null}\n'
+    pick_kept, pick_wanted = itemgetter(*(i for i, _ in kept)), itemgetter(*wanted.values())
+    lines, picked = [], []
+    for line in body[:-1].split("\n") if body else []:
+        cells = line.split(",")
+        lines.append(template % pick_kept(cells))
+        picked.append(pick_wanted(cells))
+    values = np.array(picked, dtype=float).reshape(-1, len(wanted))
+    columns = {name: values[:, k] for k, name in enumerate(wanted)}
+    columns["accumulated_submission_time"] = columns[time_column]
+    return EvalLog("".join(lines), columns)
 
 
-def import_trial(trial_dir: Path, out: Path, experiment: str, submission: str, workload: str, study: int, trial: int, version: str, ruleset: str) -> bool:
-    """Write one AlgoPerf trial as a Pacer run record; False when its workload is unknown."""
+def _parse_cells(path: Path, body: str, width: int, kept: list[tuple[int, str]], wanted: dict[str, int], time_column: str) -> EvalLog:
+    template = "{" + ",".join(json.dumps(name).replace("%", "%%") + ":%s" for _, name in kept) + ',"examples_seen":null}\n'
+    lines, rows, cut = [], [], 0
+    for line in csv.reader(body.splitlines()):
+        if len(line) > width or not any(line):
+            continue
+        cells = [_number(line[i]) if i < len(line) else None for i in range(width)]
+        if cells[wanted[time_column]] is None or cells[wanted["global_step"]] is None:
+            cut += 1
+            continue
+        lines.append(template % tuple(json.dumps(cells[i]) for i, _ in kept))
+        rows.append([np.nan if cells[i] is None else cells[i] for i in wanted.values()])
+    if cut:
+        warnings.warn(f"{path}: dropping {cut} cut-short row(s)", stacklevel=3)
+    values = np.array(rows, dtype=float).reshape(-1, len(wanted))
+    columns = {name: values[:, k] for k, name in enumerate(wanted)}
+    columns["accumulated_submission_time"] = columns[time_column]
+    return EvalLog("".join(lines), columns)
+
+
+@cache
+def _numeric_body(width: int) -> re.Pattern[str]:
+    return re.compile(f"(?:{JSON_NUMBER}(?:,{JSON_NUMBER}){{{width - 1}}}\n)*")
+
+
+def _read_text(path: Path) -> str | None:
+    """The file's text; None (with a warning) when it is missing, unreadable or empty."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        warnings.warn(f"{path}: missing; the trial counts as a miss", stacklevel=3)
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        warnings.warn(f"{path}: unreadable ({e}); the trial counts as a miss", stacklevel=3)
+        return None
+    if not text.strip():
+        warnings.warn(f"{path}: empty; the trial counts as a miss", stacklevel=3)
+        return None
+    return text
+
+
+def _number(text: str) -> float | None:
+    """A CSV cell as a finite number (an int where it is written as one), else None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(value):
+        return None
+    return int(text) if text.isdigit() else value
+
+
+def import_trial(trial_dir: Path, out: Path, experiment: str, submission: str, workload: str, study: int, trial: int, version: str,
+                 ruleset: str) -> tuple[Path, dict[str, object], str]:
+    """Write one AlgoPerf trial as a Pacer run record; return its folder, record and evals.jsonl text."""
     table = algoperf_targets(version)
     spec = table["workloads"][workload]
-    rows = read_eval_csv(trial_dir / EVALS_CSV)
-    for row in rows:
-        row.setdefault("examples_seen", None)
+    metric = spec["metric"]
+    log = read_eval_csv(trial_dir / EVALS_CSV, (f"validation/{metric}", f"test/{metric}", "preemption_count"))
     maximize = spec["direction"] == "max"
-    reached = {split: first_reaching(rows, f"{split}/{spec['metric']}", spec[split], maximize) for split in ("validation", "test")}
+    reached = {split: None if spec[split] is None else log.first_reaching(f"{split}/{metric}", spec[split], maximize) for split in ("validation", "test")}
     factor = table["self_tuning_budget_factor"] if ruleset == "self" else 1.0
     record = {
         "schema": 1, "experiment": experiment, "ruleset": ruleset, "submission": submission, "workload": workload,
         "base_workload": spec["base_workload"], "variant": spec["variant"], "study": study, "trial": trial, "seed": None,
-        "status": ("reached" if reached["validation"] else "budget_exhausted") if rows else "error",
+        "status": ("reached" if reached["validation"] is not None else "budget_exhausted") if log.jsonl else "error",
         "hyperparameters": _read_json(trial_dir / "hparams.json"),
-        "target": {"metric": spec["metric"], "direction": spec["direction"], "validation": spec["validation"], "test": spec["test"]},
+        "target": {"metric": metric, "direction": spec["direction"], "validation": spec["validation"], "test": spec["test"]},
         "budget": {"max_runtime_sec": spec["max_runtime_sec"] * factor, "eval_period_sec": None, "step_hint": spec["step_hint"]},
-        "time_to_target": {s: (r["accumulated_submission_time"] if r else None) for s, r in reached.items()},
-        "steps_to_target": {s: (r["global_step"] if r else None) for s, r in reached.items()},
+        "time_to_target": {s: _at(log, "accumulated_submission_time", i) for s, i in reached.items()},
+        "steps_to_target": {s: _at(log, "global_step", i) for s, i in reached.items()},
         "examples_to_target": {"validation": None, "test": None},
-        "preemptions": int(max(float(r.get("preemption_count") or 0) for r in rows)) if rows else 0,
+        "preemptions": int(np.nan_to_num(log.columns["preemption_count"]).max(initial=0)) if "preemption_count" in log.columns else 0,
         "fingerprint": {"id": f"algoperf-{version}", "source": "AlgoPerf logs (hardware not recorded)"},
         "source": f"algoperf:{version}",
+        "round": {"version": version, "num_base_workloads": table["num_base_workloads"], "held_out": table["held_out"]},
         "imported_from": str(trial_dir),
     }
     run = RunDir(run_path(out, experiment, ruleset, submission, workload, study, trial))
     run.prepare(resume=False, overwrite=True)
-    run.write_evals(rows)
-    run.write_run(record)
-    return True
+    run.write_evals_text(log.jsonl, durable=False)
+    run.write_run(record, durable=False)
+    return run.path, record, log.jsonl
+
+
+def _at(log: EvalLog, column: str, row: int | None) -> float | int | None:
+    """`column`'s value at `row` (None for no row); whole numbers (steps) as int."""
+    if row is None:
+        return None
+    value = float(log.columns[column][row])
+    return int(value) if column == "global_step" else value
 
 
 def _read_json(path: Path) -> dict[str, object]:
@@ -195,6 +316,7 @@ def import_algoperf(root: Path, out: Path, version: str, ruleset: str) -> Import
         raise PacerUserError(f"unknown ruleset {ruleset!r} (valid: {', '.join(RULESETS)})")
     workloads = algoperf_targets(version)["workloads"]
     summary = ImportSummary()
+    written: list[tuple[Path, dict[str, object], str]] = []
     seen: dict[tuple[str, int, str, int], str] = {}
     for submission, folders in find_experiments(root).items():
         summary.submissions.append(submission)
@@ -210,8 +332,10 @@ def import_algoperf(root: Path, out: Path, version: str, ruleset: str) -> Import
                         if key in seen:
                             summary.reruns.append(f"{submission} study_{study} {workload} trial_{trial}: {seen[key]} and {folder.name}")
                         seen.setdefault(key, folder.name)
-                        import_trial(trial_dir, Path(out), folder.name, submission, workload, study, trial, version, ruleset)
+                        written.append(import_trial(trial_dir, Path(out), folder.name, submission, workload, study, trial, version, ruleset))
                         summary.runs += 1
+    os.sync()  # the records were written without a sync each (an import is redone, not resumed): one for all
+    cache_written_runs(Path(out), written)  # `pacer score OUT` next reads this instead of every record
     return summary
 
 
@@ -224,17 +348,32 @@ def import_command(args: Sequence[str]) -> int:
     parser.add_argument("--ruleset", default="external")
     opts = _parse(parser, args)
     algoperf_targets(opts.targets)
+    find_experiments(opts.dir)  # a folder with no experiment: one line, before anything is written
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = import_algoperf(opts.dir, opts.out, opts.targets, opts.ruleset)
-    for w in caught:
-        print(f"warning: {w.message}")
-    for unknown in sorted(summary.unknown_workloads):
-        print(f"warning: skipped unknown workload folder {unknown} (not in AlgoPerf {opts.targets})")
-    for rerun in summary.reruns:
-        print(f"duplicate rerun: {rerun} (scoring keeps the one with more evals; --compat algoperf pools them)")
+    problems = [tuple(str(w.message).split(": ", 1)) for w in caught]
+    problems += [(unknown, f"skipped unknown workload folder (not in AlgoPerf {opts.targets})") for unknown in sorted(summary.unknown_workloads)]
+    problems += [(rerun, "duplicate rerun (scoring keeps the one with more evals; --compat algoperf pools them)") for rerun in summary.reruns]
+    if problems:
+        log = Path(opts.out) / IMPORT_LOG
+        log.write_text("".join(f"{': '.join(p)}\n" for p in problems), encoding="utf-8")
+        for kind, (count, example) in group_problems(problems).items():
+            print(f"warning: {count} x {kind} (e.g. {example})")
+        print(f"all {len(problems)} warnings: {log}")
     print(f"imported {summary.runs} runs of {len(summary.submissions)} submissions ({', '.join(summary.submissions)}) into {opts.out}")
     return 0
+
+
+def group_problems(problems: Sequence[tuple[str, ...]]) -> dict[str, tuple[int, str]]:
+    """Problems as (subject, what) -> kind -> (how many, the first one's subject), in first-seen
+    order; a kind is WHAT with numbers as N (e.g. "dropping N cut-short row(s)")."""
+    groups: dict[str, tuple[int, str]] = {}
+    for subject, *what in problems:
+        kind = re.sub(r"(?<![\w.])\d+(?![\w.])", "N", what[0] if what else subject)
+        count, example = groups.get(kind, (0, subject))
+        groups[kind] = (count + 1, example)
+    return groups
 
 
 def _parse(parser: argparse.ArgumentParser, args: Sequence[str]) -> argparse.Namespace:

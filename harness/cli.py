@@ -1,19 +1,16 @@
 """`pacer VERB [overrides]`: the command-line entry point.
 
 Each verb is a function taking the remaining arguments and returning an exit code. Bad input
-anywhere surfaces as one line `pacer: error: ...` and exit code 2, before any training."""
+anywhere surfaces as one line `pacer: error: ...` and exit code 2, before any training. Each
+verb imports what it needs when it runs: `pacer score` and `pacer import-algoperf` never load
+torch or Hydra (importing torch alone takes ~3 s)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
 
-from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
-
 from harness.errors import PacerUserError
-from harness.workloads import CONFIG_DIR
 
 PREEMPTED_EXIT_CODE = 3
 
@@ -38,19 +35,25 @@ options:
 
 def config_groups() -> dict[str, list[str]]:
     """Config group name -> its options, from the folders under configs/."""
+    from harness.workloads import CONFIG_DIR
+
     return {d.name: sorted(p.stem for p in d.glob("*.yaml") if not p.stem.startswith("_")) for d in CONFIG_DIR.iterdir() if d.is_dir()}
 
 
 def normalize_overrides(args: Sequence[str]) -> list[str]:
     """Check group choices early (one line listing the valid names) and let `hparams.x=v`
     add keys to the open `hparams` mapping."""
+    from harness.submissions import file_submission_config, is_submission_file
+
     groups = config_groups()
     out = []
     for arg in args:
         key, sep, value = arg.partition("=")
         if sep and key in groups:
             for choice in value.strip("[]").split(","):
-                if choice and choice not in groups[key]:
+                if key == "submission" and is_submission_file(choice):
+                    file_submission_config(choice)  # a missing file: one line naming it
+                elif choice and choice not in groups[key]:
                     raise PacerUserError(f"unknown {key} {choice!r} (valid: {', '.join(groups[key])})")
         if sep and key.startswith("hparams."):
             arg = "+" + arg
@@ -59,12 +62,29 @@ def normalize_overrides(args: Sequence[str]) -> list[str]:
 
 
 def compose_config(overrides: Sequence[str]):
-    """Compose configs/config.yaml with overrides through Hydra, as a single run sees it."""
+    """Compose configs/config.yaml with overrides through Hydra, as a single run sees it.
+
+    `submission=path/to/submission.py` (an AlgoPerf file) is not a config-group choice: the
+    submission group becomes that file's config (`harness.submissions.file_submission_config`)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    from harness.submissions import file_submission_config, is_submission_file
+    from harness.workloads import CONFIG_DIR
+
+    files = [o.partition("=")[2] for o in overrides if o.startswith("submission=") and is_submission_file(o.partition("=")[2])]
+    overrides = [o for o in overrides if not (o.startswith("submission=") and is_submission_file(o.partition("=")[2]))]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return compose("config", overrides=list(overrides))
+            cfg = compose("config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
         raise PacerUserError(str(e).strip().splitlines()[0]) from None
+    if files:
+        with open_dict(cfg):
+            cfg.submission = file_submission_config(files[-1])
+    return cfg
 
 
 def run_command(args: Sequence[str]) -> int:
@@ -86,6 +106,8 @@ def run_command(args: Sequence[str]) -> int:
     if not main:
         return 0
     print(summary_line(record))
+    for warning in record.get("warnings") or []:
+        print(f"pacer: warning: {warning}", file=sys.stderr)
     if record["status"] == "preempted":
         print("pacer: stopped by a signal; checkpoint saved: continue with the same command and resume=true", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
@@ -105,6 +127,7 @@ def _hydra_multirun(overrides: Sequence[str]) -> int:
 
     from harness.job import run_job
     from harness.launchers import quiet_sacct_warnings
+    from harness.workloads import CONFIG_DIR
 
     quiet_sacct_warnings()  # hydra/launcher=submitit_slurm polls sacct, absent without accounting
 

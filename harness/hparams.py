@@ -1,14 +1,20 @@
 """Search spaces in AlgoPerf's JSON format, and the checked hyperparameter point of a run.
 
-A search space maps each name to either `{"min": a, "max": b, "scaling": "log"|"linear"}` or
-`{"feasible_points": [...]}`. A point is valid when it has exactly the space's names and every
-value lies in its range or among its feasible points."""
+A search space is one of AlgoPerf's two forms:
+
+* an object mapping each name to `{"min": a, "max": b, "scaling": "log"|"linear"}` or
+  `{"feasible_points": [...]}`: a point is valid when it has exactly the space's names and
+  every value lies in its range or among its feasible points;
+* a list of concrete points (every external-tuning leaderboard entry uses it): trial k of a
+  study is point k, in order, as AlgoPerf runs them (`SearchSpace.points`). Each name's values
+  across the list are its feasible points, so overrides are checked against them.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +43,15 @@ class FeasiblePoints:
         return any(value == p and type(value) is type(p) or _close(value, p) for p in self.points)
 
 
+def _distinct(values: Iterable[Value]) -> tuple[Value, ...]:
+    """`values` without repeats, in first-seen order (values may be unhashable JSON)."""
+    seen: list[Value] = []
+    for value in values:
+        if not any(value == s and type(value) is type(s) for s in seen):
+            seen.append(value)
+    return tuple(seen)
+
+
 def _close(a: Value, b: Value) -> bool:
     numbers = (int, float)
     return isinstance(a, numbers) and isinstance(b, numbers) and math.isclose(a, b, rel_tol=1e-12)
@@ -50,6 +65,8 @@ class SearchSpace:
     params: dict[str, Parameter]
     source: str
     """Where the space came from (a file path or a config name), for error messages."""
+    points: tuple[dict[str, Value], ...] | None = None
+    """The list form's points, in order (trial k of a study is point k); None for the object form."""
 
     @classmethod
     def from_file(cls, path: Path) -> SearchSpace:
@@ -63,9 +80,25 @@ class SearchSpace:
 
     @classmethod
     def from_mapping(cls, data: object, source: str) -> SearchSpace:
+        """Parse either form (object or list of points); raise `PacerUserError` naming `source`."""
+        if isinstance(data, list):
+            return cls.from_points(data, source)
         if not isinstance(data, Mapping):
-            raise PacerUserError(f"search space {source}: expected an object of hyperparameters")
+            raise PacerUserError(f"search space {source}: expected an object of hyperparameters or a list of points (AlgoPerf's two forms), got {type(data).__name__}")
         return cls({str(name): _parse_parameter(spec, f"{source}: {name}") for name, spec in data.items()}, source)
+
+    @classmethod
+    def from_points(cls, data: list[object], source: str) -> SearchSpace:
+        """The list form: every entry an object of name -> value, all with the same names."""
+        if not data or not all(isinstance(p, Mapping) and p for p in data):
+            raise PacerUserError(f"search space {source}: a list-form search space must be a non-empty list of objects of hyperparameter values")
+        points = tuple({str(k): v for k, v in p.items()} for p in data if isinstance(p, Mapping))
+        names = set(points[0])
+        for index, point in enumerate(points):
+            if set(point) != names:
+                raise PacerUserError(f"search space {source}: point {index} has names {', '.join(sorted(point))}, point 0 has {', '.join(sorted(names))}")
+        params: dict[str, Parameter] = {name: FeasiblePoints(_distinct(p[name] for p in points)) for name in sorted(names)}
+        return cls(params, source, points)
 
     def names(self) -> list[str]:
         return sorted(self.params)

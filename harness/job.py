@@ -6,6 +6,7 @@ step is taken. `run_job` is what `pacer run` calls and what sweeps will call per
 from __future__ import annotations
 
 import datetime
+import traceback
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
@@ -69,7 +70,9 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     )
     checkpoint_every_sec = _check_checkpoint_period(plain)
     submission = load_submission(plain["submission"])
-    hyperparameters = hparamslib.resolve(submission.search_space, submission.default, plain.get("hparams") or {}, f"submission {submission.name}")
+    overrides = plain.get("hparams") or {}
+    base = submission.point_for(int(plain["trial"])) if set(submission.search_space.params) - set(overrides) else {}
+    hyperparameters = hparamslib.resolve(submission.search_space, base, overrides, f"submission {submission.name}")
     path = run_path(plain["results_root"], str(plain["experiment"]), ruleset_name(plain), submission.name, workload.name, int(plain["study"]), int(plain["trial"]))
     run_dir = RunDir(path)
     if not create_run_dir:
@@ -118,13 +121,22 @@ def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) 
             job.run_dir.append_eval(row)
             progress.on_eval(row)
 
+    try:
+        impl = job.submission.impl
+    except Exception:  # noqa: BLE001 - an AlgoPerf file's import may raise anything; the record keeps it
+        record |= {"status": "error", "error": traceback.format_exc(), "updated_at": _now(), "finished_at": _now()}
+        if main:
+            job.run_dir.write_run(record)
+        return record
     periodic = checkpoint.PeriodicCheckpoints(job.run_dir.path, job.checkpoint_every_sec, record["preemptions"])
-    runner = Runner(job.workload, job.submission.impl, job.hyperparameters, job.settings, on_eval, should_stop=stop, resume_from=saved, at_step_boundary=periodic)
+    runner = Runner(job.workload, impl, job.hyperparameters, job.settings, on_eval, should_stop=stop, resume_from=saved, at_step_boundary=periodic)
     sched_start = contention.snapshot()
     outcome = runner.run()
     progress.close()
     probes = runner.clock.probe_summary()
     record = _final_record(record, outcome) | {
+        "batch_size": runner.batch_size,
+        "warnings": runner.warnings,
         "clock": record["clock"] | {"probes": probes},
         "contention": contention.assess(sched_start, contention.snapshot(), probes),
     }
@@ -169,7 +181,8 @@ def _initial_record(job: Job) -> dict[str, object]:
         "settings": asdict(job.settings),
         "status": "running",
         "hyperparameters": dict(job.hyperparameters),
-        "batch_size": job.submission.impl.get_batch_size(getattr(w, "base_name", w.name)),
+        "batch_size": None,
+        "warnings": [],
         "target": {"metric": w.target_metric_name, "direction": w.target_metric_direction.value, "validation": w.validation_target_value, "test": w.test_target_value},
         "budget": {"max_runtime_sec": job.settings.max_runtime_sec or w.max_allowed_runtime_sec, "eval_period_sec": w.eval_period_time_sec, "step_hint": w.step_hint},
         "clock": {"kind": w.clock, "unit": "reference s" if w.clock == "normalized" else "s", "reference_sec": w.reference_step_sec,

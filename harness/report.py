@@ -100,8 +100,9 @@ def leaderboard_html(result: ScoreResult) -> str:
     intervals = " Intervals: bootstrap over studies and trials." if _has_intervals(board) else ""
     note = f"<p>Ruleset <b>{html.escape(result.ruleset)}</b>; {html.escape(result.clock_note())}; score = normalised area under the performance profile" \
            f" for &tau; in [1, {result.rules.max_ratio:g}] (1 = fastest on every workload).{intervals}</p>"
-    if result.intervals_note:
-        note += f"<p class='intervals-note'>{html.escape(result.intervals_note)}</p>"
+    for extra in (result.intervals_note, result.rules_note):
+        if extra:
+            note += f"<p class='intervals-note'>{html.escape(extra)}</p>"
     return f"{note}<table>{head}{cells}</table>"
 
 
@@ -113,7 +114,7 @@ def leaderboard_markdown(result: ScoreResult) -> str:
     align = {"submission": ":---", "95% CI": ":---:"}
     lines = ["| " + " | ".join(titles) + " |", "|" + "|".join(align.get(t, "---:") for t in titles) + "|"]
     lines += ["| " + " | ".join(r.values()) + " |" for r in rows]
-    notes = [result.intervals_note] if result.intervals_note else []
+    notes = [n for n in (result.intervals_note, result.rules_note) if n]
     flagged = len(result.contended_runs())
     if flagged:
         notes.append(f"Contended runs: {flagged} (their machine was oversubscribed; their times may be inflated); the report lists them.")

@@ -20,11 +20,13 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
 
 import torch
 
@@ -70,6 +72,37 @@ class RunOutcome:
 EvalObserver = Callable[[EvalResults], None]
 
 
+T = TypeVar("T")
+UNKNOWN_WORKLOAD_ERRORS = (ValueError, KeyError, NotImplementedError)
+"""What AlgoPerf submissions' `get_batch_size` raises for a workload name it does not know."""
+
+
+def batch_size_for(submission: Submission, workload: Workload) -> tuple[int, str | None]:
+    """The submission's global batch size for `workload` (asked by its base name, as AlgoPerf
+    does), and a warning when the submission does not know that name: then the workload's
+    reference batch size (its config's `batch_size`), which Pacer-only workloads always need
+    for AlgoPerf's leaderboard files. Any other exception propagates (the run's `error`)."""
+    name = getattr(workload, "base_name", workload.name)
+    try:
+        return int(submission.get_batch_size(name)), None
+    except UNKNOWN_WORKLOAD_ERRORS as e:
+        from harness.submission_kit import reference_batch_size
+
+        size = reference_batch_size(name)
+        return size, f"get_batch_size({name!r}) raised {type(e).__name__}: {e}; using the workload's reference batch size {size}"
+
+
+def keyword_caller(fn: Callable[..., T]) -> Callable[..., T]:
+    """`fn` called by keyword with only the arguments it names, as AlgoPerf calls
+    `update_params` and `prepare_for_eval`: `train_state` reaches only a function that takes it.
+    A `**kwargs` catch-all takes every argument. The signature is read once, here."""
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return fn
+    names = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return lambda **arguments: fn(**{k: v for k, v in arguments.items() if k in names})
+
+
 def batch_size_of(batch: Batch) -> int:
     """Number of real examples in a batch (padding has weight 0)."""
     if "weights" in batch:
@@ -94,6 +127,9 @@ class Runner:
         self.should_stop, self.resume_from, self.at_step_boundary = should_stop, resume_from, at_step_boundary
         self.budget = settings.max_runtime_sec or workload.max_allowed_runtime_sec
         self.outcome = RunOutcome(status="running")
+        self.batch_size: int | None = None
+        self.warnings: list[str] = []
+        """What the record should say beside the outcome (e.g. the batch size was not the submission's)."""
         self.eval_history: list[tuple[int, EvalResults]] = []
         self._state = {
             "accumulated_submission_time": 0.0, "accumulated_eval_time": 0.0, "accumulated_logging_time": 0.0,
@@ -110,7 +146,11 @@ class Runner:
         rnglib.seed_everything(self.settings.seed)
         dropout = self.hparams.get("dropout_rate")
         self.params, self.model_state = self.workload.init_model_fn(init_rng, dropout_rate=None if dropout is None else float(dropout))
-        self.batch_size = self.submission.get_batch_size(getattr(self.workload, "base_name", self.workload.name))
+        self.batch_size, warning = batch_size_for(self.submission, self.workload)
+        self.warnings += [warning] if warning else []
+        self.update_params = keyword_caller(self.submission.update_params)
+        prepare = getattr(self.submission, "prepare_for_eval", None)
+        self.prepare_for_eval = None if prepare is None else keyword_caller(prepare)
         self.input_queue = self.workload.build_input_queue(data_rng, self.batch_size)
         self.optimizer_state = self.submission.init_optimizer_state(self.workload, self.params, self.model_state, self.hparams, opt_rng)
         self.params_types = self.workload.model_params_types
@@ -147,9 +187,11 @@ class Runner:
         try:
             with self.clock.phase("submission"):
                 batch = self.submission.data_selection(self.workload, self.input_queue, self.optimizer_state, self.params, self.model_state, self.hparams, step, rng)
-                self.optimizer_state, self.params, self.model_state = self.submission.update_params(
-                    self.workload, self.params, self.params_types, self.model_state, self.hparams, batch,
-                    self.workload.loss_type, self.optimizer_state, self.eval_history, step, rng, self.train_state)
+                self.optimizer_state, self.params, self.model_state = self.update_params(
+                    workload=self.workload, current_param_container=self.params, current_params_types=self.params_types,
+                    model_state=self.model_state, hyperparameters=self.hparams, batch=batch, loss_type=self.workload.loss_type,
+                    optimizer_state=self.optimizer_state, eval_results=self.eval_history, global_step=step, rng=rng,
+                    train_state=self.train_state)
         except TrainingCompleteError:
             self._state["training_complete"] = True
             return
@@ -186,13 +228,13 @@ class Runner:
         return self.clock.since(self.last_eval_end) >= self.workload.eval_period_time_sec
 
     def _prepare_and_evaluate(self) -> None:
-        prepare = getattr(self.submission, "prepare_for_eval", None)
-        if prepare is not None:
+        if self.prepare_for_eval is not None:
             with self.clock.phase("submission"):
-                self.optimizer_state, self.params, self.model_state = prepare(
-                    self.workload, self.params, self.params_types, self.model_state, self.hparams,
-                    self.workload.loss_type, self.optimizer_state, self.eval_history, self.outcome.global_step,
-                    rnglib.fold_in(self.step_rng, -self.outcome.global_step))
+                self.optimizer_state, self.params, self.model_state = self.prepare_for_eval(
+                    workload=self.workload, current_param_container=self.params, current_params_types=self.params_types,
+                    model_state=self.model_state, hyperparameters=self.hparams, loss_type=self.workload.loss_type,
+                    optimizer_state=self.optimizer_state, eval_results=self.eval_history, global_step=self.outcome.global_step,
+                    rng=rnglib.fold_in(self.step_rng, -self.outcome.global_step))
         self.clock.probe()  # closes the stretch: the eval row's time is measured, not extrapolated
         if not self._time_remaining():
             self.outcome.status = "budget_exhausted"

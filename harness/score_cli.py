@@ -30,7 +30,7 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
 def rules_from(opts: argparse.Namespace) -> ScoringRules:
     held_out: tuple[str, ...] = ()
     if opts.held_out:
-        held_out = tuple(algoperf_targets(opts.held_out)["held_out"]) if opts.held_out.startswith("v0.") else tuple(w for w in opts.held_out.split(",") if w)
+        held_out = tuple(algoperf_targets(opts.held_out)["held_out"]) if opts.held_out.startswith("v") and opts.held_out[1:2].isdigit() else tuple(w for w in opts.held_out.split(",") if w)
     return ScoringRules(cutoff=None if opts.no_cutoff else 4.0, held_out=held_out, held_out_rule=bool(held_out), reference=opts.reference,
                         bootstrap=opts.bootstrap, seed=opts.seed)
 
@@ -100,7 +100,7 @@ def as_json(result: ScoreResult, compat: str | None) -> dict[str, object]:
         "step_scores": {s: float(v) for s, v in result.step_scores.items()} if result.step_scores is not None else None,
         "times": {s: {w: _finite(v) for w, v in row.items()} for s, row in result.times.iterrows()},
         "ruleset": result.ruleset, "compat": compat, "warnings": result.warnings,
-        "score_ci": None, "p_rank1": None, "intervals_note": result.intervals_note,
+        "score_ci": None, "p_rank1": None, "intervals_note": result.intervals_note, "rules_note": result.rules_note,
         "clock": {"by_workload": result.clocks(), "note": result.clock_note()},
         "contended_runs": result.contended_runs()["run_dir"].astype(str).tolist(),
     }
@@ -126,6 +126,8 @@ def format_table(result: ScoreResult, compat: str | None) -> str:
         lines.append(f"{int(row['rank']):>4}  {name:<24} {row.score:>7.4f}  {middle}{int(row.reached):>3}/{int(row.workloads):<3}")
     if result.intervals_note:
         lines.append(result.intervals_note)
+    if result.rules_note:
+        lines.append(result.rules_note)
     lines += ["", f"time to target (miss = not reached); {result.clock_note()}:", _times_text(result.times)]
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)

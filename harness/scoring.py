@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,8 @@ class ScoringRules:
         reference: a submission whose times are the denominators of the ratios (None: the
             fastest submission per workload).
         num_workloads: n in rho = |{w: r <= tau}| / n; None counts the workloads scored.
+        base_workloads: the workloads that are scored (an AlgoPerf round's base workloads);
+            None: every workload but the held-out variants.
         bootstrap: number of bootstrap replicates (0 disables the intervals).
         confidence: the central interval's coverage.
         seed: the bootstrap's seed (results are reproducible).
@@ -69,6 +71,7 @@ class ScoringRules:
     held_out_rule: bool = False
     reference: str | None = None
     num_workloads: int | None = None
+    base_workloads: tuple[str, ...] | None = None
     bootstrap: int = 1000
     confidence: float = 0.95
     seed: int = 0
@@ -106,6 +109,8 @@ class ScoreResult:
     warnings: list[str] = field(default_factory=list)
     intervals_note: str | None = None
     """Why there are no intervals, or what they leave out; None when every cell was resampled."""
+    rules_note: str | None = None
+    """Which round's rules scored imported AlgoPerf runs (None: the rules as given)."""
 
     def clocks(self) -> dict[str, str]:
         """workload -> the clock kind its times use (records without one: wall)."""
@@ -239,14 +244,18 @@ def held_out_pairs(workloads: Sequence[str], base_of: dict[str, str], held_out: 
     return pairs
 
 
-def apply_held_out(t: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Written rule: a miss on a held-out variant makes its base workload a miss, and a miss on
-    the base makes the variant a miss. `t` has workloads on its last axis."""
+def apply_held_out(t: np.ndarray, pairs: Sequence[tuple[int, int]], factor: float | None) -> np.ndarray:
+    """Written rule: a submission keeps its base workload only if it reached the held-out variant
+    within `factor` x the fastest submission on that variant, the fastest among those that
+    reached the base workload (a miss on the base is a miss on the variant). `t` has shape
+    (..., submissions, workloads); `factor` None: reaching the variant is enough."""
     t = t.copy()
     for v, b in pairs:
-        miss = ~np.isfinite(t[..., v]) | ~np.isfinite(t[..., b])
-        t[..., v] = np.where(miss, np.inf, t[..., v])
-        t[..., b] = np.where(miss, np.inf, t[..., b])
+        variant = np.where(np.isfinite(t[..., b]), t[..., v], np.inf)
+        if factor is not None:
+            variant = np.where(variant > factor * variant.min(axis=-1, keepdims=True), np.inf, variant)
+        t[..., v] = variant
+        t[..., b] = np.where(np.isfinite(variant), t[..., b], np.inf)
     return t
 
 
@@ -297,10 +306,10 @@ class Table:
 
     def score_arrays(self, t: np.ndarray, rules: ScoringRules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(scored times, ratios, scores) for times `t` of shape (..., submissions, workloads)."""
-        keep = list(range(len(self.workloads)))
         if rules.held_out_rule:
-            t = apply_held_out(t, held_out_pairs(self.workloads, self.base_of, rules.held_out))
-            keep = [i for i, w in enumerate(self.workloads) if w not in set(rules.held_out)]
+            t = apply_held_out(t, held_out_pairs(self.workloads, self.base_of, rules.held_out), rules.cutoff)
+        scored = set(self.scored_workloads(rules))
+        keep = [i for i, w in enumerate(self.workloads) if w in scored]
         t = apply_cutoff(t[..., keep], rules.cutoff)
         reference = self.submissions.index(rules.reference) if rules.reference is not None else None
         r = ratio_array(t, reference)
@@ -308,6 +317,9 @@ class Table:
         return t, r, closed_form_scores(r, rules.max_ratio, n)
 
     def scored_workloads(self, rules: ScoringRules) -> list[str]:
+        """The workloads that count: the round's base workloads, else all but the held-out variants."""
+        if rules.base_workloads is not None:
+            return [w for w in self.workloads if w in set(rules.base_workloads)]
         return [w for w in self.workloads if not (rules.held_out_rule and w in set(rules.held_out))]
 
 
@@ -348,7 +360,8 @@ def check_comparable(df: pd.DataFrame, allow_mixed: bool) -> list[str]:
             examples = runs.loc[kinds.index].groupby(kinds)["run_dir"]
             detail = "; ".join(f"{kind}: {len(dirs)} runs, e.g. {dirs.iloc[0]}" for kind, dirs in examples)
             problems.append(f"workload {workload} mixes {kinds.nunique()} clocks ({detail})")
-    target_key = runs[["target_metric", "target_direction", "validation_target", "test_target"]].astype(str).agg("|".join, axis=1)
+    parts = [runs[c].astype(object).map(str) for c in ("target_metric", "target_direction", "validation_target", "test_target")]
+    target_key = parts[0].str.cat(parts[1:], sep="|")
     for workload, keys in target_key.groupby(runs["workload"]):
         if keys.nunique() > 1:
             examples = runs.loc[keys.index].groupby(keys)["run_dir"].first()
@@ -485,7 +498,8 @@ def score_frame(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mi
     notes = check_comparable(df, allow_mixed)
     trials, dup_notes = dedupe_reruns(trial_times(df))
     ruleset = ruleset or infer_ruleset(trials)
-    times = workload_times(trials, ruleset)
+    rules, rules_note = round_rules(trials, rules)
+    times, missing_note = misses_for_missing_cells(workload_times(trials, ruleset))
     if rules.reference is not None and rules.reference not in times.index:
         raise PacerUserError(f"unknown reference submission {rules.reference!r} (valid: {', '.join(times.index)})")
     base_of = trials.drop_duplicates("workload").set_index("workload")["base_workload"].fillna("").to_dict()
@@ -495,8 +509,8 @@ def score_frame(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mi
     result = ScoreResult(
         times=times, scored_times=pd.DataFrame(scored, index=times.index, columns=kept),
         ratios=pd.DataFrame(r, index=times.index, columns=kept), scores=pd.Series(scores, index=times.index, name="score"),
-        trials=trials, rules=rules, ruleset=ruleset, warnings=notes + dup_notes)
-    step_times = workload_times(trials, ruleset, "steps_to_validation").reindex(index=times.index, columns=times.columns)
+        trials=trials, rules=rules, ruleset=ruleset, warnings=notes + dup_notes + ([missing_note] if missing_note else []), rules_note=rules_note)
+    step_times = workload_times(trials, ruleset, "steps_to_validation").reindex(index=times.index, columns=times.columns).fillna(np.inf)
     result.step_scores = pd.Series(table.score_arrays(step_times.to_numpy(dtype=float), rules)[2], index=times.index, name="step_score")
     studies = trials.groupby(["submission", "workload"])["study"].nunique()
     result.intervals_note = intervals_note(studies, rules.bootstrap)
@@ -507,6 +521,35 @@ def score_frame(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mi
         budgets = trials.groupby("workload")["max_runtime_sec"].max()
         result.speedup = geometric_mean_speedup(times[kept], rules.reference, budgets)
     return result
+
+
+def misses_for_missing_cells(times: pd.DataFrame, examples: int = 10) -> tuple[pd.DataFrame, str | None]:
+    """A submission x workload cell with no run at all (an unfinished sweep, merged roots, a
+    variant only some ran) becomes a miss (inf), so that it can never make the column's fastest
+    time NaN and hand everyone else ratio 1; and one warning line lists the cells."""
+    missing = times.isna().stack()
+    cells = [f"{s}/{w}" for (s, w), hole in missing.items() if hole]
+    if not cells:
+        return times, None
+    shown = ", ".join(cells[:examples]) + (", ..." if len(cells) > examples else "")
+    return times.fillna(np.inf), f"{len(cells)} submission/workload cell(s) have no run and count as misses: {shown}"
+
+
+def round_rules(trials: pd.DataFrame, rules: ScoringRules) -> tuple[ScoringRules, str | None]:
+    """Runs imported from one AlgoPerf round (`source` "algoperf:<version>" on every run) are
+    scored by that round's written rules: its base workloads only, n = its number of base
+    workloads, and its held-out draw with the held-out rule (v0.5) -- unless `rules` already
+    names held-out variants. Returns the rules and a note saying which round's (None: as given)."""
+    sources = set(trials["source"].dropna().astype(str)) if "source" in trials else set()
+    if len(sources) != 1 or not next(iter(sources)).startswith("algoperf:") or trials["source"].isna().any() or rules.held_out:
+        return rules, None
+    from harness.algoperf_import import algoperf_round
+
+    round_ = algoperf_round(next(iter(sources)).split(":", 1)[1])
+    rules = replace(rules, held_out=round_.held_out, held_out_rule=bool(round_.held_out), base_workloads=round_.base_workloads,
+                    num_workloads=rules.num_workloads or round_.num_base_workloads)
+    held_out = f"held-out variants {', '.join(round_.held_out)} (each within {rules.cutoff or 'any'}x of the fastest that reached its base)" if round_.held_out else "no held-out variants"
+    return rules, f"rules: AlgoPerf {round_.version}'s written rules: {round_.num_base_workloads} base workloads, {held_out}; other variants are not scored"
 
 
 def load_roots(roots: Sequence[Path], cache: bool = True) -> pd.DataFrame:

@@ -1,8 +1,13 @@
 """The Pacer contract: what a workload provides, what a submission provides, and what is timed.
 
 Read this module to learn the whole contract. Names and argument order follow MLCommons
-AlgoPerf (`algoperf/spec.py`) on purpose, so that an AlgoPerf PyTorch submission ports with
-no more than an import change (`from harness import spec`).
+AlgoPerf (`algoperf/spec.py`) on purpose: an AlgoPerf PyTorch submission file runs unmodified
+(`pacer run submission=path/to/submission.py`; its `algoperf` imports are served by
+`harness.algoperf_api`), and a Pacer submission may import `harness.spec` instead.
+
+Calls, as AlgoPerf makes them: `get_batch_size`, `init_optimizer_state` and `data_selection`
+positionally; `update_params` and `prepare_for_eval` by keyword, each given only the
+arguments its signature names (so `train_state` is optional).
 
 Timing (enforced by `harness.runner`, never by the submission):
 
@@ -185,6 +190,9 @@ class Workload(abc.ABC):
     eval_every_steps: int | None = None
     """Evaluate after step 1 and every this many steps, so that the eval sequence does not
     depend on the machine's speed; None: AlgoPerf's wall-clock `eval_period_time_sec`."""
+    metrics_logger: object | None = None
+    """AlgoPerf's optional logger of extra training scalars, which submissions test for
+    `is not None` before calling `append_scalar_metrics`; Pacer provides none."""
     eval_batch_size: int
     num_train_examples: int
     num_eval_train_examples: int
@@ -279,7 +287,9 @@ class Submission(Protocol):
     `data_selection`, or identify the workload by name other than in `get_batch_size`."""
 
     def get_batch_size(self, workload_name: str) -> int:
-        """Global batch size for a workload (untimed)."""
+        """Global batch size for a workload, asked by its base name (untimed). A submission that
+        raises `ValueError`, `KeyError` or `NotImplementedError` (a name it does not know) gets
+        the workload's reference batch size, and the run record says so in `warnings`."""
 
     def init_optimizer_state(
         self,

@@ -20,7 +20,7 @@ import math
 import os
 import shutil
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,15 +42,18 @@ def run_path(root: Path, experiment: str, ruleset: str, submission: str, workloa
     return Path(root) / experiment / ruleset / submission / workload / f"study_{study}" / f"trial_{trial}"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that readers see the old or the new file, never a mix."""
+def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
+    """Replace `path` with `text` so that readers see the old or the new file, never a mix.
+    `durable`: also on disk when this returns (fsync of the file and its folder, ~2 ms each)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -71,8 +74,12 @@ def _json_default(value: object) -> object:
 
 def _dumps(record: Mapping[str, object], **kwargs) -> str:
     # NaN/inf are legal metric values (diverged runs); JSON has no literal for them, so they
-    # are written as null, and the DataFrame loader restores NaN.
-    return json.dumps(_finite_or_none(record), default=_json_default, allow_nan=False, **kwargs)
+    # are written as null, and the DataFrame loader restores NaN. Most records have none, and
+    # walking every value in Python first would cost more than encoding it.
+    try:
+        return json.dumps(record, default=_json_default, allow_nan=False, **kwargs)
+    except ValueError:
+        return json.dumps(_finite_or_none(record), default=_json_default, allow_nan=False, **kwargs)
 
 
 def _finite_or_none(value: object) -> object:
@@ -127,17 +134,22 @@ class RunDir:
                 break  # a torn last line from a kill mid-write; nothing after it was finished
         return rows
 
-    def write_evals(self, rows: Iterable[Mapping[str, object]]) -> None:
-        """Replace the eval log with `rows` at once (used by importers)."""
-        atomic_write_text(self.evals_path, "".join(_dumps(r) + "\n" for r in rows))
+    def write_evals(self, rows: Iterable[Mapping[str, object]], *, durable: bool = True) -> None:
+        """Replace the eval log with `rows` at once (used by importers; `durable=False` leaves the
+        sync to the caller)."""
+        self.write_evals_text("".join(_dumps(r) + "\n" for r in rows), durable=durable)
+
+    def write_evals_text(self, jsonl: str, *, durable: bool = True) -> None:
+        """Replace the eval log with `jsonl`: JSON objects, one a line, each line ending in a newline."""
+        atomic_write_text(self.evals_path, jsonl, durable=durable)
 
     def truncate_evals(self, keep: int) -> None:
         """Keep the first `keep` evals (used on resume from a checkpoint taken after them)."""
         rows = self.read_evals()[:keep]
         atomic_write_text(self.evals_path, "".join(_dumps(r) + "\n" for r in rows))
 
-    def write_run(self, record: Mapping[str, object]) -> None:
-        atomic_write_text(self.run_path, _dumps(record, indent=2, sort_keys=True))
+    def write_run(self, record: Mapping[str, object], *, durable: bool = True) -> None:
+        atomic_write_text(self.run_path, _dumps(record, indent=2, sort_keys=True), durable=durable)
 
     def read_run(self) -> dict[str, object] | None:
         if not self.run_path.exists():
@@ -207,7 +219,8 @@ def _pick(record: Mapping[str, object], key: str | tuple[str, ...]) -> object:
 
 def find_runs(roots: Iterable[Path]) -> list[Path]:
     """Every run folder (one holding a run.json) under the given roots, sorted."""
-    return sorted({p.parent for root in roots for p in Path(root).rglob(RUN_FILE)})
+    # os.walk lists each folder once; Path.rglob costs about three times as much on a large tree.
+    return sorted({Path(folder) for root in roots for folder, _, files in os.walk(root) if RUN_FILE in files})
 
 
 def load_results(*roots: Path, cache: bool = False) -> pd.DataFrame:
@@ -238,9 +251,14 @@ def _load_runs(paths: list[Path]) -> pd.DataFrame:
             runs.append(loaded[0])
             texts.append(loaded[1])
             read.append(path)
+    return _frame_of(runs, texts, read)
+
+
+def _frame_of(runs: list[dict[str, object]], texts: list[bytes], paths: list[Path]) -> pd.DataFrame:
+    """The tidy frame of runs' columns (`_run_columns`) and their evals.jsonl contents."""
     if not runs:
         return _empty_frame()
-    evals, counts = _parse_evals(texts, read)
+    evals, counts = _parse_evals(texts, paths)
     run_table = pd.DataFrame(runs)
     owner = np.repeat(np.arange(len(runs)), counts)
     empty = np.flatnonzero(np.asarray(counts) == 0)
@@ -258,14 +276,19 @@ def _load_runs(paths: list[Path]) -> pd.DataFrame:
 def _read_run(path: Path) -> tuple[dict[str, object], bytes] | None:
     run = RunDir(path)
     try:
-        record = run.read_run()
-        text = run.evals_path.read_bytes() if run.evals_path.exists() else b""
+        record = json.loads(run.run_path.read_bytes())
+        text = _read_if_present(run.evals_path)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         warnings.warn(f"skipping unreadable run record {path / RUN_FILE}: {e}", stacklevel=3)
         return None
     if not isinstance(record, dict):
         warnings.warn(f"skipping run record {path / RUN_FILE}: not a JSON object", stacklevel=3)
         return None
+    return _run_columns(record, path), text
+
+
+def _run_columns(record: Mapping[str, object], path: Path) -> dict[str, object]:
+    """A run record's fields as the frame's run columns (RUN_COLUMNS and the derived ones)."""
     row = {column: _pick(record, key) for column, key in RUN_COLUMNS.items()}
     for column, default in RUN_DEFAULTS.items():
         if row[column] is None:
@@ -274,7 +297,15 @@ def _read_run(path: Path) -> tuple[dict[str, object], bytes] | None:
     row["contention_reasons"] = "; ".join(str(r) for r in reasons) if isinstance(reasons, list) else ""
     row["hyperparameters"] = json.dumps(record.get("hyperparameters") or {}, sort_keys=True, default=str)
     row["run_dir"] = str(path)
-    return row, text
+    return row
+
+
+def _read_if_present(path: Path) -> bytes:
+    """The file's bytes; b"" when it does not exist (a run that has not evaluated yet)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 def _parse_evals(texts: list[bytes], paths: list[Path]) -> tuple[pd.DataFrame, list[int]]:
@@ -343,12 +374,36 @@ def _load_root_cached(root: Path) -> pd.DataFrame:
             pass  # a broken cache is rebuilt below
     df = _load_runs(paths)
     if root.is_dir():
-        table = pa.Table.from_pandas(df, preserve_index=False)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), CACHE_KEY: signature})
-        tmp = cache_path.with_name(f".{cache_path.name}.tmp{os.getpid()}")
-        try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, cache_path)
-        except OSError as e:
-            warnings.warn(f"cannot write the results cache {cache_path}: {e}", stacklevel=3)
+        _write_cache(root, df, signature)
     return df
+
+
+def _write_cache(root: Path, df: pd.DataFrame, signature: bytes) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cache_path = root / CACHE_FILE
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), CACHE_KEY: signature})
+    tmp = cache_path.with_name(f".{cache_path.name}.tmp{os.getpid()}")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, cache_path)
+    except OSError as e:
+        warnings.warn(f"cannot write the results cache {cache_path}: {e}", stacklevel=4)
+
+
+def cache_written_runs(root: Path, written: Sequence[tuple[Path, Mapping[str, object], str]]) -> bool:
+    """Write `root`'s Parquet cache from runs just written (path, record, evals.jsonl text), so
+    that the next `load_results(root, cache=True)` needs no parse: what an importer does. Only
+    when they are all the runs under `root` (else False: the next load reads the records).
+
+    The frame is built by the loader's own code from the same record and text, and the cache
+    carries the files' signature, so it is reused exactly while they stay as written."""
+    paths = find_runs([root])
+    if sorted(Path(p) for p, _, _ in written) != paths:
+        return False
+    by_path = {Path(p): (record, text) for p, record, text in written}
+    df = _frame_of([_run_columns(by_path[p][0], p) for p in paths], [by_path[p][1].encode() for p in paths], paths)
+    _write_cache(root, df, _signature(paths).encode())
+    return True

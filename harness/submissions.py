@@ -2,33 +2,70 @@
 
 Submissions are discovered by convention: every `configs/submission/<name>.yaml` is one. A
 config with `module:` names a Python module with AlgoPerf's five functions; a config with
-`optimizer:` is a config-only submission (`harness.config_submission`). Either way its
-`search_space` is a JSON file path, relative to `submissions/` unless absolute, or an inline
-mapping, and its `default` is checked against it."""
+`optimizer:` is a config-only submission (`harness.config_submission`); a config with `file:`
+(`format: algoperf`) is an AlgoPerf submission file run as it is, and so is
+`pacer run submission=path/to/submission.py` (`file_submission_config`). Its `search_space` is
+a JSON file path, relative to `submissions/` unless absolute (for a `file:` submission:
+relative to the file's folder, default `tuning_search_space.json` there, none: self-tuning),
+or an inline mapping or list; its `default` is checked against it.
+
+An AlgoPerf file is checked without running it (it parses and binds the four required
+functions at top level: bad input, exit 2); it is imported only when the run starts
+(`LoadedSubmission.impl`), with `harness.algoperf_api`'s stand-ins for the `algoperf` and
+`absl` packages it imports, so that a failure while importing it is the run's `error`
+record, not an empty folder."""
 
 from __future__ import annotations
 
+import ast
 import importlib
-from collections.abc import Mapping, Sequence
+import importlib.util
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
+from harness import algoperf_api
 from harness.config_submission import build_config_submission
 from harness.errors import PacerUserError
 from harness.hparams import SearchSpace, Value
+from harness.search import trial_point
 from harness.spec import Submission
 from harness.workloads import CONFIG_DIR
 
 SUBMISSIONS_DIR = Path(__file__).resolve().parent.parent / "submissions"
 REQUIRED_FUNCTIONS = ("get_batch_size", "init_optimizer_state", "update_params", "data_selection")
+ALGOPERF_SEARCH_SPACE = "tuning_search_space.json"
+"""The search space's file name beside an AlgoPerf submission file."""
+FORMATS = ("pacer", "algoperf")
 
 
 @dataclass(frozen=True)
 class LoadedSubmission:
     name: str
-    impl: Submission
     search_space: SearchSpace
     default: dict[str, Value]
+    load: Callable[[], Submission]
+    """Builds the implementation; `impl` calls it once."""
+
+    @cached_property
+    def impl(self) -> Submission:
+        """The implementation (imported on first use; an AlgoPerf file's import may raise anything)."""
+        return self.load()
+
+    def point_for(self, trial: int) -> dict[str, Value]:
+        """The hyperparameters of trial `trial` (0-based) when none are given: point `trial` of a
+        list-form space (AlgoPerf's order), else the config's `default`, else (a file with an
+        object-form space and no default) trial `trial`'s scrambled-Halton point of study 0."""
+        points = self.search_space.points
+        if points is not None:
+            if trial >= len(points):
+                raise PacerUserError(f"trial={trial} but the search space {self.search_space.source} lists {len(points)} points (trials 0-{len(points) - 1})")
+            return dict(points[trial])
+        if self.default or not self.search_space.params:
+            return dict(self.default)
+        return trial_point(self.search_space, seed=0, study=0, trial=trial)
 
 
 def submission_names() -> list[str]:
@@ -43,20 +80,97 @@ def check_submission_names(names: Sequence[str]) -> None:
         raise PacerUserError(f"unknown submission(s) {', '.join(unknown)} (valid: {', '.join(valid)})")
 
 
+def is_submission_file(value: str) -> bool:
+    """True when a `submission=` value names a Python file rather than a config."""
+    return value.endswith(".py")
+
+
+def file_submission_config(path: str | Path) -> dict[str, object]:
+    """The submission config of an AlgoPerf submission file given on the command line: named
+    after its folder when the file is `submission.py` (AlgoPerf's layout), else after the file.
+
+    Raises `PacerUserError` when there is no such file."""
+    file = Path(path).expanduser().resolve()
+    if not file.is_file():
+        raise PacerUserError(f"submission file {path}: no such file")
+    name = file.parent.name if file.stem == "submission" else file.stem
+    return {"name": name, "file": str(file), "format": "algoperf"}
+
+
 def load_submission(cfg: Mapping[str, object]) -> LoadedSubmission:
-    """Check a submission config and load its implementation; raise `PacerUserError` naming the file and key."""
+    """Check a submission config and load its implementation (an AlgoPerf file: when first
+    used); raise `PacerUserError` naming the file and key."""
     name = str(cfg.get("name", "?"))
-    where = f"configs/submission/{name}.yaml"
-    if ("module" in cfg) == ("optimizer" in cfg):
-        raise PacerUserError(f"{where}: needs exactly one of `module:` (a Python module with AlgoPerf's submission functions) or `optimizer:` (a config-only submission)")
+    where = str(cfg["file"]) if "file" in cfg else f"configs/submission/{name}.yaml"
+    if sum(key in cfg for key in ("module", "optimizer", "file")) != 1:
+        raise PacerUserError(f"{where}: needs exactly one of `module:` (a Python module with AlgoPerf's submission functions), `optimizer:` (a config-only submission) or `file:` (an AlgoPerf submission file)")
+    if str(cfg.get("format", "pacer")) not in FORMATS:
+        raise PacerUserError(f"{where}: format: {cfg['format']!r} is not one of {', '.join(FORMATS)}")
+    if "file" in cfg:
+        return _load_file_submission(name, Path(str(cfg["file"])), cfg)
     space = _load_search_space(cfg.get("search_space"), where)
     default = dict(cfg.get("default") or {})
     space.check(default, f"{where} default")
     if "module" in cfg:
-        impl = _import_module(str(cfg["module"]), where)
+        module = _import_module(str(cfg["module"]), where)
+        return LoadedSubmission(name, space, default, lambda: module)
+    built = build_config_submission(cfg, space, default, where)
+    return LoadedSubmission(name, space, default, lambda: built)
+
+
+def _load_file_submission(name: str, file: Path, cfg: Mapping[str, object]) -> LoadedSubmission:
+    file = file if file.is_absolute() else SUBMISSIONS_DIR / file
+    source = _check_submission_file(file)
+    spec = cfg.get("search_space")
+    if isinstance(spec, str) or spec is None:
+        path = file.parent / (spec or ALGOPERF_SEARCH_SPACE)
+        space = SearchSpace.from_file(path) if spec or path.exists() else SearchSpace({}, f"{file} (no {ALGOPERF_SEARCH_SPACE}: self-tuning)")
     else:
-        impl = build_config_submission(cfg, space, default, where)
-    return LoadedSubmission(name, impl, space, default)
+        space = SearchSpace.from_mapping(spec, str(file))
+    default = dict(cfg.get("default") or {})
+    space.check(default, f"{file} default")
+    return LoadedSubmission(name, space, default, lambda: _import_file(file, source))
+
+
+def _check_submission_file(file: Path) -> str:
+    """The file's source, once it is known to parse and to bind AlgoPerf's required functions."""
+    try:
+        source = file.read_text(encoding="utf-8")
+        tree = ast.parse(source, str(file))
+    except OSError as e:
+        raise PacerUserError(f"submission file {file}: cannot read ({e.strerror})") from None
+    except (SyntaxError, ValueError) as e:
+        raise PacerUserError(f"submission file {file}: not valid Python ({e})") from None
+    if missing := [f for f in REQUIRED_FUNCTIONS if f not in _top_level_names(tree)]:
+        raise PacerUserError(f"submission file {file}: not an AlgoPerf submission: no top-level {', '.join(missing)} (expected {', '.join(REQUIRED_FUNCTIONS)})")
+    return source
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def _import_file(file: Path, source: str) -> Submission:
+    """Import an AlgoPerf submission file as it is (its folder on `sys.path` for its own helper
+    modules); anything its import raises propagates."""
+    algoperf_api.install_for(source)
+    if str(file.parent) not in sys.path:
+        sys.path.insert(0, str(file.parent))
+    module_name = f"pacer_algoperf_submission_{abs(hash(str(file)))}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    assert spec is not None and spec.loader is not None  # a .py file that exists always has one
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _import_module(module_name: str, where: str) -> Submission:

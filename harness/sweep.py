@@ -31,6 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 from harness import launchers
 from harness import rng as rnglib
 from harness.errors import PacerUserError
+from harness.hparams import SearchSpace
 from harness.search import study_points
 from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text, run_path
 from harness.submissions import load_submission
@@ -99,11 +100,11 @@ def _cells_of(plain: dict[str, object]) -> list[Cell]:
     submission = load_submission(plain["submission"])
     workload = resolve_variant(plain["workload"], plain.get("variant"))["name"]
     job_base = {k: v for k, v in plain.items() if k not in ("suite", "launcher")} | {"resume": True, "overwrite": False, "quiet": True, "experiment_seed": plain["seed"]}
-    points = ruleset.get("points")
+    points = _listed_points(ruleset, submission.search_space)
     num_trials = len(points) if points else int(ruleset["num_trials"])
     cells = []
     for study in range(int(ruleset["num_studies"])):
-        study_hparams = _study_hparams(ruleset, submission.search_space, int(plain["seed"]), study, num_trials, dict(plain.get("hparams") or {}))
+        study_hparams = _study_hparams(ruleset, points, submission.search_space, int(plain["seed"]), study, num_trials, dict(plain.get("hparams") or {}))
         for trial in range(num_trials):
             seed = rnglib.from_strings(plain["seed"], workload, study, trial)
             cfg = job_base | {"study": study, "trial": trial, "seed": seed, "hparams": study_hparams[trial]}
@@ -111,11 +112,22 @@ def _cells_of(plain: dict[str, object]) -> list[Cell]:
     return cells
 
 
-def _study_hparams(ruleset: Mapping[str, object], space, seed: int, study: int, num_trials: int, fixed: dict[str, object]) -> list[dict[str, object]]:
-    """Each trial's hyperparameter overrides: concrete points, quasi-random points of the
-    search space (external), or none so the submission's default point runs (self)."""
+def _listed_points(ruleset: Mapping[str, object], space: SearchSpace) -> list[dict[str, object]] | None:
+    """The trials' concrete points, in order: the ruleset's `points`, else (external) the points of
+    a list-form search space, each study running all of them as AlgoPerf does; None: sample."""
     if ruleset.get("points"):
-        points = [dict(p) for p in ruleset["points"]]
+        return [dict(p) for p in ruleset["points"]]
+    if ruleset.get("pass_hyperparameters") and space.points is not None:
+        return [dict(p) for p in space.points]
+    return None
+
+
+def _study_hparams(ruleset: Mapping[str, object], listed: list[dict[str, object]] | None, space: SearchSpace, seed: int, study: int, num_trials: int,
+                   fixed: dict[str, object]) -> list[dict[str, object]]:
+    """Each trial's hyperparameter overrides: listed points, quasi-random points of the
+    search space (external), or none so the submission's default point runs (self)."""
+    if listed:
+        points = listed
     elif ruleset.get("pass_hyperparameters"):
         points = study_points(space, num_trials, seed, study)
     else:

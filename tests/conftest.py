@@ -68,9 +68,9 @@ class FakeSubmission:
         self.select_sleep, self.update_sleep = select_sleep, update_sleep
         self.raise_at, self.complete_at, self.nan_at = raise_at, complete_at, nan_at
         if prepare_sleep is not None:
-            def prepare_for_eval(workload, params, params_types, model_state, hparams, loss_type, optimizer_state, eval_results, global_step, rng):
+            def prepare_for_eval(workload, current_param_container, current_params_types, model_state, hyperparameters, loss_type, optimizer_state, eval_results, global_step, rng):
                 time.sleep(prepare_sleep)
-                return optimizer_state, params, model_state
+                return optimizer_state, current_param_container, model_state
             self.prepare_for_eval = prepare_for_eval
 
     def get_batch_size(self, workload_name):
@@ -83,7 +83,8 @@ class FakeSubmission:
         time.sleep(self.select_sleep)
         return next(input_queue)
 
-    def update_params(self, workload, params, params_types, model_state, hyperparameters, batch, loss_type, optimizer_state, eval_results, global_step, rng, train_state=None):
+    def update_params(self, workload, current_param_container, current_params_types, model_state, hyperparameters, batch, loss_type, optimizer_state, eval_results, global_step, rng, train_state=None):
+        params = current_param_container
         time.sleep(self.update_sleep)
         if global_step == self.raise_at:
             raise ValueError("boom at the chosen step")

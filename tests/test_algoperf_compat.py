@@ -33,6 +33,8 @@ TARGETS = {
 }
 FRAMEWORK = {"ogbg": "jax", "ogbg_model_size": "jax", "wmt": "pytorch", "criteo1tb": "jax", "criteo1tb_embed_init": "jax", "fastmri": "pytorch"}
 BASE_WORKLOADS = ["criteo1tb", "fastmri", "imagenet_resnet", "imagenet_vit", "librispeech_conformer", "librispeech_deepspeech", "ogbg", "wmt"]
+# mlcommons/submissions_algorithms scoring/workload_targets_v05.json: held_out_workloads
+HELD_OUT_V05 = ["criteo1tb_embed_init", "fastmri_tanh", "imagenet_resnet_large_bn_init", "librispeech_conformer_layernorm", "ogbg_model_size", "wmt_glu_tanh"]
 
 
 # ------------------------------------------------------------------ an AlgoPerf log tree
@@ -116,13 +118,16 @@ def algoperf_experiment_df(experiment_dir: str) -> pd.DataFrame:
 
 
 def algoperf_best_trial_index(group: pd.DataFrame, metric: str, target: float) -> tuple[int, int]:
+    """`get_best_trial_index`, with eval-index ties going to the smaller time (the published
+    leaderboards' choice; AlgoPerf's `idxmin` takes the first in directory-listing order)."""
     op = operator.le if algoperf_is_minimized(metric) else operator.ge
     reached = group[metric].apply(lambda x: op(x, target))
     reached = reached[reached.apply(np.any)]
     if len(reached) == 0:
         return -1, -1
     index = reached.apply(np.argmax)
-    trial = index.idxmin()
+    tied = index[index == index.min()].index
+    trial = min(tied, key=lambda t: group["score"].loc[t][index[t]])
     return trial, index[trial]
 
 
@@ -142,13 +147,17 @@ def algoperf_times(df: pd.DataFrame, name: str) -> pd.DataFrame:
 def algoperf_scores(root: Path) -> pd.Series:
     names = sorted(p.name for p in root.iterdir() if not re.search(TIMESTAMP + "$", p.name))
     df = pd.concat([algoperf_times(algoperf_experiment_df(str(root / n)), n) for n in names])
+    df = df.reindex(columns=sorted(BASE_WORKLOADS + HELD_OUT_V05))  # df[base_workloads + held_out_workloads] (KeyError when one is absent)
+    variants = [w for w in df.keys() if w not in BASE_WORKLOADS]
+    for workload in variants:  # the variant is a miss where its base is inf or NaN
+        base = next(b for b in BASE_WORKLOADS if b in workload)
+        df[workload] = df.apply(lambda x, w=workload, b=base: np.inf if x[b] == np.inf or np.isnan(x[b]) else x[w], axis=1)
     best = df.min(axis=0)
     df[df.apply(lambda x: x > 4 * best, axis=1)] = np.inf
-    for workload in list(df.keys()):
-        if workload not in BASE_WORKLOADS:
-            base = next(b for b in BASE_WORKLOADS if workload.startswith(b + "_"))
-            df[base] = df.apply(lambda x, w=workload, b=base: np.inf if x[w] == np.inf else x[b], axis=1)
-    df = df.reindex(columns=BASE_WORKLOADS)  # AlgoPerf indexes df[BASE_WORKLOADS] (KeyError when one is absent)
+    for workload in variants:  # the base is a miss where its variant is inf or NaN
+        base = next(b for b in BASE_WORKLOADS if b in workload)
+        df[base] = df.apply(lambda x, w=workload, b=base: np.inf if x[w] == np.inf or np.isnan(x[w]) else x[b], axis=1)
+    df = df[BASE_WORKLOADS]
     df.update(df.div(df.min(axis=0), axis=1))
     taus = np.linspace(1.0, 4.0, 100)
     profile = pd.concat([(df <= tau).sum(axis=1) / 8 for tau in taus], axis=1)
@@ -196,7 +205,12 @@ def test_import_and_score_verbs_end_to_end(imported: tuple[Path, Path, ImportSum
         warnings.simplefilter("ignore")  # the broken trials' warnings, checked in test_import_writes_one_run_per_trial_and_reports_problems
         assert main(["import-algoperf", str(logs), "--out", str(tmp_path), "--targets", "v0.5", "--ruleset", "external"]) == 0
     out = capsys.readouterr().out
-    assert "imported 109 runs of 3 submissions" in out and "duplicate rerun: alpha study_0 ogbg trial_1" in out
+    assert "imported 109 runs of 3 submissions" in out
+    # grouped by kind with counts on the terminal; every one in the file beside the import
+    assert "warning: 1 x duplicate rerun (scoring keeps the one with more evals; --compat algoperf pools them) (e.g. alpha study_0 ogbg trial_1: alpha and" in out
+    assert "warning: 1 x missing; the trial counts as a miss (e.g. " in out and f"all 2 warnings: {tmp_path / 'import_warnings.txt'}" in out
+    logged = (tmp_path / "import_warnings.txt").read_text().splitlines()
+    assert len(logged) == 2 and logged[0].endswith("gamma/study_1/wmt_pytorch/trial_2/eval_measurements.csv: missing; the trial counts as a miss")
     assert main(["score", str(tmp_path), "--compat", "algoperf", "--format", "json", "--bootstrap", "0"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert {k: round(v, 4) for k, v in data["scores"].items()} == algoperf_scores(logs).round(4).to_dict()
@@ -208,9 +222,10 @@ def test_import_verb_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
     from harness.cli import main
 
     assert main(["import-algoperf", str(tmp_path), "--out", str(tmp_path / "o"), "--targets", "v9"]) == 2
-    assert "unknown AlgoPerf targets 'v9' (valid: v0.5, v0.6)" in capsys.readouterr().err
+    assert "unknown AlgoPerf targets 'v9' (valid: v0.5, v0.6, v1.0)" in capsys.readouterr().err
     assert main(["import-algoperf", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
-    assert "no AlgoPerf experiment under" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == f"pacer: error: no AlgoPerf experiment under {tmp_path} (expected study_<k>/<workload>_<framework>/trial_<i>/eval_measurements.csv)"
+    assert not (tmp_path / "o").exists()
     assert main(["import-algoperf", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--ruleset", "other"]) == 2
 
 
@@ -252,7 +267,38 @@ def test_target_tables_hold_the_published_values_and_the_held_out_draw() -> None
     rng = np.random.default_rng(v05["held_out_seed"])
     assert [v[rng.integers(len(v))] for v in candidates.values()] == v05["held_out"]
     with pytest.raises(PacerUserError, match="unknown AlgoPerf targets"):
-        algoperf_targets("v1.0")
+        algoperf_targets("v9")
+
+
+def test_v1_table_adds_finewebedu_lm_as_a_ninth_base_workload() -> None:
+    v06, v10 = algoperf_targets("v0.6"), algoperf_targets("v1.0")
+    bases = [w for w, spec in v10["workloads"].items() if spec["variant"] is None]
+    assert v10["num_base_workloads"] == len(bases) == 9 and "finewebedu_lm" in bases and v10["held_out"] == []
+    lm = v10["workloads"]["finewebedu_lm"]
+    # scoring/workload_targets.json (the workload module says 22.432); algoperf/workloads/finewebedu_lm/workload.py
+    assert (lm["metric"], lm["direction"], lm["validation"], lm["test"], lm["max_runtime_sec"], lm["step_hint"]) == ("ppl", "min", 22.2995, None, 31967, 72000)
+    assert all(v10["workloads"][w]["validation"] == spec["validation"] for w, spec in v06["workloads"].items())
+    assert v10["workloads"]["imagenet_resnet"]["step_hint"] == 195999 and v10["workloads"]["wmt"]["step_hint"] == 120000
+
+
+def test_v1_import_and_score_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--targets v1.0`: finewebedu_lm logs import (no test target) and both scorers divide by 9."""
+    from harness.cli import main
+
+    for submission, time in (("fast", 100.0), ("slow", 300.0)):
+        trial = tmp_path / "logs" / submission / "study_0" / "finewebedu_lm_pytorch" / "trial_1"
+        trial.mkdir(parents=True)
+        frame = pd.DataFrame({"global_step": [100, 200], "score": [time / 2, time], "accumulated_submission_time": [time / 2, time],
+                              "validation/ppl": [40.0, 22.0], "test/ppl": [1.0, 1.0]})
+        (trial / "eval_measurements.csv").write_text(frame.to_csv(index=False))
+    assert main(["import-algoperf", str(tmp_path / "logs"), "--out", str(tmp_path / "out"), "--targets", "v1.0"]) == 0
+    record = json.loads(next((tmp_path / "out").rglob("run.json")).read_text())
+    assert record["round"] == {"version": "v1.0", "num_base_workloads": 9, "held_out": []} and record["time_to_target"]["test"] is None
+    capsys.readouterr()
+    for compat in ([], ["--compat", "algoperf"]):
+        assert main(["score", str(tmp_path / "out"), "--format", "json", "--bootstrap", "0", "--no-cache", *compat]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert data["scores"]["fast"] == pytest.approx(1 / 9, abs=1e-3) and data["times"]["slow"]["finewebedu_lm"] == 300.0
 
 
 # ------------------------------------------------------------------ each code-vs-rules difference
@@ -270,20 +316,46 @@ def test_difference_best_trial_is_the_earliest_eval_index_not_the_fastest_time(t
     assert compat.times.loc["a", "w"] == 50.0 and pacer.times.loc["a", "w"] == 30.0
 
 
-def test_difference_eval_index_ties_go_to_the_lowest_trial(tmp_path: Path) -> None:
-    write_run(tmp_path, "a", "w", 0, 1, 20.0, evals=3)
-    write_run(tmp_path, "a", "w", 0, 2, 12.0, evals=3)
+def test_eval_index_ties_take_the_smaller_time_as_the_published_leaderboards(tmp_path: Path) -> None:
+    # The issue's case: trials 2 and 5 of one study both reach at eval 7, at 841.2 s and 640.8 s.
+    write_run(tmp_path, "a", "w", 0, 2, 841.2, evals=7)
+    write_run(tmp_path, "a", "w", 0, 5, 640.8, evals=7)
+    write_run(tmp_path, "a", "w", 0, 3, 500.0, evals=9)  # faster, but at a later eval index: not the best trial
     compat, pacer = both(tmp_path)
-    assert compat.times.loc["a", "w"] == 20.0 and pacer.times.loc["a", "w"] == 12.0
+    assert compat.times.loc["a", "w"] == 640.8 and pacer.times.loc["a", "w"] == 500.0
 
 
-def test_difference_rho_divides_by_eight_and_integrates_100_trapezoids(tmp_path: Path) -> None:
-    write_table(tmp_path, {"a": {"w": [[10]]}, "b": {"w": [[20]]}})
+def test_difference_rho_integrates_100_trapezoids_over_the_rounds_base_workloads(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w": [[10]], "w2": [[10]]}, "b": {"w": [[20]], "w2": [[None]]}})
+    write_run(tmp_path, "a", "w_v", 0, 0, 10, base_workload="w", variant="v")
+    write_run(tmp_path, "b", "w_v", 0, 0, 10, base_workload="w", variant="v")
     compat, pacer = both(tmp_path)
-    assert pacer.scores["a"] == 1.0 and compat.scores["a"] == pytest.approx(1 / 8)
+    assert compat.scores["a"] == pytest.approx(1.0)  # Pacer's own runs: n = the base workloads present (w, w2), not 8
     # r = 2: the 100-point rule puts tau_33 = 2 exactly, so the step contributes 66.5 intervals of 3/99
-    assert compat.scores["b"] == pytest.approx(66.5 * 3 / 99 / 3 / 8) and pacer.scores["b"] == pytest.approx(2 / 3)
-    assert score_algoperf(load_results(tmp_path), ScoringRules(bootstrap=0, num_workloads=1)).scores["a"] == pytest.approx(1.0)
+    assert compat.scores["b"] == pytest.approx(66.5 * 3 / 99 / 3 / 2) and pacer.scores["b"] == pytest.approx((2 / 3 + 1) / 3)  # Pacer: w_v is a workload
+    assert score_algoperf(load_results(tmp_path), ScoringRules(bootstrap=0, num_workloads=8)).scores["a"] == pytest.approx(2 / 8)
+
+
+def test_a_held_out_variant_with_no_result_at_all_misses_its_base(tmp_path: Path) -> None:
+    """Every trial folder of one submission's held-out variant has hparams.json but no eval file
+    (e.g. out of memory): AlgoPerf counts the variant, so the base workload, as missed."""
+    logs = tmp_path / "logs"
+    for submission in ("ok", "oom"):
+        for workload in ("ogbg", "ogbg_model_size"):
+            for trial in (1, 2):
+                trial_dir = logs / submission / "study_0" / f"{workload}_jax" / f"trial_{trial}"
+                if submission == "oom" and workload == "ogbg_model_size":
+                    trial_dir.mkdir(parents=True)
+                    (trial_dir / "hparams.json").write_text("{}")
+                else:
+                    write_algoperf_trial(trial_dir, workload, [100.0, 200.0], [0.1, 0.3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import_algoperf(logs, tmp_path / "out", "v0.5", "external")
+    df = load_results(tmp_path / "out")
+    compat, pacer = score_algoperf(df, NO_BOOT), score_frame(df, NO_BOOT)
+    assert compat.scored_times.loc["oom", "ogbg"] == math.inf and compat.scored_times.loc["ok", "ogbg"] == 200.0
+    assert pacer.scored_times.loc["oom", "ogbg"] == math.inf and pacer.scored_times.loc["ok", "ogbg"] == 200.0
 
 
 def test_difference_cutoff_comes_before_the_held_out_rule(tmp_path: Path) -> None:
@@ -301,9 +373,9 @@ def test_difference_variants_get_the_cutoff_and_every_variant_counts(tmp_path: P
     write_run(tmp_path, "x", "w_v", 0, 0, 10, base_workload="w", variant="v")
     write_run(tmp_path, "y", "w_v", 0, 0, 45, base_workload="w", variant="v")  # reached, but > 4x x's variant time
     compat, pacer = both(tmp_path, ScoringRules(bootstrap=0, held_out=("w_v",), held_out_rule=True))
-    assert math.isinf(compat.scored_times.loc["y", "w"]) and pacer.scored_times.loc["y", "w"] == 12
-    unlisted, _ = both(tmp_path)  # no held-out list: AlgoPerf still filters on every variant present
-    assert math.isinf(unlisted.scored_times.loc["y", "w"])
+    assert math.isinf(compat.scored_times.loc["y", "w"]) and math.isinf(pacer.scored_times.loc["y", "w"])  # the written rule: within 4x too
+    unlisted, unfiltered = both(tmp_path)  # no held-out list: AlgoPerf still filters on every variant present, Pacer scores w_v as a workload
+    assert math.isinf(unlisted.scored_times.loc["y", "w"]) and unfiltered.scored_times.loc["y", "w"] == 12
 
 
 def test_difference_studies_without_any_eval_file_drop_out_of_the_median(tmp_path: Path) -> None:
@@ -331,3 +403,54 @@ def test_same_in_both_reaching_exactly_the_target_counts_and_reference_misses_ge
     compat, pacer = both(tmp_path / "ref", rules)
     assert compat.ratios.loc["new", "w2"] == 0.0 and pacer.ratios.loc["new", "w2"] == 1.0  # AlgoPerf: 7 / inf
     assert compat.scores["new"] == pytest.approx(pacer.scores["new"]) == 1.0
+
+
+def test_imported_rounds_are_scored_by_their_rounds_written_rules(imported: tuple[Path, Path, ImportSummary, list[str]]) -> None:
+    _, out, _, _ = imported
+    result = score_frame(load_results(out), NO_BOOT)
+    assert list(result.scored_times.columns) == ["criteo1tb", "fastmri", "ogbg", "wmt"]  # the variants leave the table
+    assert result.rules.num_workloads == 8 and result.rules.held_out_rule and "ogbg_model_size" in result.rules.held_out
+    assert result.rules_note.startswith("rules: AlgoPerf v0.5's written rules: 8 base workloads, held-out variants ") and "criteo1tb_embed_init" in result.rules_note
+    assert result.scores.max() <= 4 / 8  # four of the round's eight base workloads were run
+    given = score_frame(load_results(out), ScoringRules(bootstrap=0, held_out=("ogbg_model_size",), held_out_rule=True))
+    assert given.rules_note is None and "criteo1tb_embed_init" in given.scored_times.columns  # rules given explicitly win
+
+
+def test_the_import_leaves_the_cache_the_records_would_give(imported: tuple[Path, Path, ImportSummary, list[str]]) -> None:
+    """`pacer score OUT` after an import reads the Parquet cache the import wrote from memory: it
+    must hold what reading every record gives."""
+    _, out, _, _ = imported
+    cached, read = load_results(out, cache=True), load_results(out)
+    assert (out / ".pacer_results.parquet").exists() and len(cached) == len(read) > 0
+    pd.testing.assert_frame_equal(cached[sorted(cached.columns)], read[sorted(read.columns)], check_dtype=False)
+
+
+def test_cells_that_are_not_numbers_and_repeated_columns(tmp_path: Path) -> None:
+    trial = tmp_path / "logs" / "sub" / "study_0" / "ogbg_jax" / "trial_1"
+    trial.mkdir(parents=True)
+    (trial / "eval_measurements.csv").write_text(
+        ",global_step,score,validation/mean_average_precision,validation/mean_average_precision,note\n"
+        "0,100,10.5,nan,0.9,x\n1,200,20.5,0.3,0.1,\n")
+    import_algoperf(tmp_path / "logs", tmp_path / "out", "v0.6", "external")
+    (evals,) = (tmp_path / "out").rglob("evals.jsonl")
+    rows = [json.loads(line) for line in evals.read_text().splitlines()]
+    assert rows[0] == {"global_step": 100, "score": 10.5, "validation/mean_average_precision": None, "note": None,
+                       "accumulated_submission_time": 10.5, "examples_seen": None}
+    record = json.loads(next((tmp_path / "out").rglob("run.json")).read_text())
+    assert record["time_to_target"]["validation"] == 20.5 and record["steps_to_target"]["validation"] == 200
+
+
+def test_score_and_import_verbs_do_not_load_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, harness.cli, harness.score_cli, harness.algoperf_import; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"  # importing torch alone takes ~3 s of every `pacer score`
+
+
+def test_import_warnings_group_by_kind_with_counts() -> None:
+    from harness.algoperf_import import group_problems
+
+    problems = [("a.csv", "dropping 3 cut-short row(s)"), ("b.csv", "dropping 12 cut-short row(s)"), ("mnist_jax", "skipped unknown workload folder (not in AlgoPerf v0.5)")]
+    assert group_problems(problems) == {"dropping N cut-short row(s)": (2, "a.csv"), "skipped unknown workload folder (not in AlgoPerf v0.5)": (1, "mnist_jax")}

@@ -102,12 +102,12 @@ def test_train_state_is_read_only_and_current():
     seen = []
 
     class Peek(FakeSubmission):
-        def update_params(self, *args):
-            train_state = args[-1]
+        def update_params(self, **kwargs):
+            train_state = kwargs["train_state"]
             seen.append(dict(train_state))
             with pytest.raises(TypeError):
                 train_state["global_step"] = 99
-            return super().update_params(*args)
+            return super().update_params(**kwargs)
 
     outcome, _ = run(ScriptedWorkload(), Peek(), max_steps=3, eval_every_steps=1)
     assert outcome.status == "step_cap", outcome.error

@@ -110,8 +110,27 @@ def test_held_out_rule_variant_miss_makes_the_base_a_miss(tmp_path: Path) -> Non
 
 def test_held_out_rule_base_miss_makes_the_variant_a_miss() -> None:
     t = np.array([[np.inf, 5.0], [10.0, np.inf], [10.0, 5.0]])  # columns: base, variant
-    out = apply_held_out(t, [(1, 0)])
+    out = apply_held_out(t, [(1, 0)], None)
     assert np.isinf(out[0]).all() and np.isinf(out[1]).all() and (out[2] == [10.0, 5.0]).all()
+
+
+def test_held_out_variant_must_be_within_4x_of_the_fastest_that_reached_the_base() -> None:
+    # a misses the base but is fastest on the variant: it does not set the variant's best time.
+    t = np.array([[np.inf, 1.0], [10.0, 5.0], [12.0, 19.0], [11.0, 50.0]])  # columns: base, variant
+    out = apply_held_out(t, [(1, 0)], 4.0)
+    assert np.isinf(out[0]).all() and (out[1] == [10.0, 5.0]).all() and (out[2] == [12.0, 19.0]).all()
+    assert np.isinf(out[3]).all()  # 50 > 4 x 5: reached, but 10x slower than the fastest
+
+
+def test_a_missing_cell_is_a_miss_with_a_warning_never_a_better_ratio(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w1": [[10]], "w2": [[10]]}, "b": {"w1": [[20]]}, "c": {"w1": [[30]], "w2": [[30]]}})
+    result = score(tmp_path)
+    assert math.isinf(result.times.loc["b", "w2"]) and result.ratios.loc["c", "w2"] == 3.0
+    assert result.scores["a"] == 1.0 and result.scores["b"] == pytest.approx((4 - 2) / 3 / 2)
+    assert "1 submission/workload cell(s) have no run and count as misses: b/w2" in result.warnings
+    write_table(tmp_path / "hole", {"a": {"w1": [[10]]}, "b": {"w1": [[20]], "w2": [[40]]}})
+    holed = score(tmp_path / "hole")
+    assert holed.ratios.loc["b", "w2"] == 1.0 and holed.scores["a"] == 0.5  # a's hole does not make b's time a tie or a's a win
 
 
 def test_ratios_against_a_named_reference_and_reference_misses(tmp_path: Path) -> None:
