@@ -178,7 +178,7 @@ def retime(base: dict[str, object], *, write: bool, eval_every: int | None = Non
     label = f"{workload_cfg['name']}" + (f" variant {variant}" if variant else "")
     if not isinstance(provenance, Mapping) or provenance.get("method") != "pacer calibrate":
         raise PacerUserError(f"calibrate: {label} has no `pacer calibrate` provenance to re-time; run a full calibration")
-    eval_every = eval_every or int((provenance.get("retimed") or {}).get("eval_every_steps") or provenance["eval_every_steps"])
+    eval_every = eval_every or int(latest_timing(provenance)["eval_every_steps"])
     common = _common_config(base, workload_cfg, int(provenance["step_budget"]), eval_every, reuse=False)
     workload = build_workload(common["workload"], None, str(base["device"]))
     best = provenance["best"]
@@ -326,6 +326,12 @@ def _best(summaries: Sequence[RunSummary], direction: MetricDirection) -> RunSum
     return max(scored, key=lambda s: sign * s.best_validation)
 
 
+def latest_timing(provenance: Mapping[str, object]) -> Mapping[str, object]:
+    """The provenance's latest clock readings: its `retimed` block when a re-timing replaced
+    the calibration's (times, reference, eval plan, hardware, date), else the calibration's own."""
+    return provenance.get("retimed") or provenance  # type: ignore[return-value]
+
+
 def targets_from_provenance(provenance: Mapping[str, object]) -> Targets:
     """The targets implied by a provenance block's rerun results (AlgoPerf's rules, see the
     module doc). `calibrate` writes exactly these, so a config can be checked against them."""
@@ -338,7 +344,7 @@ def targets_from_provenance(provenance: Mapping[str, object]) -> Targets:
     reached = [i for i, v in enumerate(best) if v is not None and direction.reached(v, validation)]
     worst = min if direction is MetricDirection.MAXIMIZE else max
     test = worst(provenance["rerun_best_test"][i] for i in reached)
-    timing = provenance.get("retimed") or provenance  # a re-timing replaces the calibration's clock readings
+    timing = latest_timing(provenance)
     timed = [i for i, t in enumerate(timing["rerun_time_to_target_sec"]) if t is not None]
     time_to_target = statistics.median(timing["rerun_time_to_target_sec"][i] for i in timed)
     step_hint = int(provenance["step_budget"])  # the steps the target-setting runs were given (AlgoPerf's meaning)
@@ -460,9 +466,10 @@ def write_targets(path: Path, variant: str | None, targets: Targets, provenance:
         "eval_period_sec": targets.eval_period_sec, "step_hint": targets.step_hint,
     }
     if targets.reference_sec is not None:
-        host = provenance.get("retimed", provenance)["hardware"]
+        timing = latest_timing(provenance)
+        host = timing["hardware"]
         values |= {"eval_every_steps": targets.eval_every_steps,
-                   "reference": {"step_sec": targets.reference_sec, "host": host["id"], "cpu": host["cpu"], "threads": 1, "measured": provenance.get("retimed", provenance)["date"]}}
+                   "reference": {"step_sec": targets.reference_sec, "host": host["id"], "cpu": host["cpu"], "threads": 1, "measured": timing["date"]}}
     lines = text.splitlines()
     for key, value in values.items():
         lines = _set_key(lines, block, key, yaml.safe_dump({key: value}, sort_keys=False).splitlines())
