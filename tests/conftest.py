@@ -21,12 +21,11 @@ REPO = Path(__file__).resolve().parents[1]
 SUITE_SIZES: dict[str, dict[str, int]] = {
     "mnist1d_mlp": {"num_samples": 10000, "eval_train_size": 2000, "hidden": 256, "depth": 2},
     "mnist1d_cnn": {"num_samples": 10000, "eval_train_size": 2000, "channels": 32, "depth": 3},
-    "digits_cnn": {"num_train": 500, "split_size": 5000, "eval_train_size": 2000, "channels": 8},
+    "digits_cnn": {"num_train": 500, "channels": 16},
     "markov_lm": {"seq_len": 32, "min_len": 16, "num_train": 8192, "num_holdout": 256, "width": 64, "depth": 2, "heads": 4},
     "teacher_student": {"dim": 32, "outputs": 4, "num_train": 16384, "num_holdout": 2048, "hidden": 256, "depth": 2},
 }
-"""The CPU suite's data and model sizes when its targets were first calibrated (28 Nov 2026; digits_cnn:
-1 Dec 2026, when its splits became generated distortions, data_version 2). Tests
+"""The CPU suite's data and model sizes when its targets were calibrated (28 Nov 2026). Tests
 that compare with numbers measured at these sizes (golden losses, the conformance suite) pin them
 over configs/workload/*.yaml, so that the production sizes can grow without moving those numbers."""
 

@@ -14,7 +14,6 @@ import pytest
 import torch
 from conftest import SUITE_SIZES
 from omegaconf import OmegaConf
-from sklearn.datasets import load_digits
 
 from harness import hparams as hparamslib
 from harness.calibrate import targets_from_provenance
@@ -23,7 +22,6 @@ from harness.errors import PacerUserError
 from harness.runner import Runner, RunSettings
 from harness.submissions import load_submission
 from harness.workloads import CONFIG_DIR, build_workload, resolve_variant, workload_config
-from workloads import digits_cnn
 from workloads.markov_lm import markov_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,27 +196,3 @@ def test_golden_per_step_losses(name, tmp_path_factory):
         GOLDEN.write_text(json.dumps(golden, indent=2, sort_keys=True) + "\n")
     assert name in golden, f"no golden losses for {name}; run with PACER_UPDATE_GOLDEN=1"
     assert losses == pytest.approx(golden[name], rel=1e-4)
-
-
-def test_digits_splits_are_distortions_of_disjoint_pools_of_originals(monkeypatch):
-    splits = digits_cnn.digits_splits(0, num_train=500, split_size=1500, eval_train_size=300)
-    for split in (splits.train, splits.validation, splits.test):
-        assert split.inputs.shape == (1500, 1, 8, 8) and split.inputs.min() >= 0 and split.inputs.max() <= 1
-        assert torch.bincount(split.targets, minlength=10).min() > 100  # every digit, roughly balanced
-    assert splits.eval_train_size == 300
-    monkeypatch.setattr(digits_cnn, "distort", lambda image, rng: image)
-    undistorted = digits_cnn.digits_splits(0, num_train=500, split_size=1500, eval_train_size=300)
-    pools = [{bytes(x.numpy()) for x in split.inputs} for split in (undistorted.train, undistorted.validation, undistorted.test)]
-    assert [len(p) for p in pools] == [500, 648, 649]  # each split cycles through its own pool of originals
-    assert not (pools[0] & pools[1]) and not (pools[0] & pools[2]) and not (pools[1] & pools[2])
-    assert not torch.equal(splits.validation.inputs, undistorted.validation.inputs)
-
-
-def test_digits_distortion_changes_every_image_but_keeps_the_digit_recognisable():
-    digits = load_digits()
-    images, labels, rng = digits.images / 16.0, digits.target, np.random.default_rng(0)
-    class_means = np.stack([images[labels == k].mean(0) for k in range(10)])
-    distorted = np.stack([digits_cnn.distort(image, rng) for image in images])
-    assert not any(np.array_equal(a, b) for a, b in zip(distorted, images, strict=True))
-    nearest_mean = np.argmin(((distorted[:, None] - class_means[None]) ** 2).sum((2, 3)), axis=1)
-    assert (nearest_mean == labels).mean() > 0.65  # 0.75 measured; 0.90 on the originals, 0.10 by chance
