@@ -8,7 +8,7 @@ torch or Hydra (importing torch alone takes ~3 s)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from harness.errors import PacerUserError
 
@@ -61,6 +61,13 @@ def normalize_overrides(args: Sequence[str]) -> list[str]:
     return out
 
 
+def submission_files(overrides: Sequence[str]) -> list[str]:
+    """The AlgoPerf files given as `submission=path/to/file.py`."""
+    from harness.submissions import is_submission_file
+
+    return [value for key, _, value in (o.partition("=") for o in overrides) if key == "submission" and is_submission_file(value)]
+
+
 def compose_config(overrides: Sequence[str]):
     """Compose configs/config.yaml with overrides through Hydra, as a single run sees it.
 
@@ -71,11 +78,11 @@ def compose_config(overrides: Sequence[str]):
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
-    from harness.submissions import file_submission_config, is_submission_file
+    from harness.submissions import file_submission_config
     from harness.workloads import CONFIG_DIR
 
-    files = [o.partition("=")[2] for o in overrides if o.startswith("submission=") and is_submission_file(o.partition("=")[2])]
-    overrides = [o for o in overrides if not (o.startswith("submission=") and is_submission_file(o.partition("=")[2]))]
+    files = submission_files(overrides)
+    overrides = [o for o in overrides if not (o.startswith("submission=") and o.partition("=")[2] in files)]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("config", overrides=list(overrides))
@@ -92,6 +99,9 @@ def run_command(args: Sequence[str]) -> int:
     args = [a for a in args if a != "--quiet"] + (["quiet=true"] if quiet else [])
     overrides = normalize_overrides(args)
     if "-m" in overrides or "--multirun" in overrides:
+        if files := submission_files(overrides):
+            raise PacerUserError(f"pacer run -m takes submission configs, not the file {files[0]}: sweep a file with `pacer sweep submission={files[0]} ...`, "
+                                 "or name it in a config under configs/submission/ (`file:`)")
         return _hydra_multirun(overrides)
     from harness import distributed
     from harness.job import prepare_job, run_job
@@ -106,8 +116,6 @@ def run_command(args: Sequence[str]) -> int:
     if not main:
         return 0
     print(summary_line(record))
-    for warning in record.get("warnings") or []:
-        print(f"pacer: warning: {warning}", file=sys.stderr)
     if record["status"] == "preempted":
         print("pacer: stopped by a signal; checkpoint saved: continue with the same command and resume=true", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
@@ -118,8 +126,16 @@ def summary_line(record: dict[str, object]) -> str:
     ttt = record["time_to_target"]["validation"]
     steps = record["steps_to_target"]["validation"]
     reached = f"reached the target in {ttt:.1f} s ({steps} steps)" if ttt is not None else f"ended {record['status']}"
+    if record["status"] == "error":
+        reached += f" ({error_reason(record)}; the traceback is in run.json)"
     path = "/".join(str(record[k]) for k in ("experiment", "ruleset", "submission", "workload"))
     return f"{record['submission']} on {record['workload']}: {reached}; record under {record['config']['results_root']}/{path}/study_{record['study']}/trial_{record['trial']}"
+
+
+def error_reason(record: Mapping[str, object]) -> str:
+    """The last line of an `error` record's traceback: the exception and its message."""
+    lines = str(record.get("error") or "").strip().splitlines()
+    return lines[-1] if lines else "no traceback recorded"
 
 
 def _hydra_multirun(overrides: Sequence[str]) -> int:

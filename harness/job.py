@@ -70,6 +70,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     )
     checkpoint_every_sec = _check_checkpoint_period(plain)
     submission = load_submission(plain["submission"])
+    _check_ruleset_fits(submission, ruleset_name(plain))
     overrides = plain.get("hparams") or {}
     base = submission.point_for(int(plain["trial"])) if set(submission.search_space.params) - set(overrides) else {}
     hyperparameters = hparamslib.resolve(submission.search_space, base, overrides, f"submission {submission.name}")
@@ -129,7 +130,8 @@ def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) 
             job.run_dir.write_run(record)
         return record
     periodic = checkpoint.PeriodicCheckpoints(job.run_dir.path, job.checkpoint_every_sec, record["preemptions"])
-    runner = Runner(job.workload, impl, job.hyperparameters, job.settings, on_eval, should_stop=stop, resume_from=saved, at_step_boundary=periodic)
+    runner = Runner(job.workload, impl, job.hyperparameters, job.settings, on_eval, should_stop=stop, resume_from=saved, at_step_boundary=periodic,
+                    on_warning=progress.warn if main else lambda text: None)
     sched_start = contention.snapshot()
     outcome = runner.run()
     progress.close()
@@ -155,6 +157,14 @@ def ruleset_name(cfg: Mapping[str, object]) -> str:
     """The ruleset's name (`external`, `self`) from a config's `ruleset` group or string."""
     ruleset = cfg["ruleset"]
     return str(ruleset["name"] if isinstance(ruleset, Mapping) else ruleset)
+
+
+def _check_ruleset_fits(submission: LoadedSubmission, ruleset: str) -> None:
+    """An AlgoPerf file without a search space is self-tuning: under external tuning it would
+    train with no hyperparameters and fail at its first read of one."""
+    if submission.self_tuning and ruleset != "self":
+        raise PacerUserError(f"submission {submission.name}: {submission.search_space.source} cannot run under the {ruleset} ruleset, which needs a search space: "
+                             "put tuning_search_space.json beside the file, or pass ruleset=self for a self-tuning submission")
 
 
 def _ruleset_budget(cfg: Mapping[str, object], workload: Workload) -> float | None:

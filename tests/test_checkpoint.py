@@ -48,7 +48,7 @@ def test_runner_resumed_from_a_checkpoint_repeats_the_uninterrupted_evals(tmp_pa
     assert resumed.status == "step_cap"
     assert _comparable(resumed.evals) == _comparable(reference.evals)
     assert resumed.examples_seen == reference.examples_seen
-    clock_after = [row["accumulated_submission_time"] for row in resumed.evals]
+    clock_after = [row["accumulated_raw_submission_time"] for row in resumed.evals]  # the totals are raw seconds
     assert clock_after == sorted(clock_after) and clock_after[3] >= saved["clock"]["totals"]["submission"]  # step 12: the clock continued from step 10
 
 
@@ -174,7 +174,7 @@ def test_sigkill_resumes_from_the_last_periodic_checkpoint(tmp_path):
     after = _evals(tmp_path, "killed")
     assert after[:kept] == before[:kept]  # kept as recorded, clock readings included
     assert _comparable(after) == _comparable(_evals(tmp_path, "reference"))  # the rest redone once, none twice
-    clock = [row["accumulated_submission_time"] for row in after]
+    clock = [row["accumulated_raw_submission_time"] for row in after]  # the totals are raw seconds
     assert clock == sorted(clock) and clock[kept] >= saved["clock"]["totals"]["submission"]
     assert sorted(p.name for p in run_dir.iterdir()) == ["evals.jsonl", "run.json"]
 
