@@ -230,12 +230,12 @@ class Runner:
 
     def _prepare_and_evaluate(self) -> None:
         if self.prepare_for_eval is not None:
-            with self.clock.phase("submission"):
+            rng = rnglib.fold_in(self.step_rng, -self.outcome.global_step)
+            with self.clock.phase("submission"), rnglib.isolated_streams(rng, self.workload.device):
                 self.optimizer_state, self.params, self.model_state = self.prepare_for_eval(
                     workload=self.workload, current_param_container=self.params, current_params_types=self.params_types,
                     model_state=self.model_state, hyperparameters=self.hparams, loss_type=self.workload.loss_type,
-                    optimizer_state=self.optimizer_state, eval_results=self.eval_history, global_step=self.outcome.global_step,
-                    rng=rnglib.fold_in(self.step_rng, -self.outcome.global_step))
+                    optimizer_state=self.optimizer_state, eval_results=self.eval_history, global_step=self.outcome.global_step, rng=rng)
         self.clock.probe()  # closes the stretch: the eval row's time is measured, not extrapolated
         if not self._time_remaining():
             self.outcome.status = "budget_exhausted"
@@ -244,8 +244,9 @@ class Runner:
 
     def _evaluate(self) -> None:
         step = self.outcome.global_step
-        with self.clock.phase("eval"), torch.no_grad():
-            results = self.workload.eval_model(self.workload.eval_batch_size, self.params, self.model_state, rnglib.fold_in(self.step_rng, -1 - step), step)
+        rng = rnglib.fold_in(self.step_rng, -1 - step)
+        with self.clock.phase("eval"), torch.no_grad(), rnglib.isolated_streams(rng, self.workload.device):
+            results = self.workload.eval_model(self.workload.eval_batch_size, self.params, self.model_state, rng, step)
         row = self._eval_row(results)
         with self.clock.phase("logging"):
             self.on_eval(row)
