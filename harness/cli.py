@@ -102,6 +102,7 @@ def run_command(args: Sequence[str]) -> int:
         if files := submission_files(overrides):
             raise PacerUserError(f"pacer run -m takes submission configs, not the file {files[0]}: sweep a file with `pacer sweep submission={files[0]} ...`, "
                                  "or name it in a config under configs/submission/ (`file:`)")
+        check_multirun_folders(overrides)
         return _hydra_multirun(overrides)
     from harness import distributed
     from harness.job import prepare_job, run_job
@@ -136,6 +137,37 @@ def error_reason(record: Mapping[str, object]) -> str:
     """The last line of an `error` record's traceback: the exception and its message."""
     lines = str(record.get("error") or "").strip().splitlines()
     return lines[-1] if lines else "no traceback recorded"
+
+
+def check_multirun_folders(overrides: Sequence[str]) -> None:
+    """Refuse a multirun whose jobs would share a run folder (one line naming the keys that set
+    them apart and the fix), before any job starts: the folder names only the experiment,
+    ruleset, submission, workload, study and trial, so `seed=0,1` would have the second job
+    refuse the folder after the first trained, or with `overwrite=true` delete its record.
+    The jobs are Hydra's own expansion of the overrides (its basic sweeper's)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    from harness.job import run_folder
+
+    job_args = [o for o in overrides if o not in ("-m", "--multirun") and not o.startswith(("hydra.", "hydra/"))]
+    try:
+        (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(job_args), None)
+    except HydraException as e:
+        raise PacerUserError(str(e).strip().splitlines()[0]) from None
+    folders: dict[object, list[dict[str, str]]] = {}
+    experiment = "default"
+    for job in jobs:
+        cfg = OmegaConf.to_container(compose_config(job), resolve=True)
+        experiment = str(cfg["experiment"])
+        folders.setdefault(run_folder(cfg), []).append(dict(o.split("=", 1) for o in job))
+    for folder, same in folders.items():
+        if len(same) > 1:
+            keys = sorted({key.lstrip("+~") for job in same for key in job if any(job.get(key) != other.get(key) for other in same)})
+            raise PacerUserError(f"pacer run -m: {len(same)} jobs would share the run folder {folder} (they differ in {', '.join(keys)}, which the folder does not name): "
+                                 f"name it, e.g. experiment='{experiment}_${{{keys[0]}}}', or use pacer sweep")
 
 
 def _hydra_multirun(overrides: Sequence[str]) -> int:

@@ -9,6 +9,7 @@ import datetime
 import traceback
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -22,7 +23,7 @@ from harness.runner import Runner, RunOutcome, RunSettings
 from harness.spec import Hyperparameters, Workload
 from harness.store import TERMINAL_STATUSES, RunDir, RunExistsError, run_path
 from harness.submissions import LoadedSubmission, load_submission
-from harness.workloads import build_workload
+from harness.workloads import build_workload, resolve_variant
 
 DEVICES = ("cpu", "cuda")
 SWEEP_ONLY_KEYS = ("suite", "launcher")
@@ -74,7 +75,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     overrides = plain.get("hparams") or {}
     base = submission.point_for(int(plain["trial"])) if set(submission.search_space.params) - set(overrides) else {}
     hyperparameters = hparamslib.resolve(submission.search_space, base, overrides, f"submission {submission.name}")
-    path = run_path(plain["results_root"], str(plain["experiment"]), ruleset_name(plain), submission.name, workload.name, int(plain["study"]), int(plain["trial"]))
+    path = run_folder(plain)
     run_dir = RunDir(path)
     if not create_run_dir:
         if run_dir.exists() and not (plain["resume"] or plain["overwrite"]):
@@ -151,6 +152,14 @@ def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) 
             checkpoint.remove(job.run_dir.path)
         job.run_dir.write_run(record)
     return record
+
+
+def run_folder(cfg: Mapping[str, object]) -> Path:
+    """The run folder of a composed config (plain types), worked out without building anything:
+    results root / experiment / ruleset / submission / workload (with its variant) / study / trial."""
+    workload = resolve_variant(cfg["workload"], cfg.get("variant"))["name"]
+    submission = cfg["submission"]
+    return run_path(cfg["results_root"], str(cfg["experiment"]), ruleset_name(cfg), str(submission["name"]), str(workload), int(cfg["study"]), int(cfg["trial"]))
 
 
 def ruleset_name(cfg: Mapping[str, object]) -> str:
