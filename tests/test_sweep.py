@@ -74,6 +74,27 @@ def test_inline_sweep_is_idempotent_and_refuses_a_changed_config(tmp_path, capsy
     assert "different config (changed: max_steps 3 -> 4)" in capsys.readouterr().err
 
 
+def test_a_record_the_sweep_did_not_write_is_refused_not_adopted(tmp_path, capsys):
+    """A hand run of trial 1 (the default point, seed 0) where the sweep's trial 1 (another
+    point, another seed) goes: named, never counted as done; the sweep's own records are
+    recognized by their config hash even with the manifest lost."""
+    hand = ["run", f"results_root={tmp_path}", "experiment=demo", "trial=1", *(o for o in TINY if not o.startswith("workload=")), "--quiet"]
+    assert main(hand) == 0
+    capsys.readouterr()
+    assert _sweep(tmp_path, "ruleset=external") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"pacer: error: {tmp_path}/demo/external/nadamw/mnist1d_mlp/study_0/trial_1: a run record this sweep did not write "
+                                               "sits where cell nadamw/mnist1d_mlp/study_0/trial_1 goes (changed: "), err
+    assert "seed 0 -> " in err[0] and not (tmp_path / "demo" / MANIFEST).exists()
+
+    (tmp_path / "demo" / "external" / "nadamw" / "mnist1d_mlp" / "study_0" / "trial_1").rename(tmp_path / "aside")
+    assert _sweep(tmp_path, "ruleset=external") == 0
+    (tmp_path / "demo" / MANIFEST).unlink()
+    capsys.readouterr()
+    assert _sweep(tmp_path, "ruleset=external") == 0
+    assert "launching 0" in capsys.readouterr().out
+
+
 def test_second_sweep_of_a_locked_experiment_refuses(tmp_path, capsys):
     with experiment_lock(tmp_path / "demo"):
         assert _sweep(tmp_path) == 2
