@@ -387,8 +387,8 @@ def test_difference_studies_without_any_eval_file_drop_out_of_the_median(tmp_pat
 
 
 def test_difference_reruns_are_pooled_as_extra_trials(tmp_path: Path) -> None:
-    write_run(tmp_path, "a", "w", 0, 0, 10.0, evals=2, experiment="exp")
-    write_run(tmp_path, "a", "w", 0, 0, 40.0, evals=6, experiment="exp-2024-01-01-00-00-00")
+    write_run(tmp_path, "a", "w", 0, 0, 10.0, evals=2, experiment="exp", source="algoperf:v0.5")
+    write_run(tmp_path, "a", "w", 0, 0, 40.0, evals=6, experiment="exp-2024-01-01-00-00-00", source="algoperf:v0.5")
     compat, pacer = both(tmp_path)
     assert compat.times.loc["a", "w"] == 10.0 and pacer.times.loc["a", "w"] == 40.0
 
