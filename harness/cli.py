@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from harness.errors import PacerUserError
 
@@ -102,8 +103,9 @@ def run_command(args: Sequence[str]) -> int:
         if files := submission_files(overrides):
             raise PacerUserError(f"pacer run -m takes submission configs, not the file {files[0]}: sweep a file with `pacer sweep submission={files[0]} ...`, "
                                  "or name it in a config under configs/submission/ (`file:`)")
-        check_multirun_folders(overrides)
-        return _hydra_multirun(overrides)
+        folders = check_multirun_folders(overrides)
+        _hydra_multirun(overrides)
+        return _multirun_exit_code(folders)
     from harness import distributed
     from harness.job import prepare_job, run_job
 
@@ -139,9 +141,9 @@ def error_reason(record: Mapping[str, object]) -> str:
     return lines[-1] if lines else "no traceback recorded"
 
 
-def check_multirun_folders(overrides: Sequence[str]) -> None:
-    """Refuse a multirun whose jobs would share a run folder (one line naming the keys that set
-    them apart and the fix), before any job starts: the folder names only the experiment,
+def check_multirun_folders(overrides: Sequence[str]) -> list[Path]:
+    """Each job's run folder, in order; refuse a multirun whose jobs would share one (one line
+    naming the keys that set them apart and the fix), before any job starts: the folder names only the experiment,
     ruleset, submission, workload, study and trial, so `seed=0,1` would have the second job
     refuse the folder after the first trained, or with `overwrite=true` delete its record.
     The jobs are Hydra's own expansion of the overrides (its basic sweeper's)."""
@@ -157,7 +159,7 @@ def check_multirun_folders(overrides: Sequence[str]) -> None:
         (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(job_args), None)
     except HydraException as e:
         raise PacerUserError(str(e).strip().splitlines()[0]) from None
-    folders: dict[object, list[dict[str, str]]] = {}
+    folders: dict[Path, list[dict[str, str]]] = {}
     experiment = "default"
     for job in jobs:
         cfg = OmegaConf.to_container(compose_config(job), resolve=True)
@@ -168,24 +170,60 @@ def check_multirun_folders(overrides: Sequence[str]) -> None:
             keys = sorted({key.lstrip("+~") for job in same for key in job if any(job.get(key) != other.get(key) for other in same)})
             raise PacerUserError(f"pacer run -m: {len(same)} jobs would share the run folder {folder} (they differ in {', '.join(keys)}, which the folder does not name): "
                                  f"name it, e.g. experiment='{experiment}_${{{keys[0]}}}', or use pacer sweep")
+    return list(folders)
 
 
-def _hydra_multirun(overrides: Sequence[str]) -> int:
+def _multirun_exit_code(folders: Sequence[Path]) -> int:
+    """0 when every job's run finished (reached, budget, complete, step cap, diverged); else 1,
+    with a line per unfinished run (an error, a preemption that was not requeued, a lost job)."""
+    from harness.store import TERMINAL_STATUSES, RunDir
+
+    unfinished = []
+    for folder in folders:
+        record = RunDir(folder).read_run()
+        status = record.get("status") if record else "no record"
+        if status not in TERMINAL_STATUSES or status == "error":
+            unfinished.append(f"{folder}: {status}")
+    for line in unfinished:
+        print(f"pacer: unfinished run {line}", file=sys.stderr)
+    return 1 if unfinished else 0
+
+
+def _hydra_multirun(overrides: Sequence[str]) -> None:
+    """Hydra's multirun of `run_job`. Under Hydra's submitit launchers a job stopped by
+    SIGUSR2/SIGTERM saves its checkpoint, then hands over to submitit's handler, which requeues
+    it; the requeued job finds its own preempted run (same config) and resumes it."""
     import hydra
+    from omegaconf import OmegaConf
 
     from harness.job import run_job
-    from harness.launchers import quiet_sacct_warnings
+    from harness.launchers import quiet_sacct_warnings, requeue_through_submitit
     from harness.workloads import CONFIG_DIR
 
     quiet_sacct_warnings()  # hydra/launcher=submitit_slurm polls sacct, absent without accounting
 
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
     def task(cfg) -> None:
-        print(summary_line(run_job(cfg)))
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        record = run_job(plain | {"resume": plain["resume"] or _own_preempted_run(plain)})
+        print(summary_line(record))
+        if record["status"] == "preempted":
+            requeue_through_submitit()
 
     sys.argv = ["pacer", *overrides]
     task()
-    return 0
+
+
+def _own_preempted_run(cfg: Mapping[str, object]) -> bool:
+    """True when the config's run folder holds a preempted run of this very config: a job of a
+    multirun that its launcher requeued."""
+    from harness.job import SWEEP_ONLY_KEYS, run_folder
+    from harness.store import RunDir
+    from harness.sweep import config_hash, written_by
+
+    record = RunDir(run_folder(cfg)).read_run()
+    own = config_hash({k: v for k, v in cfg.items() if k not in SWEEP_ONLY_KEYS})
+    return record is not None and record.get("status") == "preempted" and written_by(record, own)
 
 
 def calibrate_command(args: Sequence[str]) -> int:

@@ -58,7 +58,7 @@ class SweepTask(submitit.helpers.Checkpointable):
             return "dry"
         record = run_cell(cfg)
         if record["status"] == "preempted":
-            _requeue_through_submitit()
+            requeue_through_submitit()
         return str(record["status"])
 
 
@@ -140,7 +140,7 @@ def _torchrun_process(cfg_file: str) -> int:
     return 0
 
 
-def _requeue_through_submitit() -> None:
+def requeue_through_submitit() -> None:
     """Hand a preempted run (its checkpoint saved) to submitit's USR2 handler, which dumps
     this task (`checkpoint()`), requeues the job and exits. Outside submitit: just return."""
     handler = signal.getsignal(signal.SIGUSR2)
