@@ -21,10 +21,12 @@ import argparse
 import csv
 import json
 import math
+import multiprocessing
 import os
 import re
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -316,7 +318,7 @@ def import_algoperf(root: Path, out: Path, version: str, ruleset: str) -> Import
         raise PacerUserError(f"unknown ruleset {ruleset!r} (valid: {', '.join(RULESETS)})")
     workloads = algoperf_targets(version)["workloads"]
     summary = ImportSummary()
-    written: list[tuple[Path, dict[str, object], str]] = []
+    tasks: list[TrialTask] = []
     seen: dict[tuple[str, int, str, int], str] = {}
     for submission, folders in find_experiments(root).items():
         summary.submissions.append(submission)
@@ -332,11 +334,45 @@ def import_algoperf(root: Path, out: Path, version: str, ruleset: str) -> Import
                         if key in seen:
                             summary.reruns.append(f"{submission} study_{study} {workload} trial_{trial}: {seen[key]} and {folder.name}")
                         seen.setdefault(key, folder.name)
-                        written.append(import_trial(trial_dir, Path(out), folder.name, submission, workload, study, trial, version, ruleset))
-                        summary.runs += 1
+                        tasks.append((trial_dir, Path(out), folder.name, submission, workload, study, trial, version, ruleset))
+    written = _import_trials(tasks)
+    summary.runs = len(written)
     os.sync()  # the records were written without a sync each (an import is redone, not resumed): one for all
     cache_written_runs(Path(out), written)  # `pacer score OUT` next reads this instead of every record
     return summary
+
+
+TrialTask = tuple[Path, Path, str, str, str, int, int, str, str]
+"""`import_trial`'s arguments."""
+CHUNK = 250
+"""Trials per worker task: a leaderboard's logs are thousands of small files, read and written
+by one process per core; fewer than two chunks' worth stay in this process."""
+
+
+def _import_trials(tasks: Sequence[TrialTask]) -> list[tuple[Path, dict[str, object], str]]:
+    """`import_trial` of every task, in order; each warning a worker raised is raised again here
+    (in order), so that the caller's `warnings.catch_warnings` sees them all."""
+    chunks = [tasks[i:i + CHUNK] for i in range(0, len(tasks), CHUNK)]
+    workers = min(len(os.sched_getaffinity(0)), len(chunks))
+    if workers < 2:
+        return _import_chunk(tasks, record_warnings=False)[0]
+    written: list[tuple[Path, dict[str, object], str]] = []
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        for part, messages in pool.map(_import_chunk, chunks):
+            written += part
+            for message in messages:
+                warnings.warn(message, stacklevel=2)
+    return written
+
+
+def _import_chunk(tasks: Sequence[TrialTask], record_warnings: bool = True) -> tuple[list[tuple[Path, dict[str, object], str]], list[str]]:
+    """Import `tasks` and return their results and, when `record_warnings`, the warnings' messages."""
+    if not record_warnings:
+        return [import_trial(*task) for task in tasks], []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written = [import_trial(*task) for task in tasks]
+    return written, [str(w.message) for w in caught]
 
 
 def import_command(args: Sequence[str]) -> int:

@@ -8,7 +8,8 @@ torch or Hydra (importing torch alone takes ~3 s)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from harness.errors import PacerUserError
 
@@ -61,6 +62,13 @@ def normalize_overrides(args: Sequence[str]) -> list[str]:
     return out
 
 
+def submission_files(overrides: Sequence[str]) -> list[str]:
+    """The AlgoPerf files given as `submission=path/to/file.py`."""
+    from harness.submissions import is_submission_file
+
+    return [value for key, _, value in (o.partition("=") for o in overrides) if key == "submission" and is_submission_file(value)]
+
+
 def compose_config(overrides: Sequence[str]):
     """Compose configs/config.yaml with overrides through Hydra, as a single run sees it.
 
@@ -71,11 +79,11 @@ def compose_config(overrides: Sequence[str]):
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
-    from harness.submissions import file_submission_config, is_submission_file
+    from harness.submissions import file_submission_config
     from harness.workloads import CONFIG_DIR
 
-    files = [o.partition("=")[2] for o in overrides if o.startswith("submission=") and is_submission_file(o.partition("=")[2])]
-    overrides = [o for o in overrides if not (o.startswith("submission=") and is_submission_file(o.partition("=")[2]))]
+    files = submission_files(overrides)
+    overrides = [o for o in overrides if not (o.startswith("submission=") and o.partition("=")[2] in files)]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("config", overrides=list(overrides))
@@ -92,7 +100,12 @@ def run_command(args: Sequence[str]) -> int:
     args = [a for a in args if a != "--quiet"] + (["quiet=true"] if quiet else [])
     overrides = normalize_overrides(args)
     if "-m" in overrides or "--multirun" in overrides:
-        return _hydra_multirun(overrides)
+        if files := submission_files(overrides):
+            raise PacerUserError(f"pacer run -m takes submission configs, not the file {files[0]}: sweep a file with `pacer sweep submission={files[0]} ...`, "
+                                 "or name it in a config under configs/submission/ (`file:`)")
+        folders = check_multirun_folders(overrides)
+        _hydra_multirun(overrides)
+        return _multirun_exit_code(folders)
     from harness import distributed
     from harness.job import prepare_job, run_job
 
@@ -106,8 +119,6 @@ def run_command(args: Sequence[str]) -> int:
     if not main:
         return 0
     print(summary_line(record))
-    for warning in record.get("warnings") or []:
-        print(f"pacer: warning: {warning}", file=sys.stderr)
     if record["status"] == "preempted":
         print("pacer: stopped by a signal; checkpoint saved: continue with the same command and resume=true", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
@@ -118,26 +129,101 @@ def summary_line(record: dict[str, object]) -> str:
     ttt = record["time_to_target"]["validation"]
     steps = record["steps_to_target"]["validation"]
     reached = f"reached the target in {ttt:.1f} s ({steps} steps)" if ttt is not None else f"ended {record['status']}"
+    if record["status"] == "error":
+        reached += f" ({error_reason(record)}; the traceback is in run.json)"
     path = "/".join(str(record[k]) for k in ("experiment", "ruleset", "submission", "workload"))
     return f"{record['submission']} on {record['workload']}: {reached}; record under {record['config']['results_root']}/{path}/study_{record['study']}/trial_{record['trial']}"
 
 
-def _hydra_multirun(overrides: Sequence[str]) -> int:
+def error_reason(record: Mapping[str, object]) -> str:
+    """The last line of an `error` record's traceback: the exception and its message."""
+    lines = str(record.get("error") or "").strip().splitlines()
+    return lines[-1] if lines else "no traceback recorded"
+
+
+def check_multirun_folders(overrides: Sequence[str]) -> list[Path]:
+    """Each job's run folder, in order; refuse a multirun whose jobs would share one (one line
+    naming the keys that set them apart and the fix), before any job starts: the folder names only the experiment,
+    ruleset, submission, workload, study and trial, so `seed=0,1` would have the second job
+    refuse the folder after the first trained, or with `overwrite=true` delete its record.
+    The jobs are Hydra's own expansion of the overrides (its basic sweeper's)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    from harness.job import run_folder
+
+    job_args = [o for o in overrides if o not in ("-m", "--multirun") and not o.startswith(("hydra.", "hydra/"))]
+    try:
+        (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(job_args), None)
+    except HydraException as e:
+        raise PacerUserError(str(e).strip().splitlines()[0]) from None
+    folders: dict[Path, list[dict[str, str]]] = {}
+    experiment = "default"
+    for job in jobs:
+        cfg = OmegaConf.to_container(compose_config(job), resolve=True)
+        experiment = str(cfg["experiment"])
+        folders.setdefault(run_folder(cfg), []).append(dict(o.split("=", 1) for o in job))
+    for folder, same in folders.items():
+        if len(same) > 1:
+            keys = sorted({key.lstrip("+~") for job in same for key in job if any(job.get(key) != other.get(key) for other in same)})
+            raise PacerUserError(f"pacer run -m: {len(same)} jobs would share the run folder {folder} (they differ in {', '.join(keys)}, which the folder does not name): "
+                                 f"name it, e.g. experiment='{experiment}_${{{keys[0]}}}', or use pacer sweep")
+    return list(folders)
+
+
+def _multirun_exit_code(folders: Sequence[Path]) -> int:
+    """0 when every job's run finished (reached, budget, complete, step cap, diverged); else 1,
+    with a line per unfinished run (an error, a preemption that was not requeued, a lost job)."""
+    from harness.store import TERMINAL_STATUSES, RunDir
+
+    unfinished = []
+    for folder in folders:
+        record = RunDir(folder).read_run()
+        status = record.get("status") if record else "no record"
+        if status not in TERMINAL_STATUSES or status == "error":
+            unfinished.append(f"{folder}: {status}")
+    for line in unfinished:
+        print(f"pacer: unfinished run {line}", file=sys.stderr)
+    return 1 if unfinished else 0
+
+
+def _hydra_multirun(overrides: Sequence[str]) -> None:
+    """Hydra's multirun of `run_job`. Under Hydra's submitit launchers a job stopped by
+    SIGUSR2/SIGTERM saves its checkpoint, then hands over to submitit's handler, which requeues
+    it; the requeued job finds its own preempted run (same config) and resumes it."""
     import hydra
+    from omegaconf import OmegaConf
 
     from harness.job import run_job
-    from harness.launchers import quiet_sacct_warnings
+    from harness.launchers import quiet_sacct_warnings, requeue_through_submitit
     from harness.workloads import CONFIG_DIR
 
     quiet_sacct_warnings()  # hydra/launcher=submitit_slurm polls sacct, absent without accounting
 
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
     def task(cfg) -> None:
-        print(summary_line(run_job(cfg)))
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        record = run_job(plain | {"resume": plain["resume"] or _own_preempted_run(plain)})
+        print(summary_line(record))
+        if record["status"] == "preempted":
+            requeue_through_submitit()
 
     sys.argv = ["pacer", *overrides]
     task()
-    return 0
+
+
+def _own_preempted_run(cfg: Mapping[str, object]) -> bool:
+    """True when the config's run folder holds a preempted run of this very config: a job of a
+    multirun that its launcher requeued."""
+    from harness.job import SWEEP_ONLY_KEYS, run_folder
+    from harness.store import RunDir
+    from harness.sweep import config_hash, written_by
+
+    record = RunDir(run_folder(cfg)).read_run()
+    own = config_hash({k: v for k, v in cfg.items() if k not in SWEEP_ONLY_KEYS})
+    return record is not None and record.get("status") == "preempted" and written_by(record, own)
 
 
 def calibrate_command(args: Sequence[str]) -> int:

@@ -9,6 +9,7 @@ import datetime
 import traceback
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -22,7 +23,7 @@ from harness.runner import Runner, RunOutcome, RunSettings
 from harness.spec import Hyperparameters, Workload
 from harness.store import TERMINAL_STATUSES, RunDir, RunExistsError, run_path
 from harness.submissions import LoadedSubmission, load_submission
-from harness.workloads import build_workload
+from harness.workloads import build_workload, resolve_variant
 
 DEVICES = ("cpu", "cuda")
 SWEEP_ONLY_KEYS = ("suite", "launcher")
@@ -70,10 +71,11 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     )
     checkpoint_every_sec = _check_checkpoint_period(plain)
     submission = load_submission(plain["submission"])
+    _check_ruleset_fits(submission, ruleset_name(plain))
     overrides = plain.get("hparams") or {}
     base = submission.point_for(int(plain["trial"])) if set(submission.search_space.params) - set(overrides) else {}
     hyperparameters = hparamslib.resolve(submission.search_space, base, overrides, f"submission {submission.name}")
-    path = run_path(plain["results_root"], str(plain["experiment"]), ruleset_name(plain), submission.name, workload.name, int(plain["study"]), int(plain["trial"]))
+    path = run_folder(plain)
     run_dir = RunDir(path)
     if not create_run_dir:
         if run_dir.exists() and not (plain["resume"] or plain["overwrite"]):
@@ -129,7 +131,8 @@ def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) 
             job.run_dir.write_run(record)
         return record
     periodic = checkpoint.PeriodicCheckpoints(job.run_dir.path, job.checkpoint_every_sec, record["preemptions"])
-    runner = Runner(job.workload, impl, job.hyperparameters, job.settings, on_eval, should_stop=stop, resume_from=saved, at_step_boundary=periodic)
+    runner = Runner(job.workload, impl, job.hyperparameters, job.settings, on_eval, should_stop=stop, resume_from=saved, at_step_boundary=periodic,
+                    on_warning=progress.warn if main else lambda text: None)
     sched_start = contention.snapshot()
     outcome = runner.run()
     progress.close()
@@ -151,10 +154,26 @@ def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) 
     return record
 
 
+def run_folder(cfg: Mapping[str, object]) -> Path:
+    """The run folder of a composed config (plain types), worked out without building anything:
+    results root / experiment / ruleset / submission / workload (with its variant) / study / trial."""
+    workload = resolve_variant(cfg["workload"], cfg.get("variant"))["name"]
+    submission = cfg["submission"]
+    return run_path(cfg["results_root"], str(cfg["experiment"]), ruleset_name(cfg), str(submission["name"]), str(workload), int(cfg["study"]), int(cfg["trial"]))
+
+
 def ruleset_name(cfg: Mapping[str, object]) -> str:
     """The ruleset's name (`external`, `self`) from a config's `ruleset` group or string."""
     ruleset = cfg["ruleset"]
     return str(ruleset["name"] if isinstance(ruleset, Mapping) else ruleset)
+
+
+def _check_ruleset_fits(submission: LoadedSubmission, ruleset: str) -> None:
+    """An AlgoPerf file without a search space is self-tuning: under external tuning it would
+    train with no hyperparameters and fail at its first read of one."""
+    if submission.self_tuning and ruleset != "self":
+        raise PacerUserError(f"submission {submission.name}: {submission.search_space.source} cannot run under the {ruleset} ruleset, which needs a search space: "
+                             "put tuning_search_space.json beside the file, or pass ruleset=self for a self-tuning submission")
 
 
 def _ruleset_budget(cfg: Mapping[str, object], workload: Workload) -> float | None:

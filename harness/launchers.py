@@ -1,9 +1,10 @@
 """Where a sweep's jobs run: in this process, as local background processes, or on Slurm.
 
-All three run `run_cell`, under submitit through `SweepTask`, a submitit `Checkpointable`: on
-SIGUSR2/SIGTERM the run saves a checkpoint at its next step boundary (`harness.checkpoint`),
-and under submitit the task then hands over to submitit's own handler, which requeues the job
-(same Slurm job id) to continue from that checkpoint.
+All three run `run_cell` through `SweepTask`, a submitit `Checkpointable`: on SIGUSR2/SIGTERM
+the run saves a checkpoint at its next step boundary (`harness.checkpoint`); on Slurm the task
+then hands over to submitit's own handler, which requeues the job (same Slurm job id) to
+continue from that checkpoint. Local jobs are forked processes (`run_local`);
+a stopped one is continued by the next `pacer sweep`.
 
 A cell with `devices=N > 1` trains on N processes: the task runs `torchrun` (one per node of
 its allocation) with `python -m harness.launchers <config.json>` as each process, forwards
@@ -17,6 +18,8 @@ import io
 import json
 import logging
 import math
+import multiprocessing
+import multiprocessing.process
 import os
 import shutil
 import signal
@@ -55,7 +58,7 @@ class SweepTask(submitit.helpers.Checkpointable):
             return "dry"
         record = run_cell(cfg)
         if record["status"] == "preempted":
-            _requeue_through_submitit()
+            requeue_through_submitit()
         return str(record["status"])
 
 
@@ -137,7 +140,7 @@ def _torchrun_process(cfg_file: str) -> int:
     return 0
 
 
-def _requeue_through_submitit() -> None:
+def requeue_through_submitit() -> None:
     """Hand a preempted run (its checkpoint saved) to submitit's USR2 handler, which dumps
     this task (`checkpoint()`), requeues the job and exits. Outside submitit: just return."""
     handler = signal.getsignal(signal.SIGUSR2)
@@ -284,25 +287,80 @@ def _first_line(text: str) -> str:
 
 
 def run_local(jobs: Sequence[tuple[str, JobConfig]], launcher: Mapping[str, object], folder: Path, dry: bool) -> list[Submitted]:
-    """Run the jobs as local background processes, `workers` at a time, until all end.
+    """Run the jobs as local processes, `workers` at a time, until all end.
 
-    submitit's LocalExecutor starts every job it is given at once, so the pool is kept here."""
-    executor = submitit.LocalExecutor(folder=folder)
+    Each job is a process forked from a server process that imported torch and the runner
+    once (multiprocessing's `forkserver`, which never runs a torch operation, so no thread pool
+    is forked): a fresh interpreter per job spent about 5 s of CPU on those imports, a third of
+    a short CPU-suite run. A job still runs alone (a crash or a kill ends only it); its output goes to
+    FOLDER/<pid>_0_log.out and .err (submitit's names, which `pacer status` points to). Past
+    its time limit (`timeout_minutes`) it gets SIGTERM, on which the run checkpoints and stops
+    (`preempted`, continued by the next `pacer sweep`), and SIGKILL a minute later."""
+    folder.mkdir(parents=True, exist_ok=True)
     workers = max(int(launcher["workers"]), 1)
     submitted: list[Submitted] = []
-    running: list[submitit.Job] = []
+    running: list[LocalJob] = []
     for key, cfg in jobs:
         running = _wait_for_slot(running, workers)
-        executor.update_parameters(timeout_min=timeout_minutes(cfg, launcher))
-        handle = executor.submit(SweepTask(dry), cfg)
-        running.append(handle)
-        submitted.append(Submitted(key, str(handle.job_id)))
-    for handle in running:
-        handle.wait()
+        job = LocalJob.start(cfg, folder, timeout_minutes(cfg, launcher) * 60.0, dry)
+        running.append(job)
+        submitted.append(Submitted(key, str(job.pid)))
+    _wait_for_slot(running, 1)
     return submitted
 
 
-def _wait_for_slot(handles: list[submitit.Job], workers: int) -> list[submitit.Job]:
+KILL_GRACE_SEC = 60.0
+"""Between a local job's SIGTERM at its time limit and its SIGKILL."""
+
+
+@dataclass
+class LocalJob:
+    """One job of `run_local`: a forked process with a deadline."""
+
+    process: multiprocessing.process.BaseProcess
+    deadline: float
+    """`time.monotonic()` past which the job is stopped."""
+    terminated: bool = False
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None  # set by start()
+        return self.process.pid
+
+    @classmethod
+    def start(cls, cfg: JobConfig, folder: Path, limit_sec: float, dry: bool) -> LocalJob:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["harness.job"])  # read when the server starts: once per sweep
+        process = context.Process(target=_local_job, args=(cfg, folder, dry), daemon=False)
+        process.start()
+        return cls(process, time.monotonic() + limit_sec)
+
+    def done(self) -> bool:
+        """True once the process has ended; stops it past its deadline."""
+        if not self.process.is_alive():
+            self.process.join()
+            return True
+        late = time.monotonic() - self.deadline
+        if late > KILL_GRACE_SEC:
+            self.process.kill()
+        elif late > 0 and not self.terminated:
+            self.process.terminate()
+            self.terminated = True
+        return False
+
+
+def _local_job(cfg: JobConfig, folder: Path, dry: bool) -> None:
+    """A local job's body: its output (file descriptors 1 and 2, and Python's streams) to its
+    log files, then the task."""
+    for fd, suffix in ((1, "out"), (2, "err")):
+        log = os.open(folder / f"{os.getpid()}_0_log.{suffix}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, fd)
+        os.close(log)
+    sys.stdout, sys.stderr = open(1, "w", buffering=1, closefd=False), open(2, "w", buffering=1, closefd=False)  # noqa: SIM115 - the process's own streams
+    print(f"job {os.getpid()}: {SweepTask(dry)(cfg)}")
+
+
+def _wait_for_slot(handles: list[LocalJob], workers: int) -> list[LocalJob]:
     while True:
         handles = [h for h in handles if not h.done()]
         if len(handles) < workers:

@@ -27,6 +27,14 @@ class Progress:
             self.bar.n = min(round(row["accumulated_submission_time"], 1), self.bar.total)
             self.bar.set_postfix_str(text)
 
+    def warn(self, text: str) -> None:
+        """A warning line on stderr, above the bar when there is one (shown even when quiet)."""
+        line = f"pacer: warning: {text}"
+        if self.bar is None:
+            print(line, file=sys.stderr, flush=True)
+        else:
+            self.bar.write(line, file=sys.stderr)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -3,7 +3,9 @@ seed fixes model init, data order and dropout, and any part can be re-derived on
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -43,6 +45,24 @@ def seed_everything(rng: Rng) -> None:
     random.seed(rng)
     np.random.seed(rng % (1 << 32))
     torch.manual_seed(rng)
+
+
+@contextlib.contextmanager
+def isolated_streams(rng: Rng, device: torch.device) -> Iterator[None]:
+    """Run code that must leave the training's random streams as they were: the global torch
+    (CPU and `device`), numpy and Python generators are seeded from `rng` on entry and restored
+    on exit. The runner puts everything that runs at eval time under it (the submission's
+    `prepare_for_eval`, the workload's eval), so that the training trajectory does not depend
+    on how many evals there were (e.g. BatchNorm recalibration with dropout active)."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        seed_everything(rng)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def generator(rng: Rng, device: torch.device | str = "cpu") -> torch.Generator:

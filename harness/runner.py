@@ -86,9 +86,7 @@ def batch_size_for(submission: Submission, workload: Workload) -> tuple[int, str
     try:
         return int(submission.get_batch_size(name)), None
     except UNKNOWN_WORKLOAD_ERRORS as e:
-        from harness.submission_kit import reference_batch_size
-
-        size = reference_batch_size(name)
+        size = workload.reference_batch_size
         return size, f"get_batch_size({name!r}) raised {type(e).__name__}: {e}; using the workload's reference batch size {size}"
 
 
@@ -115,16 +113,17 @@ class Runner:
 
     def __init__(self, workload: Workload, submission: Submission, hyperparameters: Hyperparameters, settings: RunSettings, on_eval: EvalObserver = lambda row: None,
                  should_stop: Callable[[], bool] = lambda: False, resume_from: Mapping[str, object] | None = None,
-                 at_step_boundary: Callable[[Runner], None] = lambda runner: None):
+                 at_step_boundary: Callable[[Runner], None] = lambda runner: None, on_warning: Callable[[str], None] = lambda text: None):
         """`should_stop` is polled between steps (a preemption signal); `resume_from` is a
         checkpoint (`harness.checkpoint`) to continue from; `at_step_boundary` is called
-        untimed after each step of a continuing run (periodic checkpoints)."""
+        untimed after each step of a continuing run (periodic checkpoints); `on_warning`
+        sees each warning when it arises (they are also kept in `warnings`)."""
         self.workload = workload
         self.submission = submission
         self.hparams = hyperparameters
         self.settings = settings
         self.on_eval = on_eval
-        self.should_stop, self.resume_from, self.at_step_boundary = should_stop, resume_from, at_step_boundary
+        self.should_stop, self.resume_from, self.at_step_boundary, self.on_warning = should_stop, resume_from, at_step_boundary, on_warning
         self.budget = settings.max_runtime_sec or workload.max_allowed_runtime_sec
         self.outcome = RunOutcome(status="running")
         self.batch_size: int | None = None
@@ -147,7 +146,9 @@ class Runner:
         dropout = self.hparams.get("dropout_rate")
         self.params, self.model_state = self.workload.init_model_fn(init_rng, dropout_rate=None if dropout is None else float(dropout))
         self.batch_size, warning = batch_size_for(self.submission, self.workload)
-        self.warnings += [warning] if warning else []
+        if warning:
+            self.warnings.append(warning)
+            self.on_warning(warning)
         self.update_params = keyword_caller(self.submission.update_params)
         prepare = getattr(self.submission, "prepare_for_eval", None)
         self.prepare_for_eval = None if prepare is None else keyword_caller(prepare)
@@ -229,12 +230,12 @@ class Runner:
 
     def _prepare_and_evaluate(self) -> None:
         if self.prepare_for_eval is not None:
-            with self.clock.phase("submission"):
+            rng = rnglib.fold_in(self.step_rng, -self.outcome.global_step)
+            with self.clock.phase("submission"), rnglib.isolated_streams(rng, self.workload.device):
                 self.optimizer_state, self.params, self.model_state = self.prepare_for_eval(
                     workload=self.workload, current_param_container=self.params, current_params_types=self.params_types,
                     model_state=self.model_state, hyperparameters=self.hparams, loss_type=self.workload.loss_type,
-                    optimizer_state=self.optimizer_state, eval_results=self.eval_history, global_step=self.outcome.global_step,
-                    rng=rnglib.fold_in(self.step_rng, -self.outcome.global_step))
+                    optimizer_state=self.optimizer_state, eval_results=self.eval_history, global_step=self.outcome.global_step, rng=rng)
         self.clock.probe()  # closes the stretch: the eval row's time is measured, not extrapolated
         if not self._time_remaining():
             self.outcome.status = "budget_exhausted"
@@ -243,8 +244,9 @@ class Runner:
 
     def _evaluate(self) -> None:
         step = self.outcome.global_step
-        with self.clock.phase("eval"), torch.no_grad():
-            results = self.workload.eval_model(self.workload.eval_batch_size, self.params, self.model_state, rnglib.fold_in(self.step_rng, -1 - step), step)
+        rng = rnglib.fold_in(self.step_rng, -1 - step)
+        with self.clock.phase("eval"), torch.no_grad(), rnglib.isolated_streams(rng, self.workload.device):
+            results = self.workload.eval_model(self.workload.eval_batch_size, self.params, self.model_state, rng, step)
         row = self._eval_row(results)
         with self.clock.phase("logging"):
             self.on_eval(row)

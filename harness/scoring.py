@@ -372,12 +372,23 @@ def check_comparable(df: pd.DataFrame, allow_mixed: bool) -> list[str]:
 
 
 def dedupe_reruns(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """One run per (ruleset, submission, workload, study, trial): where a trial was rerun (e.g.
-    into another experiment folder), keep the rerun that logged the most evals, the later
-    experiment name on a tie, and report the others."""
+    """One run per (ruleset, submission, workload, study, trial). Imported AlgoPerf logs hold
+    reruns of one trial in folders AlgoPerf's runner renamed (`<name>-<date>`): keep the rerun
+    that logged the most evals, the later experiment name on a tie, and report the others.
+
+    Raises:
+        PacerUserError: when two of Pacer's own records claim one cell (two experiments, or
+            roots, that ran the same grid): which one counts is the user's decision, not the scorer's."""
     dup = trials.duplicated(RUN_KEY, keep=False)
     if not dup.any():
         return trials, []
+    sources = trials["source"].fillna("").astype(str) if "source" in trials else pd.Series("", index=trials.index)
+    native = trials[dup & ~sources.str.startswith("algoperf:")]
+    if not native.empty:
+        key = tuple(native.iloc[0][RUN_KEY])
+        claims = trials.loc[(trials[RUN_KEY] == pd.Series(key, index=RUN_KEY)).all(axis=1), "run_dir"]
+        raise PacerUserError(f"{len(claims)} run records claim the cell {'/'.join(map(str, key))}: {' and '.join(sorted(claims))}; "
+                             "score one experiment at a time, or move the extra records aside")
     ordered = trials.sort_values([*RUN_KEY, "num_evals", "experiment"], kind="stable")
     kept = ordered.drop_duplicates(RUN_KEY, keep="last")
     dropped = trials.index.difference(kept.index)

@@ -193,6 +193,8 @@ class Workload(abc.ABC):
     metrics_logger: object | None = None
     """AlgoPerf's optional logger of extra training scalars, which submissions test for
     `is not None` before calling `append_scalar_metrics`; Pacer provides none."""
+    reference_batch_size: int
+    """The batch size the targets were set with (the config's `batch_size`)."""
     eval_batch_size: int
     num_train_examples: int
     num_eval_train_examples: int

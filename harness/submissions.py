@@ -48,6 +48,8 @@ class LoadedSubmission:
     default: dict[str, Value]
     load: Callable[[], Submission]
     """Builds the implementation; `impl` calls it once."""
+    self_tuning: bool = False
+    """An AlgoPerf file with no search space: AlgoPerf's self-tuning ruleset only."""
 
     @cached_property
     def impl(self) -> Submission:
@@ -124,12 +126,13 @@ def _load_file_submission(name: str, file: Path, cfg: Mapping[str, object]) -> L
     spec = cfg.get("search_space")
     if isinstance(spec, str) or spec is None:
         path = file.parent / (spec or ALGOPERF_SEARCH_SPACE)
-        space = SearchSpace.from_file(path) if spec or path.exists() else SearchSpace({}, f"{file} (no {ALGOPERF_SEARCH_SPACE}: self-tuning)")
+        self_tuning = not spec and not path.exists()
+        space = SearchSpace({}, f"{file} (no {ALGOPERF_SEARCH_SPACE}: self-tuning)") if self_tuning else SearchSpace.from_file(path)
     else:
-        space = SearchSpace.from_mapping(spec, str(file))
+        self_tuning, space = False, SearchSpace.from_mapping(spec, str(file))
     default = dict(cfg.get("default") or {})
     space.check(default, f"{file} default")
-    return LoadedSubmission(name, space, default, lambda: _import_file(file, source))
+    return LoadedSubmission(name, space, default, lambda: _import_file(file, source), self_tuning)
 
 
 def _check_submission_file(file: Path) -> str:

@@ -9,7 +9,10 @@ a cell is the same wherever and whenever it runs.
 config hash, launcher job id, attempts and last known state. Re-running the same sweep
 launches only cells that are missing or failed (failed ones until `max_attempts`), never one
 that finished or is queued or running, and refuses when a cell's config changed, since its
-runs would no longer be comparable. A lock file stops two sweeps of one experiment at once.
+runs would no longer be comparable. A record counts as a cell's only when its config hashes
+to the cell's (`written_by`): a record at a cell's path that the cell's job did not write (a
+hand run, a copy, an older sweep) is refused, never adopted, and the sweep's own records are
+recognized without the manifest. A lock file stops two sweeps of one experiment at once.
 """
 
 from __future__ import annotations
@@ -198,6 +201,8 @@ def cell_state(entry: Mapping[str, object], run_dir: Path, queue: Mapping[str, s
     The queue is read before the records, so a job that ends in between counts as done."""
     in_queue = launchers.queue_state(queue.get(str(entry.get("job_id"))))
     record = RunDir(run_dir).read_run()
+    if record is not None and not written_by(record, str(entry["hash"])):
+        return "failed", "a run record this sweep did not write sits at the cell's path (pacer sweep names the difference)"
     status = record.get("status") if record else None
     if status in TERMINAL_STATUSES and status != "error":
         return "done", None
@@ -297,6 +302,7 @@ def sweep_command(args: Sequence[str]) -> int:
         manifest.setdefault("job_name", f"pacer-{settings['experiment']}")
         _check_comparable(manifest, cells, str(settings["experiment"]))
         _add_cells(manifest, cells, settings["results_root"])
+        _check_no_foreign_records(cells, Path(settings["results_root"]))
         refresh(manifest, Path(settings["results_root"]))
         todo = _cells_to_launch(manifest, cells, int(launcher["max_attempts"]))
         write_manifest(exp_dir, manifest)
@@ -318,10 +324,13 @@ def _check_comparable(manifest: Mapping[str, object], cells: Sequence[Cell], exp
                 "its runs would not be comparable: use a new experiment name")
 
 
-def _changed_keys(old: Mapping[str, object], new: Mapping[str, object]) -> str:
-    flat_old, flat_new = _flatten(old), _flatten({k: v for k, v in new.items() if k not in ("study", "trial", "seed", "hparams")})
-    changed = sorted(k for k in flat_old.keys() | flat_new.keys() if flat_old.get(k) != flat_new.get(k) and k.split(".")[0] not in UNHASHED_KEYS)
-    return "changed: " + ", ".join(f"{k} {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in changed[:3]) if changed else "changed hyperparameters or seeds"
+def _changed_keys(old: Mapping[str, object], new: Mapping[str, object], *, hparams: bool = False) -> str:
+    """The first keys that differ, as `key old -> new` (`hparams`: the seed and hyperparameters too)."""
+    skipped = ("study", "trial") if hparams else ("study", "trial", "seed", "hparams")
+    flat_old, flat_new = _flatten({k: v for k, v in old.items() if k not in skipped}), _flatten({k: v for k, v in new.items() if k not in skipped})
+    changed = sorted((k for k in flat_old.keys() | flat_new.keys() if flat_old.get(k) != flat_new.get(k) and k.split(".")[0] not in UNHASHED_KEYS),
+                     key=lambda k: (k != "seed", not k.startswith("hparams."), k))
+    return "changed: " + ", ".join(f"{k} {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in changed[:4]) if changed else "changed hyperparameters or seeds"
 
 
 def _flatten(value: object, prefix: str = "") -> dict[str, object]:
@@ -338,6 +347,23 @@ def _add_cells(manifest: dict[str, object], cells: Sequence[Cell], results_root:
         path = run_path(Path(""), str(cell.cfg["experiment"]), str(cell.cfg["ruleset"]["name"]), *cell.key.split("/")[:2], int(cell.cfg["study"]), int(cell.cfg["trial"]))
         entry = manifest["jobs"].setdefault(cell.key, {"hash": cell.hash, "run_dir": str(path), "attempts": 0, "state": "pending"})
         cell.entry = entry
+
+
+def _check_no_foreign_records(cells: Sequence[Cell], results_root: Path) -> None:
+    """Refuse when a run record that this cell's job did not write sits at its path (a hand
+    run, a copy, an older sweep whose manifest was lost): counted as the cell's result, it
+    would be scored with another point, seed or config than the cell's."""
+    for cell in cells:
+        record = RunDir(results_root / str(cell.entry["run_dir"])).read_run()
+        if record is not None and not written_by(record, cell.hash):
+            theirs = {k: v for k, v in (record.get("config") or {}).items() if k not in ("study", "trial")}
+            raise PacerUserError(f"{results_root / str(cell.entry['run_dir'])}: a run record this sweep did not write sits where cell {cell.key} goes "
+                                 f"({_changed_keys(theirs, cell.cfg, hparams=True)}): move it aside, or sweep into another experiment")
+
+
+def written_by(record: Mapping[str, object], cell_hash: str) -> bool:
+    """True when `record` is the record of the cell with config hash `cell_hash`."""
+    return config_hash(dict(record.get("config") or {})) == cell_hash
 
 
 def _cells_to_launch(manifest: Mapping[str, object], cells: Sequence[Cell], max_attempts: int) -> list[Cell]:

@@ -28,6 +28,14 @@ SUITE_SIZES: dict[str, dict[str, int]] = {
 """The CPU suite's data and model sizes when its targets were calibrated (28 Nov 2026). Tests
 that compare with numbers measured at these sizes (golden losses, the conformance suite) pin them
 over configs/workload/*.yaml, so that the production sizes can grow without moving those numbers."""
+SMALL_SIZES: dict[str, dict[str, int]] = {
+    "mnist1d_mlp": {"num_samples": 600, "eval_train_size": 100, "hidden": 32},
+    "mnist1d_cnn": {"num_samples": 600, "eval_train_size": 100, "channels": 8},
+    "digits_cnn": {"channels": 8},
+    "markov_lm": {"num_train": 64, "num_holdout": 32, "width": 32},
+    "teacher_student": {"num_train": 256, "num_holdout": 64, "hidden": 32},
+}
+"""The CPU suite's data and model sizes for tests that compare with no measured number."""
 
 
 class ScriptedWorkload(TensorWorkload):

@@ -15,7 +15,7 @@ def write_run(root: Path, submission: str, workload: str, study: int, trial: int
               ruleset: str = "external", evals: int = 4, step_time: float = 1.0, base_workload: str | None = None,
               variant: str | None = None, fingerprint: dict[str, object] | None = None, target: float = TARGET,
               experiment: str = "exp", hyperparameters: dict[str, object] | None = None, budget: float = 100.0,
-              clock: str | None = None, contended: bool | None = None) -> RunDir:
+              clock: str | None = None, contended: bool | None = None, source: str | None = None) -> RunDir:
     """One run whose validation accuracy first meets `target` at its last eval, at submission
     time `reach_at` (None: never, `evals` evals `step_time` apart). Steps are 100 per second.
     `clock` / `contended` add the record's `clock` / `contention` block (None: an older record without it)."""
@@ -38,6 +38,8 @@ def write_run(root: Path, submission: str, workload: str, study: int, trial: int
         "time_to_target": {"validation": reach_at, "test": None}, "fingerprint": fingerprint or FINGERPRINT,
         "started_at": "2026-11-27T00:00:00+00:00", "finished_at": "2026-11-27T00:01:00+00:00",
     }
+    if source is not None:
+        record["source"] = source
     if clock is not None:
         record["clock"] = {"kind": clock, "unit": "reference s" if clock == "normalized" else "s"}
     if contended is not None:

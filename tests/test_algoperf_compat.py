@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from scoring_fixtures import write_run, write_table
 
+from harness import algoperf_import
 from harness.algoperf_compat import score_algoperf
 from harness.algoperf_import import ImportSummary, algoperf_targets, import_algoperf
 from harness.errors import PacerUserError
@@ -386,8 +387,8 @@ def test_difference_studies_without_any_eval_file_drop_out_of_the_median(tmp_pat
 
 
 def test_difference_reruns_are_pooled_as_extra_trials(tmp_path: Path) -> None:
-    write_run(tmp_path, "a", "w", 0, 0, 10.0, evals=2, experiment="exp")
-    write_run(tmp_path, "a", "w", 0, 0, 40.0, evals=6, experiment="exp-2024-01-01-00-00-00")
+    write_run(tmp_path, "a", "w", 0, 0, 10.0, evals=2, experiment="exp", source="algoperf:v0.5")
+    write_run(tmp_path, "a", "w", 0, 0, 40.0, evals=6, experiment="exp-2024-01-01-00-00-00", source="algoperf:v0.5")
     compat, pacer = both(tmp_path)
     assert compat.times.loc["a", "w"] == 10.0 and pacer.times.loc["a", "w"] == 40.0
 
@@ -423,6 +424,24 @@ def test_the_import_leaves_the_cache_the_records_would_give(imported: tuple[Path
     cached, read = load_results(out, cache=True), load_results(out)
     assert (out / ".pacer_results.parquet").exists() and len(cached) == len(read) > 0
     pd.testing.assert_frame_equal(cached[sorted(cached.columns)], read[sorted(read.columns)], check_dtype=False)
+
+
+def test_an_import_in_worker_processes_equals_the_one_in_process(imported: tuple[Path, Path, ImportSummary, list[str]], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A leaderboard's logs are imported by one process per core, in chunks: same records, same
+    cache, same warnings in the same order as the fixture's import, which stays in one process."""
+    logs, out, summary, messages = imported
+    monkeypatch.setattr(algoperf_import, "CHUNK", 10)
+    monkeypatch.setattr(algoperf_import.os, "sched_getaffinity", lambda pid: {0, 1})  # two workers even on a one-core machine
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parallel = import_algoperf(logs, tmp_path, "v0.5", "external")
+    assert [str(w.message) for w in caught] == messages and parallel.runs == summary.runs
+    one, many = load_results(out, cache=True), load_results(tmp_path, cache=True)
+    assert (tmp_path / ".pacer_results.parquet").exists()
+    for df in (one, many):
+        df["run_dir"] = df["run_dir"].str.split("/imported[^/]*/|/test_an_import[^/]*/", regex=True).str[-1]
+    pd.testing.assert_frame_equal(one, many)
 
 
 def test_cells_that_are_not_numbers_and_repeated_columns(tmp_path: Path) -> None:

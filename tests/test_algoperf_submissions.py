@@ -20,6 +20,10 @@ STYLE = REPO / "tests" / "algoperf_style"
 TINY = ["workload.num_samples=600", "workload.hidden=16", "max_runtime_sec=600", "--quiet"]
 
 
+RULESET = {"v05_absl_logger": "self"}
+"""The ruleset each convention's file is run under: a file without a search space is self-tuning."""
+
+
 def record_of(root: Path) -> dict:
     (path,) = root.rglob("run.json")
     return json.loads(path.read_text())
@@ -27,7 +31,8 @@ def record_of(root: Path) -> dict:
 
 @pytest.mark.parametrize("convention", ["list_space", "no_train_state", "v05_absl_logger", "unknown_workload"])
 def test_an_algoperf_file_runs_unmodified(convention, results_root, capsys):
-    assert main(["run", f"submission={STYLE / convention / 'submission.py'}", f"results_root={results_root}", "max_steps=2", "eval_every_steps=2", *TINY]) == 0
+    assert main(["run", f"submission={STYLE / convention / 'submission.py'}", f"ruleset={RULESET.get(convention, 'external')}", f"results_root={results_root}",
+                 "max_steps=2", "eval_every_steps=2", *TINY]) == 0
     record = record_of(results_root)
     assert record["status"] == "step_cap" and record["submission"] == convention, record.get("error")
     assert record["final"]["num_evals"] == 2
@@ -53,7 +58,7 @@ def test_a_sweep_runs_every_listed_point_in_order_in_every_study(tmp_path, capsy
 @pytest.mark.parametrize("convention", ["no_train_state", "v05_absl_logger", "unknown_workload"])
 def test_a_sweep_runs_an_algoperf_file_unmodified(convention, tmp_path, capsys):
     args = ["sweep", f"experiment={convention}", f"results_root={tmp_path}", f"submission={STYLE / convention / 'submission.py'}", "workload=[mnist1d_mlp]",
-            "ruleset=external", "ruleset.num_studies=1", "ruleset.num_trials=2", "max_steps=2", "eval_every_steps=2", *TINY[:-1]]
+            f"ruleset={RULESET.get(convention, 'external')}", "ruleset.num_studies=1", "ruleset.num_trials=2", "max_steps=2", "eval_every_steps=2", *TINY[:-1]]
     assert main(args) == 0
     records = [json.loads(p.read_text()) for p in tmp_path.rglob("run.json")]
     listed = {"unknown_workload": 1}  # its list-form space has one point: one trial, whatever num_trials says
@@ -65,15 +70,19 @@ def test_an_unknown_workload_gets_the_reference_batch_size_with_a_warning(result
     record = record_of(results_root)
     assert record["batch_size"] == 128  # configs/workload/mnist1d_mlp.yaml batch_size
     assert record["warnings"] == ["get_batch_size('mnist1d_mlp') raised ValueError: Unsupported workload name: mnist1d_mlp.; using the workload's reference batch size 128"]
-    assert "pacer: warning: get_batch_size('mnist1d_mlp') raised ValueError" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    warned = err.index("pacer: warning: get_batch_size('mnist1d_mlp') raised ValueError")
+    assert warned < err.index("step 1"), "the warning comes when the batch size is chosen, before training"
 
 
-def test_a_file_that_fails_to_import_leaves_an_error_record(tmp_path, results_root):
+def test_a_file_that_fails_to_import_leaves_an_error_record(tmp_path, results_root, capsys):
     source = (STYLE / "list_space" / "submission.py").read_text().replace("import torch\n", "import torch\nimport jax\n")
     (tmp_path / "needs_jax.py").write_text(source)
+    (tmp_path / "tuning_search_space.json").write_text((STYLE / "list_space" / "tuning_search_space.json").read_text())
     assert main(["run", f"submission={tmp_path / 'needs_jax.py'}", f"results_root={results_root}", *TINY]) == 1
     record = record_of(results_root)
     assert record["status"] == "error" and "No module named 'jax'" in record["error"]
+    assert "ended error (ModuleNotFoundError: No module named 'jax'; the traceback is in run.json)" in capsys.readouterr().out
 
 
 def test_a_get_batch_size_that_fails_otherwise_leaves_an_error_record(tmp_path, results_root):
@@ -109,6 +118,22 @@ def test_a_search_space_of_neither_form_is_one_line_and_exit_2(space, expected, 
     err = capsys.readouterr().err.strip()
     assert err == f"pacer: error: search space {tmp_path / 'tuning_search_space.json'}: {expected}"
     assert not results_root.exists()
+
+
+def test_a_file_without_a_search_space_under_external_tuning_is_one_line_and_exit_2(tmp_path, results_root, capsys):
+    (tmp_path / "submission.py").write_text((STYLE / "list_space" / "submission.py").read_text())
+    assert main(["run", f"submission={tmp_path / 'submission.py'}", "ruleset=external", f"results_root={results_root}", *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"pacer: error: submission {tmp_path.name}: {tmp_path / 'submission.py'} (no tuning_search_space.json: self-tuning) "
+                                               "cannot run under the external ruleset"), err
+    assert "ruleset=self" in err[0] and not results_root.exists()
+
+
+def test_a_multirun_with_a_file_is_one_line_and_exit_2(tmp_path, capsys):
+    file = STYLE / "list_space" / "submission.py"
+    assert main(["run", "-m", f"submission={file}", f"results_root={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"pacer sweep submission={file}" in err[0], err
 
 
 def test_a_missing_file_is_one_line_and_exit_2(tmp_path, capsys):

@@ -48,7 +48,7 @@ def test_runner_resumed_from_a_checkpoint_repeats_the_uninterrupted_evals(tmp_pa
     assert resumed.status == "step_cap"
     assert _comparable(resumed.evals) == _comparable(reference.evals)
     assert resumed.examples_seen == reference.examples_seen
-    clock_after = [row["accumulated_submission_time"] for row in resumed.evals]
+    clock_after = [row["accumulated_raw_submission_time"] for row in resumed.evals]  # the totals are raw seconds
     assert clock_after == sorted(clock_after) and clock_after[3] >= saved["clock"]["totals"]["submission"]  # step 12: the clock continued from step 10
 
 
@@ -174,7 +174,7 @@ def test_sigkill_resumes_from_the_last_periodic_checkpoint(tmp_path):
     after = _evals(tmp_path, "killed")
     assert after[:kept] == before[:kept]  # kept as recorded, clock readings included
     assert _comparable(after) == _comparable(_evals(tmp_path, "reference"))  # the rest redone once, none twice
-    clock = [row["accumulated_submission_time"] for row in after]
+    clock = [row["accumulated_raw_submission_time"] for row in after]  # the totals are raw seconds
     assert clock == sorted(clock) and clock[kept] >= saved["clock"]["totals"]["submission"]
     assert sorted(p.name for p in run_dir.iterdir()) == ["evals.jsonl", "run.json"]
 
@@ -193,3 +193,27 @@ def _kill_after_a_checkpoint(process: subprocess.Popen, run_dir: Path) -> tuple[
 def _eval_count(run_dir: Path) -> int:
     path = run_dir / "evals.jsonl"
     return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_a_preempted_job_under_hydras_submitit_local_launcher_is_requeued_and_resumes(tmp_path):
+    """hydra/launcher=submitit_local: SIGUSR2 to the job's task, which checkpoints and hands
+    over to submitit; submitit restarts the task, which resumes its own run to the eval
+    sequence of an uninterrupted one (tests/test_slurm.py does the same on Slurm)."""
+    args = ["run", "-m", "trial=0", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+            f"results_root={tmp_path}", "experiment=lpre", "workload.num_samples=1000", "workload.hidden=32", "max_steps=300", "eval_every_steps=100",
+            "max_runtime_sec=600", "checkpoint_every_sec=0"]
+    multirun = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "lpre" / "external" / "nadamw" / "mnist1d_mlp" / "study_0" / "trial_0"
+    deadline = time.monotonic() + 120
+    while not (run_dir / "run.json").exists():  # the run catches USR2 from here on
+        assert time.monotonic() < deadline and multirun.poll() is None, multirun.stderr.read() if multirun.poll() is not None else "no run.json"
+        time.sleep(0.05)
+    (controller,) = [p.name for p in (tmp_path / "lpre" / ".multirun" / ".submitit").iterdir() if p.name.isdigit()]
+    task = int(Path(f"/proc/{controller}/task/{controller}/children").read_text().split()[0])
+    os.kill(task, signal.SIGUSR2)
+    out, err = multirun.communicate(timeout=300)
+    assert multirun.returncode == 0, err[-2000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    evals = [json.loads(line)["global_step"] for line in (run_dir / "evals.jsonl").read_text().splitlines()]
+    assert record["status"] == "step_cap" and record["preemptions"] == 1 and evals == [1, 100, 200, 300], (record["status"], evals, err[-2000:])

@@ -88,3 +88,19 @@ def test_unwritable_results_root(tmp_path, capsys):
     blocker.write_text("not a folder")
     assert main(["run", f"results_root={blocker}"]) == 2
     assert "cannot write the results root" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [[], ["overwrite=true"]])
+def test_a_multirun_whose_jobs_share_a_run_folder_is_refused_before_any_job(tmp_path, capsys, extra):
+    """`seed=0,1` names no folder: the second job would refuse it after the first trained, or,
+    with overwrite=true, delete the first job's record."""
+    assert main(["run", "-m", "seed=0,1", "hparams.learning_rate=0.001,0.002", f"results_root={tmp_path}", *extra, *TINY_RUN]) == 2
+    assert_one_error_line(capsys.readouterr().err, "pacer run -m: 4 jobs would share the run folder "
+                          f"{tmp_path}/default/external/nadamw/mnist1d_mlp/study_0/trial_0 (they differ in hparams.learning_rate, seed, which the folder does not name): "
+                          "name it, e.g. experiment='default_${hparams.learning_rate}', or use pacer sweep")
+    assert not tmp_path.joinpath("default").exists()
+
+
+def test_a_multirun_whose_folders_name_each_job_runs_them_all(tmp_path, capsys):
+    assert main(["run", "-m", "seed=0,1", "experiment=seed_${seed}", f"results_root={tmp_path}", *TINY_RUN]) == 0
+    assert sorted(p.parts[-7] for p in tmp_path.rglob("run.json")) == ["seed_0", "seed_1"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SUITE_SIZES
+from conftest import SMALL_SIZES, SUITE_SIZES
 from omegaconf import OmegaConf
 
 from harness import hparams as hparamslib
@@ -27,17 +27,11 @@ from workloads.markov_lm import markov_split
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ["digits_cnn", "markov_lm", "mnist1d_cnn", "mnist1d_mlp", "teacher_student"]
 GOLDEN = ROOT / "tests" / "golden" / "cpu_suite_losses.json"
-SMALL = {  # data and model sizes of the tests that do not compare with measured numbers
-    "mnist1d_mlp": {"num_samples": 600, "eval_train_size": 100, "hidden": 32},
-    "mnist1d_cnn": {"num_samples": 600, "eval_train_size": 100, "channels": 8},
-    "digits_cnn": {"channels": 8},
-    "markov_lm": {"num_train": 64, "num_holdout": 32, "width": 32},
-    "teacher_student": {"num_train": 256, "num_holdout": 64, "hidden": 32},
-}
+
 
 
 def small_workload(name: str, data_dir: Path, variant: str | None = None, **extra: object):
-    cfg = workload_config(name) | SMALL[name] | {"data_dir": str(data_dir)} | extra
+    cfg = workload_config(name) | SMALL_SIZES[name] | {"data_dir": str(data_dir)} | extra
     return build_workload(cfg, variant)
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import random
 
+import numpy as np
 import pytest
+import torch
 from conftest import FakeSubmission, ScriptedWorkload
 
 from harness.runner import Runner, RunSettings
@@ -113,3 +116,38 @@ def test_train_state_is_read_only_and_current():
     assert outcome.status == "step_cap", outcome.error
     assert [s["global_step"] for s in seen] == [0, 1, 2]
     assert seen[2]["last_eval_results"]["validation/score"] == 0.0
+
+
+class DrawingAtEval(ScriptedWorkload):
+    """A workload whose eval draws from every global random stream."""
+
+    def eval_model(self, global_batch_size, params, model_state, rng, global_step):
+        torch.rand(3), np.random.rand(), random.random()
+        return super().eval_model(global_batch_size, params, model_state, rng, global_step)
+
+
+class RecordingStreams(FakeSubmission):
+    """Records the global streams at each step and draws from all of them in `prepare_for_eval`."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def update_params(self, **arguments):
+        self.seen.append((torch.rand(1).item(), np.random.rand(), random.random()))
+        return super().update_params(**arguments)
+
+    def prepare_for_eval(self, workload, current_param_container, current_params_types, model_state, hyperparameters, loss_type, optimizer_state, eval_results, global_step, rng):
+        torch.rand(3), np.random.rand(), random.random()
+        return optimizer_state, current_param_container, model_state
+
+
+def test_eval_time_draws_leave_the_training_streams_alone():
+    """torch, numpy and Python draws in `prepare_for_eval` and in the eval change nothing the
+    training steps draw: the same values at every step for one eval or six."""
+    seen = []
+    for every in (1, 6):
+        submission = RecordingStreams()
+        run(DrawingAtEval(), submission, max_steps=6, eval_every_steps=every)
+        seen.append(submission.seen)
+    assert len(seen[0]) == 6 and seen[0] == seen[1]

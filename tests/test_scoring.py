@@ -219,11 +219,20 @@ def test_mixed_fingerprints_and_targets_are_refused_unless_allowed(tmp_path: Pat
         score(tmp_path)
 
 
-def test_duplicate_reruns_keep_the_longest_and_are_reported(tmp_path: Path) -> None:
-    write_run(tmp_path, "a", "w", 0, 0, None, evals=2, experiment="exp")
-    write_run(tmp_path, "a", "w", 0, 0, 30, evals=6, experiment="exp-rerun")
+def test_imported_duplicate_reruns_keep_the_longest_and_are_reported(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", "w", 0, 0, None, evals=2, experiment="exp", source="algoperf:v0.5")
+    write_run(tmp_path, "a", "w", 0, 0, 30, evals=6, experiment="exp-2024-05-01-10-00-00", source="algoperf:v0.5")
     result = score(tmp_path)
     assert result.times.loc["a", "w"] == 30 and "duplicate rerun" in result.warnings[0]
+
+
+def test_two_of_pacers_records_claiming_one_cell_are_refused(tmp_path: Path) -> None:
+    first = write_run(tmp_path, "a", "w", 0, 0, None, evals=2, experiment="exp")
+    second = write_run(tmp_path, "a", "w", 0, 0, 30, evals=6, experiment="exp-again")
+    with pytest.raises(PacerUserError) as e:
+        score(tmp_path)
+    assert str(e.value) == (f"2 run records claim the cell external/a/w/0/0: {' and '.join(sorted([str(first.path), str(second.path)]))}; "
+                            "score one experiment at a time, or move the extra records aside")
 
 
 def test_parquet_cache_is_reused_and_invalidated_when_a_run_changes(tmp_path: Path) -> None:
@@ -319,7 +328,7 @@ def test_three_studies_keep_their_intervals_and_one_study_cells_lose_their_time_
     partial = score(tmp_path / "partial", ScoringRules(bootstrap=100))
     assert partial.score_ci is not None and ("a", "w2") not in partial.time_ci.index and len(partial.time_ci) == 3
     assert partial.intervals_note.startswith("intervals hold 1 of 4 submission/workload cells fixed")
-    assert score(tmp_path, NO_BOOT).intervals_note == "no intervals: bootstrap disabled (--bootstrap 0)"
+    assert score(tmp_path / "partial", NO_BOOT).intervals_note == "no intervals: bootstrap disabled (--bootstrap 0)"
 
 
 def test_normalized_runs_compare_across_hardware_wall_runs_do_not(tmp_path: Path) -> None:

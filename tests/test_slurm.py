@@ -145,6 +145,26 @@ def test_hydra_multirun_through_submitit_slurm(slurm, tmp_path):
     assert sorted(r["trial"] for r in _records(tmp_path, "hydra")) == [0, 1]
 
 
+def test_a_preempted_hydra_multirun_job_is_requeued_and_resumes(slurm, tmp_path):
+    """Under hydra/launcher=submitit_slurm, SIGUSR2 makes the run checkpoint and hand over to
+    submitit, which requeues the job; the requeued job resumes its own run to the eval
+    sequence of an uninterrupted one, and the multirun exits 0 only then."""
+    args = ["run", "-m", "trial=0", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=10", "hydra.launcher.max_num_timeout=2",
+            f"results_root={tmp_path}", "experiment=hpre", "max_steps=300", "eval_every_steps=100",
+            *[a for a in TINY if not a.startswith(("ruleset", "launcher", "max_steps", "eval_every"))]]
+    multirun = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "hpre" / "external" / "nadamw" / "mnist1d_mlp" / "study_0" / "trial_0"
+    _wait_for(run_dir / "run.json")  # the run catches USR2 from here on
+    (job_id,) = {p.name.split("_")[0] for p in (tmp_path / "hpre" / ".multirun" / ".submitit").iterdir() if p.name.split("_")[0].isdigit()}
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    out, err = multirun.communicate(timeout=300)
+    assert multirun.returncode == 0, err[-2000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    evals = [json.loads(line)["global_step"] for line in (run_dir / "evals.jsonl").read_text().splitlines()]
+    assert record["status"] == "step_cap" and record["preemptions"] == 1 and evals == [1, 100, 200, 300], (record["status"], evals, err[-2000:])
+
+
 def test_resource_classes_follow_the_devices_of_a_cell():
     launcher = OmegaConf.to_container(compose_config(["launcher=slurm"]).launcher)
     budget = {"max_runtime_sec": 600, "ruleset": {}}

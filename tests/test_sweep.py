@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
+from harness import launchers
 from harness.cli import compose_config, main
 from harness.job import prepare_job
 from harness.search import trial_point
@@ -70,6 +74,27 @@ def test_inline_sweep_is_idempotent_and_refuses_a_changed_config(tmp_path, capsy
     assert "different config (changed: max_steps 3 -> 4)" in capsys.readouterr().err
 
 
+def test_a_record_the_sweep_did_not_write_is_refused_not_adopted(tmp_path, capsys):
+    """A hand run of trial 1 (the default point, seed 0) where the sweep's trial 1 (another
+    point, another seed) goes: named, never counted as done; the sweep's own records are
+    recognized by their config hash even with the manifest lost."""
+    hand = ["run", f"results_root={tmp_path}", "experiment=demo", "trial=1", *(o for o in TINY if not o.startswith("workload=")), "--quiet"]
+    assert main(hand) == 0
+    capsys.readouterr()
+    assert _sweep(tmp_path, "ruleset=external") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"pacer: error: {tmp_path}/demo/external/nadamw/mnist1d_mlp/study_0/trial_1: a run record this sweep did not write "
+                                               "sits where cell nadamw/mnist1d_mlp/study_0/trial_1 goes (changed: "), err
+    assert "seed 0 -> " in err[0] and not (tmp_path / "demo" / MANIFEST).exists()
+
+    (tmp_path / "demo" / "external" / "nadamw" / "mnist1d_mlp" / "study_0" / "trial_1").rename(tmp_path / "aside")
+    assert _sweep(tmp_path, "ruleset=external") == 0
+    (tmp_path / "demo" / MANIFEST).unlink()
+    capsys.readouterr()
+    assert _sweep(tmp_path, "ruleset=external") == 0
+    assert "launching 0" in capsys.readouterr().out
+
+
 def test_second_sweep_of_a_locked_experiment_refuses(tmp_path, capsys):
     with experiment_lock(tmp_path / "demo"):
         assert _sweep(tmp_path) == 2
@@ -100,15 +125,29 @@ def test_full_results_disk_is_one_clear_line(full_disk, capsys):
     assert err == f"pacer: error: cannot write the results root {full_disk}: No space left on device ({full_disk}/demo/sweep.json)"
 
 
+def test_a_local_job_past_its_time_limit_checkpoints_and_stops(tmp_path):
+    overrides = [f"results_root={tmp_path}", "workload=mnist1d_mlp", "workload.num_samples=600", "workload.hidden=16", "max_runtime_sec=600",
+                 "max_steps=1000000", "eval_every_steps=100", "quiet=true"]
+    job = launchers.LocalJob.start(OmegaConf.to_container(compose_config(overrides), resolve=True), tmp_path, limit_sec=3.0, dry=False)
+    while not job.done():
+        time.sleep(0.2)
+    (run,) = tmp_path.rglob("run.json")
+    record = json.loads(run.read_text())
+    assert job.terminated and job.process.exitcode == 0 and record["status"] == "preempted" and record["final"]["global_step"] > 0
+    assert (run.parent / "checkpoint.pt").exists()  # what the next sweep continues from
+    assert (tmp_path / f"{job.pid}_0_log.out").read_text().strip() == f"job {job.pid}: preempted"
+
+
 def test_status_of_an_unknown_experiment(tmp_path, capsys):
     assert main(["status", f"results_root={tmp_path}", "experiment=nope"]) == 2
     assert "no sweep manifest for experiment nope" in capsys.readouterr().err
 
 
-def test_local_launcher_runs_cells_as_submitit_processes(tmp_path, capsys):
+def test_local_launcher_runs_cells_as_forked_processes(tmp_path, capsys):
     assert _sweep(tmp_path, "ruleset.num_trials=1", "launcher=local") == 0
     entry = next(iter(json.loads((tmp_path / "demo" / MANIFEST).read_text())["jobs"].values()))
-    assert entry["launcher"] == "local" and entry["job_id"].isdigit()  # a submitit local job (a process id)
+    assert entry["launcher"] == "local" and entry["job_id"].isdigit() and int(entry["job_id"]) != os.getpid()  # a process of its own
+    assert Path(entry["log"]).exists() and Path(entry["log"]).with_suffix(".out").read_text().strip() == f"job {entry['job_id']}: step_cap"
     assert json.loads(next(tmp_path.rglob("run.json")).read_text())["status"] == "step_cap"
     assert main(["status", f"results_root={tmp_path}", "experiment=demo"]) == 0
     assert "1 done" in capsys.readouterr().out
