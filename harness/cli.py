@@ -55,7 +55,7 @@ def normalize_overrides(args: Sequence[str]) -> list[str]:
                 if key == "submission" and is_submission_file(choice):
                     file_submission_config(choice)  # a missing file: one line naming it
                 elif choice and choice not in groups[key]:
-                    raise PacerUserError(f"unknown {key} {choice!r} (valid: {', '.join(groups[key])})")
+                    raise PacerUserError(f"unknown {key} {choice!r} (valid: {', '.join(groups[key])}){_variant_hint(key, choice, groups[key])}")
         if sep and key.startswith("hparams."):
             arg = "+" + arg
         out.append(arg)
@@ -67,6 +67,13 @@ def submission_files(overrides: Sequence[str]) -> list[str]:
     from harness.submissions import is_submission_file
 
     return [value for key, _, value in (o.partition("=") for o in overrides) if key == "submission" and is_submission_file(value)]
+
+
+def _variant_hint(group: str, choice: str, valid: Sequence[str]) -> str:
+    """`; a variant is workload=B variant=V` when `choice` reads as a workload id B_V (what
+    `pacer sweep` and the suites take)."""
+    bases = [b for b in valid if group == "workload" and choice.startswith(f"{b}_")]
+    return f"; for a variant: workload={bases[0]} variant={choice[len(bases[0]) + 1:]}" if bases else ""
 
 
 def compose_config(overrides: Sequence[str]):
@@ -88,7 +95,7 @@ def compose_config(overrides: Sequence[str]):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
-        raise PacerUserError(str(e).strip().splitlines()[0]) from None
+        raise PacerUserError(_hydra_error_line(e)) from None
     if files:
         with open_dict(cfg):
             cfg.submission = file_submission_config(files[-1])
@@ -128,7 +135,8 @@ def run_command(args: Sequence[str]) -> int:
 def summary_line(record: dict[str, object]) -> str:
     ttt = record["time_to_target"]["validation"]
     steps = record["steps_to_target"]["validation"]
-    reached = f"reached the target in {ttt:.1f} s ({steps} steps)" if ttt is not None else f"ended {record['status']}"
+    unit = "reference s" if (record.get("clock") or {}).get("kind") == "normalized" else "s"
+    reached = f"reached the target in {ttt:.1f} {unit} ({steps} steps)" if ttt is not None else f"ended {record['status']}"
     if record["status"] == "error":
         reached += f" ({error_reason(record)}; the traceback is in run.json)"
     path = "/".join(str(record[k]) for k in ("experiment", "ruleset", "submission", "workload"))
@@ -139,6 +147,24 @@ def error_reason(record: Mapping[str, object]) -> str:
     """The last line of an `error` record's traceback: the exception and its message."""
     lines = str(record.get("error") or "").strip().splitlines()
     return lines[-1] if lines else "no traceback recorded"
+
+
+def _hydra_error_line(error: Exception) -> str:
+    """Hydra's error as one line: for an override of a key the config does not have, the key
+    and the config's keys (Hydra's first line says only "Could not override"; the reason is
+    in its cause)."""
+    lines = str(error).strip().splitlines()
+    missing = next((line for line in str(error.__cause__ or "").splitlines() if "is not in struct" in line), None)
+    if lines[0].startswith("Could not override") and missing and "." in lines[0].split("'")[1]:
+        return f"{lines[0]} {missing.strip()}"
+    if lines[0].startswith("Could not override") and missing:
+        from omegaconf import OmegaConf
+
+        from harness.workloads import CONFIG_DIR
+
+        keys = [k for k in OmegaConf.load(CONFIG_DIR / "config.yaml") if k not in ("defaults", "hydra")]
+        return f"{lines[0]} {missing.strip()} (valid top-level keys: {', '.join(keys)}, and the config groups' keys)"
+    return lines[0]
 
 
 def check_multirun_folders(overrides: Sequence[str]) -> list[Path]:
@@ -262,6 +288,8 @@ def status_command(args: Sequence[str]) -> int:
     return status(args)
 
 
+OVERRIDE_VERBS = ("run", "sweep", "status", "calibrate")
+"""Verbs whose arguments are key=value overrides (the others parse options with argparse)."""
 VERBS: dict[str, Callable[[Sequence[str]], int]] = {
     "run": run_command,
     "score": score_command,
@@ -282,6 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"pacer: error: unknown verb {verb!r} (valid: {', '.join(VERBS)})", file=sys.stderr)
         return 2
+    if verb in OVERRIDE_VERBS and any(a in ("-h", "--help") for a in rest):
+        print(USAGE)  # these verbs take Hydra overrides, which have no options of their own
+        return 0
     try:
         return VERBS[verb](rest)
     except PacerUserError as e:

@@ -310,7 +310,7 @@ def sweep_command(args: Sequence[str]) -> int:
         submitted = _launch(todo, launcher, exp_dir, manifest["job_name"], parsed.dry)
         _record_submission(manifest, submitted, launcher["name"], exp_dir)
         write_manifest(exp_dir, manifest)
-    _print_submitted(submitted, launcher["name"], str(settings["experiment"]))
+    _print_submitted(submitted, launcher["name"], str(settings["experiment"]), str(settings["results_root"]))
     return 0
 
 
@@ -330,7 +330,10 @@ def _changed_keys(old: Mapping[str, object], new: Mapping[str, object], *, hpara
     flat_old, flat_new = _flatten({k: v for k, v in old.items() if k not in skipped}), _flatten({k: v for k, v in new.items() if k not in skipped})
     changed = sorted((k for k in flat_old.keys() | flat_new.keys() if flat_old.get(k) != flat_new.get(k) and k.split(".")[0] not in UNHASHED_KEYS),
                      key=lambda k: (k != "seed", not k.startswith("hparams."), k))
-    return "changed: " + ", ".join(f"{k} {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in changed[:4]) if changed else "changed hyperparameters or seeds"
+    if not changed:
+        return "changed hyperparameters or seeds"
+    more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+    return "changed: " + ", ".join(f"{k} {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in changed[:4]) + more
 
 
 def _flatten(value: object, prefix: str = "") -> dict[str, object]:
@@ -357,8 +360,10 @@ def _check_no_foreign_records(cells: Sequence[Cell], results_root: Path) -> None
         record = RunDir(results_root / str(cell.entry["run_dir"])).read_run()
         if record is not None and not written_by(record, cell.hash):
             theirs = {k: v for k, v in (record.get("config") or {}).items() if k not in ("study", "trial")}
+            if cell.cfg.get("hparams"):  # the cell names its whole point: compare the point the record trained
+                theirs["hparams"] = record.get("hyperparameters") or {}
             raise PacerUserError(f"{results_root / str(cell.entry['run_dir'])}: a run record this sweep did not write sits where cell {cell.key} goes "
-                                 f"({_changed_keys(theirs, cell.cfg, hparams=True)}): move it aside, or sweep into another experiment")
+                                 f"(record -> cell: {_changed_keys(theirs, cell.cfg, hparams=True)}): move it aside, or sweep into another experiment")
 
 
 def written_by(record: Mapping[str, object], cell_hash: str) -> bool:
@@ -398,14 +403,17 @@ def _record_submission(manifest: dict[str, object], submitted: Sequence[launcher
             entry["log"] = str(exp_dir / ".submitit" / f"{item.job_id}_0_log.err")
 
 
-def _print_submitted(submitted: Sequence[launchers.Submitted], launcher: str, experiment: str) -> None:
+def _print_submitted(submitted: Sequence[launchers.Submitted], launcher: str, experiment: str, results_root: str) -> None:
+    status = f"pacer status experiment={experiment} results_root={results_root}"
     if not submitted:
-        print("nothing to launch: every cell is done, queued, running or out of attempts")
+        print(f"nothing to launch: every cell is done, queued, running or out of attempts (see {status})")
         return
     if launcher == "slurm":
         arrays = sorted({s.job_id.split("_")[0] for s in submitted})
         print(f"submitted {len(submitted)} jobs as Slurm job array(s) {', '.join(arrays)}")
-    print(f"follow with: pacer status experiment={experiment} [--wait]")
+        print(f"follow with: {status} [--wait]")
+    else:
+        print(f"ran {len(submitted)} jobs; where each cell stands: {status}")
 
 
 def status_command(args: Sequence[str]) -> int:

@@ -24,7 +24,9 @@ BAD_INPUT = [
     (["seed=-1"], "seed=-1 must be an integer >= 0"),
     (["max_steps=0"], "max_steps=0 must be an integer >= 1"),
     (["device=tpu"], "device='tpu' is not one of cpu, cuda"),
-    (["nope=1"], "Could not override 'nope'"),
+    (["nope=1"], "Could not override 'nope'. Key 'nope' is not in struct (valid top-level keys: experiment, study, trial, seed,"),
+    (["workload.nope=1"], "Could not override 'workload.nope'. Key 'nope' is not in struct"),
+    (["workload=mnist1d_mlp_gelu"], "; for a variant: workload=mnist1d_mlp variant=gelu"),
     (["~workload.reference"], "workload mnist1d_mlp: clock normalized needs `reference.step_sec`"),
     (["workload.reference.step_sec=-1"], "reference.step_sec -1 must be a positive number of seconds"),
     (["workload.clock=sundial"], "clock 'sundial' is not one of wall, normalized"),
@@ -104,3 +106,9 @@ def test_a_multirun_whose_jobs_share_a_run_folder_is_refused_before_any_job(tmp_
 def test_a_multirun_whose_folders_name_each_job_runs_them_all(tmp_path, capsys):
     assert main(["run", "-m", "seed=0,1", "experiment=seed_${seed}", f"results_root={tmp_path}", *TINY_RUN]) == 0
     assert sorted(p.parts[-7] for p in tmp_path.rglob("run.json")) == ["seed_0", "seed_1"]
+
+
+@pytest.mark.parametrize("verb", ["run", "sweep", "status", "calibrate"])
+def test_help_of_an_override_verb_is_the_usage(verb, capsys):
+    assert main([verb, "--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: pacer VERB [key=value ...]")

@@ -84,7 +84,7 @@ def test_a_record_the_sweep_did_not_write_is_refused_not_adopted(tmp_path, capsy
     assert _sweep(tmp_path, "ruleset=external") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"pacer: error: {tmp_path}/demo/external/nadamw/mnist1d_mlp/study_0/trial_1: a run record this sweep did not write "
-                                               "sits where cell nadamw/mnist1d_mlp/study_0/trial_1 goes (changed: "), err
+                                               "sits where cell nadamw/mnist1d_mlp/study_0/trial_1 goes (record -> cell: changed: seed 0 -> "), err
     assert "seed 0 -> " in err[0] and not (tmp_path / "demo" / MANIFEST).exists()
 
     (tmp_path / "demo" / "external" / "nadamw" / "mnist1d_mlp" / "study_0" / "trial_1").rename(tmp_path / "aside")
