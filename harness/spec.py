@@ -368,7 +368,7 @@ class Hyperparameters(Mapping[str, float | int | str | bool]):
         try:
             return self._values[name]
         except KeyError:
-            raise AttributeError(f"no hyperparameter {name!r} (have: {', '.join(sorted(self._values))})") from None
+            raise AttributeError(f"no hyperparameter {name!r} (have: {', '.join(sorted(self._values)) or 'none'})") from None
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("hyperparameters are read-only")
