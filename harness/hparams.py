@@ -108,6 +108,8 @@ class SearchSpace:
         for name, value in point.items():
             if name not in self.params:
                 raise PacerUserError(f"{what}: unknown hyperparameter {name!r} for search space {self.source} (valid: {', '.join(self.names())})")
+            if isinstance(self.params[name], Range) and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise PacerUserError(f"{what}: {name}={value!r} is not a number (its search space is {_describe(self.params[name])} in {self.source})")
             if not self.params[name].contains(value):
                 raise PacerUserError(f"{what}: {name}={value!r} is outside its search space {_describe(self.params[name])} in {self.source}")
 

@@ -20,6 +20,7 @@ BAD_INPUT = [
     (["hparams.nope=1"], "unknown hyperparameter 'nope'"),
     (["hparams.learning_rate=5.0"], "learning_rate=5.0 is outside its search space [0.0003, 0.03] (log)"),
     (["hparams.beta2=0.9"], "beta2=0.9 is outside its search space {0.999}"),
+    (["hparams.learning_rate=abc"], "learning_rate='abc' is not a number (its search space is [0.0003, 0.03] (log)"),
     (["variant=nope"], "unknown variant 'nope' of workload mnist1d_mlp (valid: deep, gelu)"),
     (["seed=-1"], "seed=-1 must be an integer >= 0"),
     (["max_steps=0"], "max_steps=0 must be an integer >= 1"),
