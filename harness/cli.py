@@ -153,18 +153,18 @@ def _hydra_error_line(error: Exception) -> str:
     """Hydra's error as one line: for an override of a key the config does not have, the key
     and the config's keys (Hydra's first line says only "Could not override"; the reason is
     in its cause)."""
-    lines = str(error).strip().splitlines()
-    missing = next((line for line in str(error.__cause__ or "").splitlines() if "is not in struct" in line), None)
-    if lines[0].startswith("Could not override") and missing and "." in lines[0].split("'")[1]:
-        return f"{lines[0]} {missing.strip()}"
-    if lines[0].startswith("Could not override") and missing:
-        from omegaconf import OmegaConf
+    first = str(error).strip().splitlines()[0]
+    missing = next((line.strip() for line in str(error.__cause__ or "").splitlines() if "is not in struct" in line), None)
+    if not (first.startswith("Could not override") and missing):
+        return first
+    if "." in first.split("'")[1]:  # a key inside a group: the group's keys are its config's
+        return f"{first} {missing}"
+    from omegaconf import OmegaConf
 
-        from harness.workloads import CONFIG_DIR
+    from harness.workloads import CONFIG_DIR
 
-        keys = [k for k in OmegaConf.load(CONFIG_DIR / "config.yaml") if k not in ("defaults", "hydra")]
-        return f"{lines[0]} {missing.strip()} (valid top-level keys: {', '.join(keys)}, and the config groups' keys)"
-    return lines[0]
+    keys = [k for k in OmegaConf.load(CONFIG_DIR / "config.yaml") if k not in ("defaults", "hydra")]
+    return f"{first} {missing} (valid top-level keys: {', '.join(keys)}, and the config groups' keys)"
 
 
 def check_multirun_folders(overrides: Sequence[str]) -> list[Path]:

@@ -305,7 +305,7 @@ def run_local(jobs: Sequence[tuple[str, JobConfig]], launcher: Mapping[str, obje
         job = LocalJob.start(cfg, folder, timeout_minutes(cfg, launcher) * 60.0, dry)
         running.append(job)
         submitted.append(Submitted(key, str(job.pid)))
-    _wait_for_slot(running, 1)
+    _wait_for_slot(running, 1)  # returns once none is left running
     return submitted
 
 

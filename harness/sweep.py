@@ -46,6 +46,8 @@ GRID_KEYS = ("submission", "workload")
 UNHASHED_KEYS = ("resume", "overwrite", "quiet", "results_root", "checkpoint_every_sec")
 """Keys that may change between re-runs without making runs incomparable."""
 STATES = ("done", "running", "pending", "failed")
+FOREIGN_RECORD = "a run record this sweep did not write sits at the cell's path (pacer sweep names the difference)"
+"""A cell's failure reason when its path holds a record with another config (`written_by`)."""
 
 
 @dataclass
@@ -202,7 +204,7 @@ def cell_state(entry: Mapping[str, object], run_dir: Path, queue: Mapping[str, s
     in_queue = launchers.queue_state(queue.get(str(entry.get("job_id"))))
     record = RunDir(run_dir).read_run()
     if record is not None and not written_by(record, str(entry["hash"])):
-        return "failed", "a run record this sweep did not write sits at the cell's path (pacer sweep names the difference)"
+        return "failed", FOREIGN_RECORD
     status = record.get("status") if record else None
     if status in TERMINAL_STATUSES and status != "error":
         return "done", None
@@ -302,8 +304,8 @@ def sweep_command(args: Sequence[str]) -> int:
         manifest.setdefault("job_name", f"pacer-{settings['experiment']}")
         _check_comparable(manifest, cells, str(settings["experiment"]))
         _add_cells(manifest, cells, settings["results_root"])
-        _check_no_foreign_records(cells, Path(settings["results_root"]))
         refresh(manifest, Path(settings["results_root"]))
+        _refuse_foreign_records(cells, Path(settings["results_root"]))
         todo = _cells_to_launch(manifest, cells, int(launcher["max_attempts"]))
         write_manifest(exp_dir, manifest)
         print(f"experiment {settings['experiment']}: {len(cells)} cells, launching {len(todo)} on {launcher['name']}")
@@ -352,13 +354,13 @@ def _add_cells(manifest: dict[str, object], cells: Sequence[Cell], results_root:
         cell.entry = entry
 
 
-def _check_no_foreign_records(cells: Sequence[Cell], results_root: Path) -> None:
+def _refuse_foreign_records(cells: Sequence[Cell], results_root: Path) -> None:
     """Refuse when a run record that this cell's job did not write sits at its path (a hand
-    run, a copy, an older sweep whose manifest was lost): counted as the cell's result, it
-    would be scored with another point, seed or config than the cell's."""
+    run, a copy, an older sweep whose manifest was lost; `refresh` found them): counted as the
+    cell's result, it would be scored with another point, seed or config than the cell's."""
     for cell in cells:
-        record = RunDir(results_root / str(cell.entry["run_dir"])).read_run()
-        if record is not None and not written_by(record, cell.hash):
+        if cell.entry.get("reason") == FOREIGN_RECORD:
+            record = RunDir(results_root / str(cell.entry["run_dir"])).read_run() or {}
             theirs = {k: v for k, v in (record.get("config") or {}).items() if k not in ("study", "trial")}
             if cell.cfg.get("hparams"):  # the cell names its whole point: compare the point the record trained
                 theirs["hparams"] = record.get("hyperparameters") or {}
