@@ -154,6 +154,8 @@ def _hydra_error_line(error: Exception) -> str:
     and the config's keys (Hydra's first line says only "Could not override"; the reason is
     in its cause)."""
     first = str(error).strip().splitlines()[0]
+    if first.startswith("LexerNoViableAltException: "):
+        return f"cannot read the argument {first.partition(': ')[2]!r}: arguments are key=value overrides (options and verbs: pacer --help)"
     missing = next((line.strip() for line in str(error.__cause__ or "").splitlines() if "is not in struct" in line), None)
     if not (first.startswith("Could not override") and missing):
         return first

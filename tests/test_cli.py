@@ -26,6 +26,7 @@ BAD_INPUT = [
     (["max_steps=0"], "max_steps=0 must be an integer >= 1"),
     (["device=tpu"], "device='tpu' is not one of cpu, cuda"),
     (["nope=1"], "Could not override 'nope'. Key 'nope' is not in struct (valid top-level keys: experiment, study, trial, seed,"),
+    (["--bogus"], "cannot read the argument '--bogus': arguments are key=value overrides (options and verbs: pacer --help)"),
     (["workload.nope=1"], "Could not override 'workload.nope'. Key 'nope' is not in struct"),
     (["workload=mnist1d_mlp_gelu"], "; for a variant: workload=mnist1d_mlp variant=gelu"),
     (["~workload.reference"], "workload mnist1d_mlp: clock normalized needs `reference.step_sec`"),
