@@ -16,6 +16,8 @@
   checkpoint (`harness.checkpoint`), and a later runner continues from it.
 * A non-finite loss at an eval ends the run as `diverged`; an exception raised by the
   submission (or the workload) ends it as `error` with its traceback. Neither escapes.
+  A record the results folder refuses to take (`StorageError`: full disk, read-only) does:
+  it is no fault of the submission, and the run stays resumable.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 
 from harness import checkpoint, distributed
 from harness import rng as rnglib
+from harness.errors import StorageError
 from harness.spec import (
     Batch,
     EvalResults,
@@ -178,6 +181,8 @@ class Runner:
                     self.at_step_boundary(self)
                     if self.should_stop():
                         self.outcome.status = "preempted"  # the caller checkpoints and requeues
+        except StorageError:
+            raise  # the results folder's fault, not the submission's: the run stays resumable
         except Exception:  # noqa: BLE001 - the run, not the caller, must absorb any failure
             self.outcome.status, self.outcome.error = "error", traceback.format_exc()
         return self.outcome

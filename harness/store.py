@@ -13,6 +13,7 @@ holding
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from harness.errors import StorageError
 
 SCHEMA_VERSION = 1
 EVALS_FILE = "evals.jsonl"
@@ -44,16 +47,29 @@ def run_path(root: Path, experiment: str, ruleset: str, submission: str, workloa
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
     """Replace `path` with `text` so that readers see the old or the new file, never a mix.
-    `durable`: also on disk when this returns (fsync of the file and its folder, ~2 ms each)."""
+    `durable`: also on disk when this returns (fsync of the file and its folder, ~2 ms each).
+
+    Raises StorageError when the file system refuses (full, read-only); `path` is then unchanged."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
         if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-    if durable:
-        _fsync_dir(path.parent)
+            _fsync_dir(path.parent)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise storage_error(path, e) from None
+
+
+def storage_error(path: Path, error: OSError) -> StorageError:
+    """The one line for a record file the system would not write."""
+    return StorageError(f"cannot write {path}: {error.strerror or error}; every eval recorded before it is kept "
+                        "and the run can continue: free space or restore write access, then pass resume=true")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -118,10 +134,19 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
 
     def append_eval(self, row: Mapping[str, object]) -> None:
-        with open(self.evals_path, "a", encoding="utf-8") as f:
-            f.write(_dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        """Append one eval durably. Raises StorageError when the file system refuses; a partly
+        written line is cut off again where possible (and ignored on read where not)."""
+        line = _dumps(row) + "\n"
+        size = self.evals_path.stat().st_size if self.evals_path.exists() else 0
+        try:
+            with open(self.evals_path, "a", encoding="utf-8") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.truncate(self.evals_path, size)
+            raise storage_error(self.evals_path, e) from None
 
     def read_evals(self) -> list[dict[str, object]]:
         if not self.evals_path.exists():

@@ -217,3 +217,43 @@ def test_a_preempted_job_under_hydras_submitit_local_launcher_is_requeued_and_re
     record = json.loads((run_dir / "run.json").read_text())
     evals = [json.loads(line)["global_step"] for line in (run_dir / "evals.jsonl").read_text().splitlines()]
     assert record["status"] == "step_cap" and record["preemptions"] == 1 and evals == [1, 100, 200, 300], (record["status"], evals, err[-2000:])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 300 KiB tmpfs: a real full disk (mounting needs root, which the CI machine has)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues_it(small_disk, tmp_path):
+    """The eval or checkpoint the disk refused is neither half-kept nor blamed on the submission:
+    the record stays `running`, and once there is room resume=true ends with the eval sequence
+    of an uninterrupted run."""
+    args = ("max_steps=1500", "eval_every_steps=5", "checkpoint_every_sec=0.2")
+    full = _pacer_run(small_disk, "full", *args)
+    _, err = full.communicate(timeout=300)
+    assert full.returncode == 1, err
+    line = err.strip().splitlines()[-1]  # after the progress lines
+    assert "Traceback" not in err and line.startswith(f"pacer: error: cannot write {small_disk}/full/") and "No space left on device" in line and "resume=true" in line
+    run_dir = small_disk / "full/external/nadamw/mnist1d_mlp/study_0/trial_0"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    before = [json.loads(line) for line in (run_dir / "evals.jsonl").read_text().splitlines()]  # every line whole
+    assert not [p for p in run_dir.iterdir() if ".tmp" in p.name]
+
+    kept = len(checkpoint.load(run_dir)["outcome"]["evals"])
+    assert 1 <= kept <= len(before)
+
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
+    resumed = _pacer_run(small_disk, "full", *args, "resume=true")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    after = _evals(small_disk, "full")
+    assert after[:kept] == before[:kept]  # kept as written, clock readings included
+    reference = _pacer_run(tmp_path, "reference", *args)
+    assert reference.wait(timeout=300) == 0
+    assert _comparable(after) == _comparable(_evals(tmp_path, "reference"))
