@@ -160,8 +160,10 @@ def evals_at_least(run_dir: Path, count: int) -> Callable[[], bool]:
 # --- the audit ----------------------------------------------------------------------------
 
 
-def audit(root: Path, run_dir: Path, before: list[dict[str, object]], reference: list[dict[str, object]], *, resumable: bool = True) -> Trial:
-    """Count what the fault cost `run_dir` (see the module docstring)."""
+def audit(root: Path, run_dir: Path, before: list[dict[str, object]], reference: list[dict[str, object]], *, resumable: bool = True,
+          landed: str | None = None) -> Trial:
+    """Count what the fault cost `run_dir` (see the module docstring). `landed`: the record's
+    counter (`preemptions`, `restarts`) that shows the fault hit the run before it ended."""
     from harness.store import STATUSES, TERMINAL_STATUSES, load_results
 
     corrupted, note = 0, ""
@@ -193,6 +195,8 @@ def audit(root: Path, run_dir: Path, before: list[dict[str, object]], reference:
         same = comparable(before) == comparable([row for row in reference if row["global_step"] in steps_before])
         return Trial(lost, corrupted, redone, None, note or ("" if same else "evals before the fault differ from the uninterrupted run"))
     identical = record.get("status") == "step_cap" and results_after == comparable(reference)
+    if landed and not record.get(landed):
+        note = note or f"the fault came after the run ended ({landed} 0)"
     return Trial(lost, corrupted, redone, identical, note)
 
 
@@ -263,7 +267,7 @@ class Suite:
         process.wait()
         before = whole_evals(run_dir)
         finish(pacer(*args, "resume=true"))
-        return audit(self.root, run_dir, before, self.reference("run"))
+        return audit(self.root, run_dir, before, self.reference("run"), landed="restarts")
 
     def sigkill_eval_write(self) -> Trial:
         """The process SIGKILLs itself halfway through writing an eval line (fsynced)."""
@@ -277,7 +281,7 @@ class Suite:
         assert not text.endswith("\n"), "the eval write was not torn"
         before = whole_evals(run_dir)
         finish(pacer(*args, "resume=true"))
-        return audit(self.root, run_dir, before, self.reference("run"))
+        return audit(self.root, run_dir, before, self.reference("run"), landed="restarts")
 
     # stop signals under each launcher
 
@@ -296,7 +300,7 @@ class Suite:
         finish(process, expect=(3,))
         before = whole_evals(run_dir)
         finish(pacer(*args, "resume=true"))
-        return audit(self.root, run_dir, before, self.reference("run"))
+        return audit(self.root, run_dir, before, self.reference("run"), landed="preemptions")
 
     def _signal_sweep_local(self, signum: signal.Signals) -> Trial:
         experiment = self.experiment(f"local{signum.name}")
@@ -311,7 +315,7 @@ class Suite:
         before = whole_evals(run_dir)
         assert json.loads((run_dir / "run.json").read_text())["status"] in ("preempted", "step_cap")
         finish(pacer(*args))  # the next sweep continues the preempted cell
-        return audit(self.root, run_dir, before, self.reference("sweep"))
+        return audit(self.root, run_dir, before, self.reference("sweep"), landed="preemptions")
 
     def _signal_sweep_slurm(self, signum: signal.Signals) -> Trial:
         experiment = self.experiment(f"slurm{signum.name}")
@@ -323,7 +327,7 @@ class Suite:
         subprocess.run(["scancel", f"--signal={signum.name.removeprefix('SIG')}", str(entry["job_id"])], check=True)
         before = whole_evals(run_dir)
         finish(pacer("status", f"results_root={self.root}", f"experiment={experiment}", "--wait"))
-        return audit(self.root, run_dir, before, self.reference("sweep"))
+        return audit(self.root, run_dir, before, self.reference("sweep"), landed="preemptions")
 
     def _hydra_args(self, experiment: str, launcher: str) -> list[str]:
         extra = ["hydra.launcher.partition=debug", "hydra.launcher.max_num_timeout=2"] if launcher == "submitit_slurm" else []
@@ -341,7 +345,7 @@ class Suite:
         os.kill(task, signum)
         before = whole_evals(run_dir)
         finish(multirun)
-        return audit(self.root, run_dir, before, self.reference("run"))
+        return audit(self.root, run_dir, before, self.reference("run"), landed="preemptions")
 
     def _signal_hydra_slurm(self, signum: signal.Signals) -> Trial:
         experiment = self.experiment(f"hslurm{signum.name}")
@@ -353,7 +357,7 @@ class Suite:
         subprocess.run(["scancel", f"--signal={signum.name.removeprefix('SIG')}", job_id], check=True)
         before = whole_evals(run_dir)
         finish(multirun)
-        return audit(self.root, run_dir, before, self.reference("run"))
+        return audit(self.root, run_dir, before, self.reference("run"), landed="preemptions")
 
     # faults of the submission
 
@@ -400,7 +404,7 @@ class Suite:
             before = whole_evals(run_dir)
             filler.unlink()
             finish(pacer(*args, "resume=true"))
-            return audit(disk, run_dir, before, self.reference("run"))
+            return audit(disk, run_dir, before, self.reference("run"), landed="restarts")
 
     def read_only_before_start(self) -> Trial:
         with self.tmpfs(1024) as disk:
@@ -424,7 +428,7 @@ class Suite:
             before = whole_evals(run_dir)
             subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
             finish(pacer(*args, "resume=true"))
-            return audit(disk, run_dir, before, self.reference("run"))
+            return audit(disk, run_dir, before, self.reference("run"), landed="restarts")
 
     # sweeps
 
@@ -498,7 +502,7 @@ LAUNCHERS = ("pacer run", "sweep local", "run -m submitit_local", "sweep slurm",
 
 
 def plan(suite: Suite) -> list[tuple[str, str, Callable[[], Trial], str]]:
-    """(kind key, fault, launcher, trial function, needs) for every row of the table."""
+    """(fault, launcher, trial function, what it needs: "", "root" or "slurm") for every row."""
     rows: list[tuple[str, str, Callable[[], Trial], str]] = [
         ("SIGKILL mid-step (periodic checkpoint)", "pacer run", suite.sigkill_mid_step, ""),
         ("SIGKILL during an eval write", "pacer run", suite.sigkill_eval_write, ""),
@@ -514,7 +518,7 @@ def plan(suite: Suite) -> list[tuple[str, str, Callable[[], Trial], str]]:
         ("results root remounted read-only mid-run", "pacer run", suite.read_only_mid_run, "root"),
         ("two sweeps of one experiment at once", "sweep local", suite.two_sweeps, ""),
         ("Slurm controller stopped 10 s mid-run", "sweep slurm", suite.controller_down, "slurm"),
-        ("a record the sweep did not write at its cell", "sweep local", suite.foreign_record, ""),
+        ("foreign record at a sweep cell (a hand run)", "sweep local", suite.foreign_record, ""),
     ]
     return rows
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from harness import distributed
-from harness.store import storage_error
+from harness.store import writing_record
 
 if TYPE_CHECKING:
     from harness.runner import Runner
@@ -113,17 +113,18 @@ def save(runner: Runner, run_dir: Path, preemptions: int) -> Path:
     checkpoint stays until the new one is complete on disk."""
     path = path_in(run_dir)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(capture(runner, preemptions), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise storage_error(path, e) from None
+    with writing_record(path):
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(capture(runner, preemptions), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
     for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a process killed while writing
         stale.unlink(missing_ok=True)
     return path

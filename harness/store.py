@@ -21,13 +21,13 @@ import math
 import os
 import shutil
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from harness.errors import StorageError
+from harness.errors import PacerUserError, StorageError
 
 SCHEMA_VERSION = 1
 EVALS_FILE = "evals.jsonl"
@@ -49,7 +49,8 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
     """Replace `path` with `text` so that readers see the old or the new file, never a mix.
     `durable`: also on disk when this returns (fsync of the file and its folder, ~2 ms each).
 
-    Raises StorageError when the file system refuses (full, read-only); `path` is then unchanged."""
+    Raises OSError when the file system refuses (full, read-only); `path` is then unchanged and
+    no temporary file is left."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -60,9 +61,18 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
         os.replace(tmp, path)
         if durable:
             _fsync_dir(path.parent)
-    except OSError as e:
+    except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def writing_record(path: Path) -> Iterator[None]:
+    """Turn the file system's refusal to write a run's record file into `StorageError`."""
+    try:
+        yield
+    except OSError as e:
         raise storage_error(path, e) from None
 
 
@@ -138,15 +148,16 @@ class RunDir:
         written line is cut off again where possible (and ignored on read where not)."""
         line = _dumps(row) + "\n"
         size = self.evals_path.stat().st_size if self.evals_path.exists() else 0
-        try:
-            with open(self.evals_path, "a", encoding="utf-8") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.truncate(self.evals_path, size)
-            raise storage_error(self.evals_path, e) from None
+        with writing_record(self.evals_path):
+            try:
+                with open(self.evals_path, "a", encoding="utf-8") as f:
+                    f.write(line)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.truncate(self.evals_path, size)
+                raise
 
     def read_evals(self) -> list[dict[str, object]]:
         if not self.evals_path.exists():
@@ -166,20 +177,33 @@ class RunDir:
 
     def write_evals_text(self, jsonl: str, *, durable: bool = True) -> None:
         """Replace the eval log with `jsonl`: JSON objects, one a line, each line ending in a newline."""
-        atomic_write_text(self.evals_path, jsonl, durable=durable)
+        with writing_record(self.evals_path):
+            atomic_write_text(self.evals_path, jsonl, durable=durable)
 
     def truncate_evals(self, keep: int) -> None:
         """Keep the first `keep` evals (used on resume from a checkpoint taken after them)."""
         rows = self.read_evals()[:keep]
-        atomic_write_text(self.evals_path, "".join(_dumps(r) + "\n" for r in rows))
+        with writing_record(self.evals_path):
+            atomic_write_text(self.evals_path, "".join(_dumps(r) + "\n" for r in rows))
 
     def write_run(self, record: Mapping[str, object], *, durable: bool = True) -> None:
-        atomic_write_text(self.run_path, _dumps(record, indent=2, sort_keys=True), durable=durable)
+        with writing_record(self.run_path):
+            atomic_write_text(self.run_path, _dumps(record, indent=2, sort_keys=True), durable=durable)
 
     def read_run(self) -> dict[str, object] | None:
+        """The run record, or None when there is none yet.
+
+        Raises PacerUserError naming the file when it is not a JSON object (Pacer replaces it
+        atomically, so such a file was damaged or written by something else)."""
         if not self.run_path.exists():
             return None
-        return json.loads(self.run_path.read_text(encoding="utf-8"))
+        try:
+            record = json.loads(self.run_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise PacerUserError(f"run record {self.run_path} cannot be read ({e}): move it aside") from None
+        if not isinstance(record, dict):
+            raise PacerUserError(f"run record {self.run_path} is not a JSON object: move it aside")
+        return record
 
 
 RUN_COLUMNS: dict[str, str | tuple[str, ...]] = {
@@ -226,11 +250,19 @@ timed by the wall clock, and one without a `contention` block was not flagged.""
 EVAL_NUMERIC_COLUMNS = ("global_step", "examples_seen", "total_duration")
 """Eval columns made numeric on load besides `accumulated_*` and `<split>/<metric>` (an eval log
 whose values are all null would otherwise load as objects)."""
-LOADER_VERSION = b"2"
+LOADER_VERSION = b"3"
 """Part of the cache signature: bump it when the flattening changes, so that old caches (which
 lack the new columns) are rebuilt instead of reused."""
 CACHE_FILE = ".pacer_results.parquet"
 CACHE_KEY = b"pacer_signature"
+
+
+REQUIRED_COLUMNS = ("submission", "workload", "study", "trial", "status", "target_metric", "target_direction")
+"""Run columns without which a record cannot be scored; a record lacking one is skipped."""
+NUMBER_COLUMNS = frozenset({"seed", "batch_size", "validation_target", "test_target", "max_runtime_sec", "eval_period_sec", "step_hint",
+                            "time_to_validation_target", "time_to_test_target", "steps_to_validation_target", "examples_to_validation_target", "preemptions"})
+FLAG_COLUMNS = frozenset({"contended"})
+"""The other run columns hold text (or null)."""
 
 
 def _pick(record: Mapping[str, object], key: str | tuple[str, ...]) -> object:
@@ -294,8 +326,19 @@ def _frame_of(runs: list[dict[str, object]], texts: list[bytes], paths: list[Pat
     evals = evals.iloc[order].reset_index(drop=True)
     df = pd.concat([evals, run_table.iloc[owner[order]].reset_index(drop=True)], axis=1)
     metric_columns = [c for c in df.columns if "/" in c or c.startswith("accumulated_") or c in EVAL_NUMERIC_COLUMNS]
-    df[metric_columns] = df[metric_columns].apply(pd.to_numeric, errors="coerce")
+    numeric = df[metric_columns].apply(pd.to_numeric, errors="coerce")
+    _warn_not_numbers(df, df[metric_columns].notna() & numeric.isna())
+    df[metric_columns] = numeric
     return df
+
+
+def _warn_not_numbers(df: pd.DataFrame, not_numbers: pd.DataFrame) -> None:
+    """One warning per eval log holding values that are not numbers (read as missing: a miss)."""
+    rows = not_numbers.any(axis=1)
+    for run_dir, group in not_numbers[rows].groupby(df.loc[rows, "run_dir"]):
+        columns = [c for c in group.columns if group[c].any()]
+        warnings.warn(f"{Path(str(run_dir)) / EVALS_FILE}: {int(group.to_numpy().sum())} value(s) of {', '.join(columns)} are not numbers; "
+                      "read as missing", stacklevel=4)
 
 
 def _read_run(path: Path) -> tuple[dict[str, object], bytes] | None:
@@ -309,7 +352,38 @@ def _read_run(path: Path) -> tuple[dict[str, object], bytes] | None:
     if not isinstance(record, dict):
         warnings.warn(f"skipping run record {path / RUN_FILE}: not a JSON object", stacklevel=3)
         return None
-    return _run_columns(record, path), text
+    row = _run_columns(record, path)
+    if problem := _shape_problem(row):
+        warnings.warn(f"skipping run record {path / RUN_FILE}: {problem}", stacklevel=3)
+        return None
+    return row, text
+
+
+def _shape_problem(row: Mapping[str, object]) -> str | None:
+    """What makes a record's run columns unusable (a missing key, a value of the wrong type:
+    a hand-edited, truncated or foreign run.json), or None."""
+    for column in REQUIRED_COLUMNS:
+        if row[column] is None or row[column] == "":
+            return f"no {RUN_COLUMNS[column] if isinstance(RUN_COLUMNS[column], str) else '.'.join(RUN_COLUMNS[column])}"
+    for column in ("study", "trial"):
+        if not isinstance(row[column], int) or isinstance(row[column], bool) or row[column] < 0:
+            return f"{column} is {row[column]!r}, not a whole number >= 0"
+    if row["status"] not in STATUSES:
+        return f"status {row['status']!r} is not one of {', '.join(sorted(STATUSES))}"
+    if row["target_direction"] not in ("max", "min"):
+        return f"target.direction {row['target_direction']!r} is not max or min"
+    for column, value in row.items():
+        if value is None or column in ("study", "trial", "hyperparameters", "run_dir", "contention_reasons"):
+            continue
+        if column in NUMBER_COLUMNS:
+            wrong = isinstance(value, bool) or not isinstance(value, int | float)
+        elif column in FLAG_COLUMNS:
+            wrong = not isinstance(value, bool)
+        else:
+            wrong = not isinstance(value, str)
+        if wrong:
+            return f"{column} is {value!r} ({type(value).__name__})"
+    return None
 
 
 def _run_columns(record: Mapping[str, object], path: Path) -> dict[str, object]:
@@ -398,7 +472,7 @@ def _load_root_cached(root: Path) -> pd.DataFrame:
         except (OSError, pa.ArrowException):
             pass  # a broken cache is rebuilt below
     df = _load_runs(paths)
-    if root.is_dir():
+    if paths:  # an empty or missing root gets no cache file
         _write_cache(root, df, signature)
     return df
 

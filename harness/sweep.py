@@ -157,9 +157,28 @@ def read_manifest(exp_dir: Path) -> dict[str, object]:
     if not path.exists():
         return {"schema": 1, "experiment": exp_dir.name, "jobs": {}}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PacerUserError(f"cannot read the sweep manifest {path}: {e}") from None
+    if problem := _manifest_problem(manifest):
+        raise PacerUserError(f"sweep manifest {path}: {problem}; it was not written by pacer sweep (move it aside to start the experiment's manifest anew)")
+    return manifest
+
+
+def _manifest_problem(manifest: object) -> str | None:
+    """What makes a parsed sweep.json unusable, or None."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("jobs"), dict):
+        return "not an object with a `jobs` object"
+    for key, entry in manifest["jobs"].items():
+        if not isinstance(entry, dict):
+            return f"job {key} is not an object"
+        for name, kind in (("hash", str), ("run_dir", str), ("attempts", int), ("state", str)):
+            if not isinstance(entry.get(name), kind) or isinstance(entry.get(name), bool):
+                return f"job {key}: {name} is {entry.get(name)!r}"
+        run_dir = Path(entry["run_dir"])
+        if run_dir.is_absolute() or ".." in run_dir.parts:
+            return f"job {key}: run_dir {entry['run_dir']!r} leaves the results root"
+    return None
 
 
 def write_manifest(exp_dir: Path, manifest: dict[str, object]) -> None:

@@ -257,3 +257,17 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues_it(small_dis
     reference = _pacer_run(tmp_path, "reference", *args)
     assert reference.wait(timeout=300) == 0
     assert _comparable(after) == _comparable(_evals(tmp_path, "reference"))
+
+
+def test_resume_of_a_damaged_run_record_is_one_line_and_leaves_it(tmp_path, capsys):
+    from harness.cli import main
+
+    cfg = [f"results_root={tmp_path}", "experiment=damaged", *TINY, "max_steps=2"]
+    run_job(compose_config(cfg))
+    (record,) = tmp_path.rglob("run.json")
+    record.write_text("{half a record")
+    capsys.readouterr()
+    assert main(["run", *cfg, "resume=true"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"pacer: error: run record {record} cannot be read (") and err.endswith("): move it aside") and "\n" not in err
+    assert record.read_text() == "{half a record"

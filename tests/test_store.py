@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -96,3 +97,40 @@ def test_extra_numeric_eval_columns_survive_the_cache_even_when_all_null(tmp_pat
     df = load_results(tmp_path, cache=True)
     assert df["accumulated_raw_submission_time"].dtype == float and math.isnan(df["accumulated_raw_submission_time"].iloc[0])
     assert load_results(tmp_path, cache=True)["clock"].tolist() == ["wall"]  # read back from the cache
+
+
+@pytest.mark.parametrize(("damage", "expected"), [
+    ({}, "no submission"),
+    ({"target": "accuracy"}, "no target.metric"),
+    ({"study": "0"}, "study is '0', not a whole number >= 0"),
+    ({"trial": -1}, "trial is -1, not a whole number >= 0"),
+    ({"submission": None}, "no submission"),
+    ({"status": "finished"}, "status 'finished' is not one of"),
+    ({"seed": "zero"}, "seed is 'zero' (str)"),
+    ({"target": {"metric": "accuracy", "direction": "max", "validation": "high"}}, "validation_target is 'high' (str)"),
+])
+def test_a_record_of_the_wrong_shape_is_skipped_with_a_warning_naming_it(tmp_path, damage, expected):
+    """Hand-edited, truncated or foreign records: skipped by name, never a crash, the cache
+    still written (mixed types would break the Parquet conversion)."""
+    make_run(tmp_path, trial=0)
+    bad = make_run(tmp_path, trial=1)
+    record = {} if damage == {} else json.loads(bad.run_path.read_text()) | damage
+    bad.run_path.write_text(json.dumps(record))
+    with pytest.warns(UserWarning, match=rf"skipping run record .*trial_1/run.json: {re.escape(expected)}"):
+        df = load_results(tmp_path, cache=True)
+    assert set(df["trial"]) == {0}
+    assert bad.run_path.read_text() == json.dumps(record)  # left as it is
+
+
+def test_eval_values_that_are_not_numbers_are_read_as_missing_with_a_warning(tmp_path):
+    run = make_run(tmp_path)
+    run.append_eval({"global_step": 3, "accumulated_submission_time": "3.0 s", "validation/accuracy": "high"})
+    with pytest.warns(UserWarning, match=r"trial_0/evals.jsonl: 2 value\(s\) of validation/accuracy, accumulated_submission_time are not numbers|"
+                                         r"trial_0/evals.jsonl: 2 value\(s\) of accumulated_submission_time, validation/accuracy are not numbers"):
+        df = load_results(tmp_path)
+    assert df["validation/accuracy"].isna().tolist() == [False, False, True]
+
+
+def test_loading_an_empty_root_writes_no_cache(tmp_path):
+    assert load_results(tmp_path, cache=True).empty
+    assert list(tmp_path.iterdir()) == []

@@ -151,3 +151,28 @@ def test_local_launcher_runs_cells_as_forked_processes(tmp_path, capsys):
     assert json.loads(next(tmp_path.rglob("run.json")).read_text())["status"] == "step_cap"
     assert main(["status", f"results_root={tmp_path}", "experiment=demo"]) == 0
     assert "1 done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("manifest", "expected"), [
+    ("{not json", "cannot read the sweep manifest"),
+    ("[]", "not an object with a `jobs` object"),
+    ('{"jobs": {"a": 1}}', "job a is not an object"),
+    ('{"jobs": {"a": {"hash": "h", "run_dir": "x", "attempts": "1", "state": "done"}}}', "job a: attempts is '1'"),
+    ('{"jobs": {"a": {"hash": "h", "run_dir": "../../etc", "attempts": 1, "state": "done"}}}', "job a: run_dir '../../etc' leaves the results root"),
+])
+def test_a_damaged_or_foreign_manifest_is_one_line_for_status(tmp_path, capsys, manifest, expected):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "sweep.json").write_text(manifest)
+    assert main(["status", f"results_root={tmp_path}", "experiment=exp"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pacer: error: ") and str(tmp_path / "exp" / "sweep.json") in err and expected in err and "\n" not in err
+    assert (tmp_path / "exp" / "sweep.json").read_text() == manifest
+
+
+def test_a_damaged_run_record_in_a_sweep_cell_is_one_line_for_status(tmp_path, capsys):
+    assert main(["sweep", f"results_root={tmp_path}", "experiment=exp", "ruleset.num_trials=1", "ruleset.num_studies=1", *TINY]) == 0
+    (record,) = tmp_path.rglob("run.json")
+    record.write_text('"a string"')
+    capsys.readouterr()
+    assert main(["status", f"results_root={tmp_path}", "experiment=exp"]) == 2
+    assert capsys.readouterr().err.strip() == f"pacer: error: run record {record} is not a JSON object: move it aside"
