@@ -32,7 +32,7 @@ from functools import cache
 from importlib import resources
 from operator import itemgetter
 from pathlib import Path
-from typing import TypedDict
+from typing import NoReturn, TypedDict
 
 import numpy as np
 
@@ -413,13 +413,13 @@ def group_problems(problems: Sequence[tuple[str, ...]]) -> dict[str, tuple[int, 
 
 
 def _parse(parser: argparse.ArgumentParser, args: Sequence[str]) -> argparse.Namespace:
-    """argparse, but bad arguments raise PacerUserError (one line, exit 2) instead of exiting."""
-    parser.exit_on_error = False
-    try:
-        return parser.parse_args(list(args))
-    except argparse.ArgumentError as e:
-        raise PacerUserError(str(e)) from None
-    except SystemExit as e:  # missing required arguments still exit in argparse
-        if e.code == 0:
-            raise
-        raise PacerUserError(f"bad arguments for {parser.prog}: {' '.join(args)} (see {parser.prog} --help)") from None
+    """argparse, but bad arguments raise PacerUserError (one line naming the first culprit, exit 2)
+    instead of printing the usage and exiting."""
+    def refuse(message: str) -> NoReturn:
+        raise PacerUserError(f"{parser.prog}: {message} (see {parser.prog} --help)")
+
+    known = parser._option_string_actions  # noqa: SLF001 - argparse keeps no public list of its options
+    if unknown := [a for a in args if a.startswith("-") and a.split("=", 1)[0] not in known and not re.fullmatch(r"-\d+(\.\d*)?", a)]:
+        refuse(f"unknown option {unknown[0]}")
+    parser.error = refuse  # type: ignore[method-assign]
+    return parser.parse_args(list(args))

@@ -114,3 +114,21 @@ def test_a_multirun_whose_folders_name_each_job_runs_them_all(tmp_path, capsys):
 def test_help_of_an_override_verb_is_the_usage(verb, capsys):
     assert main([verb, "--help"]) == 0
     assert capsys.readouterr().out.startswith("usage: pacer VERB [key=value ...]")
+
+
+OPTION_VERB_BAD_INPUT = [
+    (["score", "--bogus"], "pacer score: unknown option --bogus (see pacer score --help)"),
+    (["score"], "pacer score: the following arguments are required: roots"),
+    (["score", "ROOT", "--format", "xml"], "pacer score: argument --format: invalid choice: 'xml'"),
+    (["score", "ROOT", "--bootstrap", "abc"], "pacer score: argument --bootstrap: invalid int value: 'abc'"),
+    (["report", "ROOT"], "pacer report: the following arguments are required: --out"),
+    (["report", "ROOT", "--out"], "pacer report: argument --out: expected one argument"),
+    (["import-algoperf", "ROOT", "--out", "ROOT/x", "--nope=1"], "pacer import-algoperf: unknown option --nope=1"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), OPTION_VERB_BAD_INPUT)
+def test_bad_options_of_score_report_and_import_are_one_line(args, expected, tmp_path, capsys):
+    assert main([a.replace("ROOT", str(tmp_path)) for a in args]) == 2
+    assert_one_error_line(capsys.readouterr().err, expected)
+    assert list(tmp_path.iterdir()) == []
