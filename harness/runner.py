@@ -32,7 +32,7 @@ from typing import TypeVar
 
 import torch
 
-from harness import checkpoint, distributed
+from harness import checkpoint, distributed, submission_kit
 from harness import rng as rnglib
 from harness.errors import StorageError
 from harness.spec import (
@@ -87,7 +87,8 @@ def batch_size_for(submission: Submission, workload: Workload) -> tuple[int, str
     for AlgoPerf's leaderboard files. Any other exception propagates (the run's `error`)."""
     name = getattr(workload, "base_name", workload.name)
     try:
-        return int(submission.get_batch_size(name)), None
+        with submission_kit.answering_for(workload):
+            return int(submission.get_batch_size(name)), None
     except UNKNOWN_WORKLOAD_ERRORS as e:
         size = workload.reference_batch_size
         return size, f"get_batch_size({name!r}) raised {type(e).__name__}: {e}; using the workload's reference batch size {size}"

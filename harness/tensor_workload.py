@@ -169,10 +169,10 @@ class TensorWorkload(BuiltModelParameters, Workload):
     ):
         self.name, self.base_name, self.variant = name, base_name or name, variant
         self.clock, self.reference_step_sec, self.eval_every_steps = check_clock(clock, reference, eval_every_steps)
-        self.validation_target_value, self.test_target_value = float(validation_target), float(test_target)
-        self.max_allowed_runtime_sec, self.eval_period_time_sec = float(max_runtime_sec), float(eval_period_sec)
-        self.step_hint, self.reference_batch_size, self.eval_batch_size = int(step_hint), int(batch_size), int(eval_batch_size)
-        self.dataset_seed = dataset_seed
+        self.validation_target_value, self.test_target_value = finite_number("validation_target", validation_target), finite_number("test_target", test_target)
+        self.max_allowed_runtime_sec, self.eval_period_time_sec = seconds("max_runtime_sec", max_runtime_sec), seconds("eval_period_sec", eval_period_sec, zero_ok=True)
+        self.step_hint, self.reference_batch_size = whole_number("step_hint", step_hint), whole_number("batch_size", batch_size)
+        self.eval_batch_size, self.dataset_seed = whole_number("eval_batch_size", eval_batch_size), whole_number("dataset_seed", dataset_seed, minimum=0)
         self.device = torch.device(device)
         self.data_dir = data_dir_path(data_dir)
         if self.cache_splits:
@@ -387,6 +387,28 @@ def check_clock(clock: str, reference: Mapping[str, object] | None, eval_every_s
     if eval_every_steps is None:
         raise ValueError("clock normalized needs `eval_every_steps`: its evals fall on steps, so that the eval sequence does not depend on the machine")
     return clock, None if step_sec is None else float(step_sec), eval_every_steps
+
+
+def whole_number(key: str, value: object, minimum: int = 1) -> int:
+    """`value` as an int >= `minimum`. Raises ValueError naming `key` for anything else (a
+    bool, a fraction such as 1.7, text, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{key}={value!r} must be an integer >= {minimum}")
+    return value
+
+
+def seconds(key: str, value: object, *, zero_ok: bool = False) -> float:
+    """`value` as a finite number of seconds > 0 (>= 0 with `zero_ok`). Raises ValueError naming `key`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (0 <= value if zero_ok else 0 < value) or not math.isfinite(value):
+        raise ValueError(f"{key}={value!r} must be a {'' if zero_ok else 'positive '}finite number of seconds")
+    return float(value)
+
+
+def finite_number(key: str, value: object) -> float:
+    """`value` as a finite float. Raises ValueError naming `key` (text, a bool, NaN, inf)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{key}={value!r} must be a finite number")
+    return float(value)
 
 
 def data_dir_path(data_dir: str | None) -> Path:

@@ -6,6 +6,8 @@ interpreter, where nothing else (an import-time warning, a traceback) may reach 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import pacer
 
@@ -34,6 +36,13 @@ BAD_INPUT = [
     (["workload.clock=sundial"], "clock 'sundial' is not one of wall, normalized"),
     (["workload.eval_every_steps=0"], "eval_every_steps 0 must be an integer >= 1"),
     (["threads=0"], "threads=0 must be an integer >= 1"),
+    (["workload.batch_size=abc"], "workload mnist1d_mlp: batch_size='abc' must be an integer >= 1"),
+    (["workload.batch_size=0"], "workload mnist1d_mlp: batch_size=0 must be an integer >= 1"),
+    (["workload.eval_batch_size=0"], "workload mnist1d_mlp: eval_batch_size=0 must be an integer >= 1"),
+    (["workload.max_runtime_sec=-1"], "workload mnist1d_mlp: max_runtime_sec=-1 must be a positive finite number of seconds"),
+    (["workload.max_runtime_sec=nan"], "workload mnist1d_mlp: max_runtime_sec=nan must be a positive finite number of seconds"),
+    (["workload.validation_target=nan"], "workload mnist1d_mlp: validation_target=nan must be a finite number"),
+    (["workload.step_hint=1.7"], "workload mnist1d_mlp: step_hint=1.7 must be an integer >= 1"),
 ]
 
 
@@ -132,3 +141,11 @@ def test_bad_options_of_score_report_and_import_are_one_line(args, expected, tmp
     assert main([a.replace("ROOT", str(tmp_path)) for a in args]) == 2
     assert_one_error_line(capsys.readouterr().err, expected)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_size_override_is_the_batch_size_the_run_trains_with(results_root, capsys):
+    """Pacer's submissions answer `get_batch_size` with the running workload's own `batch_size`,
+    overrides included (not the YAML on disk)."""
+    assert main(["run", f"results_root={results_root}", *TINY_RUN, "max_steps=1", "workload.batch_size=48"]) == 0
+    (record,) = results_root.rglob("run.json")
+    assert json.loads(record.read_text())["batch_size"] == 48 and json.loads(record.read_text())["final"]["examples_seen"] == 48
