@@ -366,8 +366,9 @@ def _shape_problem(row: Mapping[str, object]) -> str | None:
         if row[column] is None or row[column] == "":
             return f"no {RUN_COLUMNS[column] if isinstance(RUN_COLUMNS[column], str) else '.'.join(RUN_COLUMNS[column])}"
     for column in ("study", "trial"):
-        if not isinstance(row[column], int) or isinstance(row[column], bool) or row[column] < 0:
-            return f"{column} is {row[column]!r}, not a whole number >= 0"
+        value = row[column]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"{column} is {value!r}, not a whole number >= 0"
     if row["status"] not in STATUSES:
         return f"status {row['status']!r} is not one of {', '.join(sorted(STATUSES))}"
     if row["target_direction"] not in ("max", "min"):
