@@ -37,7 +37,7 @@ from typing import NoReturn, TypedDict
 import numpy as np
 
 from harness.errors import PacerUserError
-from harness.store import RunDir, cache_written_runs, run_path
+from harness.store import RunDir, cache_written_runs, check_output_folder, run_path
 
 VERSIONS = ("v0.5", "v0.6", "v1.0")
 RULESETS = ("external", "self")
@@ -385,6 +385,7 @@ def import_command(args: Sequence[str]) -> int:
     opts = _parse(parser, args)
     algoperf_targets(opts.targets)
     find_experiments(opts.dir)  # a folder with no experiment: one line, before anything is written
+    check_output_folder(opts.out, "imported run records")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = import_algoperf(opts.dir, opts.out, opts.targets, opts.ruleset)

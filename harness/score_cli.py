@@ -14,6 +14,7 @@ import pandas as pd
 from harness.algoperf_import import _parse, algoperf_targets
 from harness.errors import PacerUserError
 from harness.scoring import ScoreResult, ScoringRules, score_roots
+from harness.store import check_output_folder
 
 
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +52,7 @@ def score_command(args: Sequence[str]) -> int:
     parser.add_argument("--out", type=Path, default=None, help="folder for times/scores CSV and Parquet (default: ROOT/scores)")
     add_scoring_arguments(parser)
     opts = _parse(parser, args)
+    check_output_folder(opts.out or opts.roots[0] / "scores", "score tables")
     result = _score(opts)
     write_tables(result, opts.out or opts.roots[0] / "scores")
     if opts.format == "json":
@@ -68,6 +70,7 @@ def report_command(args: Sequence[str]) -> int:
     parser.add_argument("--log-x", action="store_true", help="log-scaled tau axis in the performance profile")
     add_scoring_arguments(parser)
     opts = _parse(parser, args)
+    check_output_folder(opts.out, "the report")
     from harness.report import write_report
 
     path = write_report(opts.roots, opts.out, rules=rules_from(opts), compat=opts.compat, allow_mixed=opts.allow_mixed, log_x=opts.log_x, cache=not opts.no_cache)

@@ -45,6 +45,17 @@ def run_path(root: Path, experiment: str, ruleset: str, submission: str, workloa
     return Path(root) / experiment / ruleset / submission / workload / f"study_{study}" / f"trial_{trial}"
 
 
+def check_output_folder(path: Path, what: str) -> None:
+    """Create the folder `path` for `what` (a report, score tables, imported records) if needed.
+    Raises PacerUserError (one line) when it cannot be created or written: checked before the work."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PacerUserError(f"cannot create the folder {path} for {what}: {e.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PacerUserError(f"cannot write {what} to {path}: the folder is not writable")
+
+
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
     """Replace `path` with `text` so that readers see the old or the new file, never a mix.
     `durable`: also on disk when this returns (fsync of the file and its folder, ~2 ms each).

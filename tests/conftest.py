@@ -3,6 +3,7 @@ the runner's timing rules, and helpers to call the CLI as a user would."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -124,3 +125,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nobody may write: a read-only tmpfs for root (file modes do not bind root),
+    mode 0555 for anyone else."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], check=True)
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)

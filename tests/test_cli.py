@@ -7,6 +7,7 @@ interpreter, where nothing else (an import-time warning, a traceback) may reach 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import pacer
@@ -149,3 +150,23 @@ def test_a_batch_size_override_is_the_batch_size_the_run_trains_with(results_roo
     assert main(["run", f"results_root={results_root}", *TINY_RUN, "max_steps=1", "workload.batch_size=48"]) == 0
     (record,) = results_root.rglob("run.json")
     assert json.loads(record.read_text())["batch_size"] == 48 and json.loads(record.read_text())["final"]["examples_seen"] == 48
+
+
+@pytest.mark.parametrize(("verb", "expected"), [
+    (["score", "ROOT", "--out", "OUT/scores"], "cannot create the folder OUT/scores for score tables: Read-only file system"),
+    (["report", "ROOT", "--out", "OUT"], "cannot write the report to OUT: the folder is not writable"),
+    (["import-algoperf", "ALGOPERF", "--out", "OUT/imported"], "cannot create the folder OUT/imported for imported run records: Read-only file system"),
+])
+def test_an_unwritable_output_folder_is_one_line_before_the_work(verb, expected, tmp_path, read_only_folder, capsys):
+    from scoring_fixtures import write_table
+
+    write_table(tmp_path / "root", {"adamw": {"w1": [[10.0]]}})
+    algoperf = tmp_path / "algoperf" / "exp" / "study_0" / "mnist_jax" / "trial_1"  # one experiment is all the check before it needs
+    algoperf.mkdir(parents=True)
+    (algoperf / "eval_measurements.csv").write_text("global_step,accumulated_submission_time,validation/accuracy\n1,1.0,0.5\n")
+    args = [a.replace("ALGOPERF", str(tmp_path / "algoperf")).replace("ROOT", str(tmp_path / "root")).replace("OUT", str(read_only_folder)) for a in verb]
+    assert main(args) == 2
+    expected = expected.replace("OUT", str(read_only_folder))
+    if os.geteuid() != 0:  # mode 0555: refused by permission, not by the file system
+        expected = expected.replace("Read-only file system", "Permission denied")
+    assert_one_error_line(capsys.readouterr().err, expected)
