@@ -21,6 +21,7 @@ import ast
 import importlib
 import importlib.util
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -177,14 +178,25 @@ def _import_file(file: Path, source: str) -> Submission:
 
 
 def _import_module(module_name: str, where: str) -> Submission:
+    """Import a config's `module:`; anything its import raises is one line naming the file and line."""
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise PacerUserError(f"{where}: cannot import module {module_name!r} ({e})") from None
+    except SyntaxError as e:
+        raise PacerUserError(f"{where}: module {module_name} is not valid Python: {e.msg} ({e.filename}, line {e.lineno})") from None
+    except Exception as e:  # noqa: BLE001 - a user's module may raise anything at import
+        raise PacerUserError(f"{where}: importing module {module_name} raised {type(e).__name__}: {e} ({raised_at(e)})") from None
     missing = [f for f in REQUIRED_FUNCTIONS if not callable(getattr(module, f, None))]
     if missing:
         raise PacerUserError(f"{where}: module {module_name} lacks submission function(s) {', '.join(missing)}")
     return module
+
+
+def raised_at(error: BaseException) -> str:
+    """Where `error` was raised: "FILE, line N" of the innermost frame."""
+    frame = traceback.extract_tb(error.__traceback__)[-1]
+    return f"{frame.filename}, line {frame.lineno}"
 
 
 def _load_search_space(spec: object, where: str) -> SearchSpace:

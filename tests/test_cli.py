@@ -170,3 +170,15 @@ def test_an_unwritable_output_folder_is_one_line_before_the_work(verb, expected,
     if os.geteuid() != 0:  # mode 0555: refused by permission, not by the file system
         expected = expected.replace("Read-only file system", "Permission denied")
     assert_one_error_line(capsys.readouterr().err, expected)
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("def update_params(:\n", "module pacer_test_broken is not valid Python: invalid syntax (FILE, line 1)"),
+    ("import math\nraise RuntimeError('no GPU here')\n", "importing module pacer_test_broken raised RuntimeError: no GPU here (FILE, line 2)"),
+])
+def test_a_submission_module_that_fails_at_import_is_one_line_naming_file_and_line(source, expected, tmp_path, results_root, monkeypatch, capsys):
+    (tmp_path / "pacer_test_broken.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["run", f"results_root={results_root}", *TINY_RUN, "submission.module=pacer_test_broken"]) == 2
+    assert_one_error_line(capsys.readouterr().err, expected.replace("FILE", str(tmp_path / "pacer_test_broken.py")))
+    assert not results_root.exists() or not any(results_root.rglob("run.json"))
