@@ -99,7 +99,18 @@ def compose_config(overrides: Sequence[str]):
     if files:
         with open_dict(cfg):
             cfg.submission = file_submission_config(files[-1])
+    if removed := [key for key in _root_keys(CONFIG_DIR) if key not in cfg]:
+        raise PacerUserError(f"~{removed[0]} removes a key every run reads: set it instead ({removed[0]}=VALUE)")
     return cfg
+
+
+def _root_keys(config_dir: Path) -> list[str]:
+    """The top-level keys of configs/config.yaml: its config groups and its own keys."""
+    from omegaconf import OmegaConf
+
+    root = OmegaConf.load(config_dir / "config.yaml")
+    groups = [next(iter(entry)) for entry in root.defaults if isinstance(entry, Mapping) and not next(iter(entry)).startswith("override")]
+    return groups + [key for key in root if key not in ("defaults", "hydra")]
 
 
 def run_command(args: Sequence[str]) -> int:

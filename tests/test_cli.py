@@ -44,6 +44,8 @@ BAD_INPUT = [
     (["workload.max_runtime_sec=nan"], "workload mnist1d_mlp: max_runtime_sec=nan must be a positive finite number of seconds"),
     (["workload.validation_target=nan"], "workload mnist1d_mlp: validation_target=nan must be a finite number"),
     (["workload.step_hint=1.7"], "workload mnist1d_mlp: step_hint=1.7 must be an integer >= 1"),
+    (["~experiment"], "~experiment removes a key every run reads: set it instead (experiment=VALUE)"),
+    (["~workload"], "~workload removes a key every run reads: set it instead (workload=VALUE)"),
 ]
 
 
