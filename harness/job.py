@@ -6,6 +6,7 @@ step is taken. `run_job` is what `pacer run` calls and what sweeps will call per
 from __future__ import annotations
 
 import datetime
+import math
 import traceback
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -52,6 +53,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     `pacer run devices=N` does before it launches torchrun)."""
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     plain = {k: v for k, v in plain.items() if k not in SWEEP_ONLY_KEYS}
+    _check_run_identity(plain)
     devices = _check_int(plain, "devices", minimum=1, optional=True) or 1
     device = _check_device(str(plain["device"]), devices)
     distributed.setup(device)
@@ -67,7 +69,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
         max_steps=_check_int(plain, "max_steps", minimum=1, optional=True),
         eval_every_steps=_check_int(plain, "eval_every_steps", minimum=1, optional=True),
         max_runtime_sec=_check_positive(plain, "max_runtime_sec") or _ruleset_budget(plain, workload),
-        stop_at_target=bool(plain.get("stop_at_target", True)),
+        stop_at_target=bool(plain.get("stop_at_target", True)),  # checked by _check_run_identity
     )
     checkpoint_every_sec = _check_checkpoint_period(plain)
     submission = load_submission(plain["submission"])
@@ -179,7 +181,9 @@ def _check_ruleset_fits(submission: LoadedSubmission, ruleset: str) -> None:
 def _ruleset_budget(cfg: Mapping[str, object], workload: Workload) -> float | None:
     """The workload's budget times the ruleset's multiplier (self-tuning gets 1.5 x), or None."""
     ruleset = cfg["ruleset"]
-    multiplier = float(ruleset.get("budget_multiplier", 1.0)) if isinstance(ruleset, Mapping) else 1.0
+    multiplier = ruleset.get("budget_multiplier", 1.0) if isinstance(ruleset, Mapping) else 1.0
+    if isinstance(multiplier, bool) or not isinstance(multiplier, int | float) or not 0 < multiplier < math.inf:
+        raise PacerUserError(f"ruleset.budget_multiplier={multiplier!r} must be a positive finite number")
     return None if multiplier == 1.0 else workload.max_allowed_runtime_sec * multiplier
 
 
@@ -255,6 +259,22 @@ def _check_device(device: str, devices: int) -> str:
     return device
 
 
+FLAGS = ("resume", "overwrite", "stop_at_target", "quiet")
+"""Keys that take true or false only: `overwrite=no` read by truthiness would delete a run."""
+
+
+def _check_run_identity(cfg: Mapping[str, object]) -> None:
+    """The keys that name the run folder or decide what happens to it: study and trial whole
+    numbers >= 0, the flags true/false, never resume and overwrite together."""
+    _check_int(cfg, "study", minimum=0)
+    _check_int(cfg, "trial", minimum=0)
+    for key in FLAGS:
+        if key in cfg and not isinstance(cfg[key], bool):
+            raise PacerUserError(f"{key}={cfg[key]!r} must be true or false")
+    if cfg.get("resume") and cfg.get("overwrite"):
+        raise PacerUserError("resume=true and overwrite=true contradict each other: resume continues the run in its folder, overwrite deletes it; pass one")
+
+
 def _check_int(cfg: Mapping[str, object], key: str, *, minimum: int, optional: bool = False) -> int | None:
     value = cfg.get(key)
     if value is None and optional:
@@ -289,6 +309,6 @@ def _check_positive(cfg: Mapping[str, object], key: str) -> float | None:
     value = cfg.get(key)
     if value is None:
         return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise PacerUserError(f"{key}={value!r} must be a positive number of seconds")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
+        raise PacerUserError(f"{key}={value!r} must be a positive finite number of seconds")
     return float(value)

@@ -106,9 +106,9 @@ def _cells_of(plain: dict[str, object]) -> list[Cell]:
     workload = resolve_variant(plain["workload"], plain.get("variant"))["name"]
     job_base = {k: v for k, v in plain.items() if k not in ("suite", "launcher")} | {"resume": True, "overwrite": False, "quiet": True, "experiment_seed": plain["seed"]}
     points = _listed_points(ruleset, submission.search_space)
-    num_trials = len(points) if points else int(ruleset["num_trials"])
+    num_trials = len(points) if points else _grid_size(ruleset, "num_trials")
     cells = []
-    for study in range(int(ruleset["num_studies"])):
+    for study in range(_grid_size(ruleset, "num_studies")):
         study_hparams = _study_hparams(ruleset, points, submission.search_space, int(plain["seed"]), study, num_trials, dict(plain.get("hparams") or {}))
         for trial in range(num_trials):
             seed = rnglib.from_strings(plain["seed"], workload, study, trial)
@@ -125,6 +125,14 @@ def _listed_points(ruleset: Mapping[str, object], space: SearchSpace) -> list[di
     if ruleset.get("pass_hyperparameters") and space.points is not None:
         return [dict(p) for p in space.points]
     return None
+
+
+def _grid_size(ruleset: Mapping[str, object], key: str) -> int:
+    """`ruleset.num_trials` or `ruleset.num_studies`: a whole number >= 1 (0 would sweep nothing)."""
+    value = ruleset[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PacerUserError(f"ruleset.{key}={value!r} must be an integer >= 1")
+    return value
 
 
 def _study_hparams(ruleset: Mapping[str, object], listed: list[dict[str, object]] | None, space: SearchSpace, seed: int, study: int, num_trials: int,

@@ -46,6 +46,15 @@ BAD_INPUT = [
     (["workload.step_hint=1.7"], "workload mnist1d_mlp: step_hint=1.7 must be an integer >= 1"),
     (["~experiment"], "~experiment removes a key every run reads: set it instead (experiment=VALUE)"),
     (["~workload"], "~workload removes a key every run reads: set it instead (workload=VALUE)"),
+    (["study=abc"], "study='abc' must be an integer >= 0"),
+    (["study=1.7"], "study=1.7 must be an integer >= 0"),
+    (["trial=-1"], "trial=-1 must be an integer >= 0"),
+    (["max_runtime_sec=nan"], "max_runtime_sec=nan must be a positive finite number of seconds"),
+    (["ruleset.budget_multiplier=-1"], "ruleset.budget_multiplier=-1 must be a positive finite number"),
+    (["hparams.label_smoothing=false"], "label_smoothing=False is outside its search space {0.0, 0.1}"),
+    (["overwrite=no"], "overwrite='no' must be true or false"),
+    (["resume=maybe"], "resume='maybe' must be true or false"),
+    (["resume=true", "overwrite=true"], "resume=true and overwrite=true contradict each other"),
 ]
 
 
@@ -184,3 +193,21 @@ def test_a_submission_module_that_fails_at_import_is_one_line_naming_file_and_li
     assert main(["run", f"results_root={results_root}", *TINY_RUN, "submission.module=pacer_test_broken"]) == 2
     assert_one_error_line(capsys.readouterr().err, expected.replace("FILE", str(tmp_path / "pacer_test_broken.py")))
     assert not results_root.exists() or not any(results_root.rglob("run.json"))
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["ruleset.num_trials=0"], "ruleset.num_trials=0 must be an integer >= 1"),
+    (["ruleset.num_studies=two"], "ruleset.num_studies='two' must be an integer >= 1"),
+])
+def test_bad_sweep_grid_sizes_are_one_line(args, expected, results_root, capsys):
+    assert main(["sweep", f"results_root={results_root}", "workload=[mnist1d_mlp]", *args]) == 2
+    assert_one_error_line(capsys.readouterr().err, expected)
+    assert not results_root.exists()
+
+
+def test_overwrite_no_never_deletes_the_run(results_root, capsys):
+    assert main(["run", f"results_root={results_root}", *TINY_RUN]) == 0
+    (record,) = results_root.rglob("run.json")
+    before = record.read_bytes()
+    assert main(["run", f"results_root={results_root}", *TINY_RUN, "overwrite=no"]) == 2
+    assert record.read_bytes() == before
