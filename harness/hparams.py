@@ -54,8 +54,9 @@ def _distinct(values: Iterable[Value]) -> tuple[Value, ...]:
 
 def _close(a: Value, b: Value) -> bool:
     """Numerically equal numbers (a bool is not a number here: `false` is not 0.0)."""
-    numbers = (int, float)
-    return all(isinstance(v, numbers) and not isinstance(v, bool) for v in (a, b)) and math.isclose(a, b, rel_tol=1e-12)
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, int | float) or not isinstance(b, int | float):
+        return False
+    return math.isclose(a, b, rel_tol=1e-12)
 
 
 Parameter = Range | FeasiblePoints
