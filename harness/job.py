@@ -52,6 +52,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     `pacer run devices=N` does before it launches torchrun)."""
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     plain = {k: v for k, v in plain.items() if k not in SWEEP_ONLY_KEYS}
+    path = run_folder(plain)  # a name that leaves the results root: refused before anything is built
     devices = _check_int(plain, "devices", minimum=1, optional=True) or 1
     device = _check_device(str(plain["device"]), devices)
     distributed.setup(device)
@@ -75,7 +76,6 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     overrides = plain.get("hparams") or {}
     base = submission.point_for(int(plain["trial"])) if set(submission.search_space.params) - set(overrides) else {}
     hyperparameters = hparamslib.resolve(submission.search_space, base, overrides, f"submission {submission.name}")
-    path = run_folder(plain)
     run_dir = RunDir(path)
     if not create_run_dir:
         if run_dir.exists() and not (plain["resume"] or plain["overwrite"]):
@@ -156,7 +156,9 @@ def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) 
 
 def run_folder(cfg: Mapping[str, object]) -> Path:
     """The run folder of a composed config (plain types), worked out without building anything:
-    results root / experiment / ruleset / submission / workload (with its variant) / study / trial."""
+    results root / experiment / ruleset / submission / workload (with its variant) / study / trial.
+
+    Raises PacerUserError when a name is not one folder name (`store.safe_component`)."""
     workload = resolve_variant(cfg["workload"], cfg.get("variant"))["name"]
     submission = cfg["submission"]
     return run_path(cfg["results_root"], str(cfg["experiment"]), ruleset_name(cfg), str(submission["name"]), str(workload), int(cfg["study"]), int(cfg["trial"]))

@@ -9,6 +9,9 @@ holding
 * `run.json`: config, hyperparameters, seeds, status, time/steps/examples to target, the
   hardware fingerprint, the clock the times use (`clock.kind`: wall or normalized) and whether
   the machine was oversubscribed (`contention.contended`); always replaced atomically (temp file + rename), never half-written.
+
+Each name in the path is one folder name (`safe_component`), so no name makes Pacer write or
+delete anywhere else than under the results root.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.errors import StorageError
+from harness.errors import PacerUserError, StorageError
 
 SCHEMA_VERSION = 1
 EVALS_FILE = "evals.jsonl"
@@ -41,8 +44,23 @@ class RunExistsError(Exception):
     """The run folder already holds a run and neither resume nor overwrite was asked for."""
 
 
-def run_path(root: Path, experiment: str, ruleset: str, submission: str, workload: str, study: int, trial: int) -> Path:
-    return Path(root) / experiment / ruleset / submission / workload / f"study_{study}" / f"trial_{trial}"
+def run_path(root: Path | str, experiment: str, ruleset: str, submission: str, workload: str, study: int, trial: int) -> Path:
+    """`<root>/<experiment>/<ruleset>/<submission>/<workload>/study_<study>/trial_<trial>`.
+
+    Raises PacerUserError when a name is not one folder name (`safe_component`)."""
+    names = {"experiment": experiment, "ruleset.name": ruleset, "submission.name": submission, "workload.name": workload}
+    return Path(root).joinpath(*(safe_component(key, name) for key, name in names.items()), f"study_{study}", f"trial_{trial}")
+
+
+def safe_component(key: str, value: object) -> str:
+    """`value` as a folder name, unchanged when it is exactly one.
+
+    Raises PacerUserError naming `key` and the value when it is empty, `.` or `..`, or holds `/`,
+    `\\` or NUL: joined to the results root, it would name a folder elsewhere (or above it)."""
+    name = str(value)
+    if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        raise PacerUserError(f"{key}={name!r} must be one folder name (not empty, . or .., without /, \\ or NUL): it names a folder under the results root")
+    return name
 
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:

@@ -87,6 +87,22 @@ def test_resume_of_a_finished_run_does_nothing(results_root, capsys):
     assert next(results_root.rglob("run.json")).read_text() == record
 
 
+ESCAPING_NAMES = ["experiment=../../x", "experiment={tmp}/abs/path", "experiment=.", "experiment=", "submission.name=../../..", "workload.name=a/../../.."]
+TINY_SWEEP = ["workload=[mnist1d_mlp]", "ruleset.num_trials=1", "ruleset.num_studies=1", *(a for a in TINY_RUN if a != "--quiet")]
+
+
+@pytest.mark.parametrize("verb", ["run", "sweep"])
+@pytest.mark.parametrize("name", ESCAPING_NAMES)
+def test_a_name_that_is_not_one_folder_is_refused_before_anything_is_written(verb, name, tmp_path, capsys):
+    """Joined to the results root, each would name a folder outside it or at another level of
+    it: records and sweep.json written there, or deleted there with overwrite=true."""
+    results_root = tmp_path / "a" / "b" / "results"
+    key, _, value = name.format(tmp=tmp_path).partition("=")
+    assert main([verb, f"results_root={results_root}", f"{key}={value}", "overwrite=true", *(TINY_RUN if verb == "run" else TINY_SWEEP)]) == 2
+    assert_one_error_line(capsys.readouterr().err, f"{key}={value!r} must be one folder name (not empty, . or .., without /, \\ or NUL)")
+    assert not any(tmp_path.iterdir())  # nothing outside the results root, nor in it
+
+
 def test_unwritable_results_root(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

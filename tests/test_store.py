@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from harness.store import RunDir, load_results, run_path
+from harness.errors import PacerUserError
+from harness.store import RunDir, load_results, run_path, safe_component
 
 
 def make_run(root, trial=0, evals=((1, 0.5), (2, 0.7)), status="reached"):
@@ -70,6 +71,17 @@ def test_existing_run_is_refused_unless_resume_or_overwrite(tmp_path):
     assert run.exists()
     run.prepare(resume=False, overwrite=True)
     assert not run.exists()
+
+
+@pytest.mark.parametrize("name", ["exp_1", "run-2.v3", "..hidden", "a..b", "expérience", "実験"])
+def test_a_single_folder_name_is_a_safe_component(name):
+    assert safe_component("experiment", name) == name
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../x", "/abs", "a\\b", "a\0b"])
+def test_a_name_that_is_not_one_folder_is_refused_naming_the_key(name, tmp_path):
+    with pytest.raises(PacerUserError, match=r"^submission\.name=.* must be one folder name"):
+        run_path(tmp_path, "exp", "external", name, "wl", 0, 0)
 
 
 def test_clock_and_contention_load_with_defaults_for_older_records(tmp_path):
