@@ -290,7 +290,7 @@ def import_trial(trial_dir: Path, out: Path, experiment: str, submission: str, w
         "imported_from": str(trial_dir),
     }
     run = RunDir(run_path(out, experiment, ruleset, submission, workload, study, trial))
-    run.prepare(resume=False, overwrite=True)
+    run.prepare(out, resume=False, overwrite=True)
     run.write_evals_text(log.jsonl, durable=False)
     run.write_run(record, durable=False)
     return run.path, record, log.jsonl

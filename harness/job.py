@@ -21,7 +21,7 @@ from harness.fingerprint import fingerprint
 from harness.progress import Progress
 from harness.runner import Runner, RunOutcome, RunSettings
 from harness.spec import Hyperparameters, Workload
-from harness.store import TERMINAL_STATUSES, RunDir, RunExistsError, run_path
+from harness.store import TERMINAL_STATUSES, RunDir, RunExistsError, check_inside, run_path
 from harness.submissions import LoadedSubmission, load_submission
 from harness.workloads import build_workload, resolve_variant
 
@@ -82,7 +82,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
             raise PacerUserError(f"run folder {path} already holds a run: pass resume=true or overwrite=true")
     elif distributed.is_main():
         try:
-            run_dir.prepare(resume=bool(plain["resume"]), overwrite=bool(plain["overwrite"]))
+            run_dir.prepare(plain["results_root"], resume=bool(plain["resume"]), overwrite=bool(plain["overwrite"]))
         except RunExistsError as e:
             raise PacerUserError(str(e)) from None
         except OSError as e:
@@ -158,10 +158,13 @@ def run_folder(cfg: Mapping[str, object]) -> Path:
     """The run folder of a composed config (plain types), worked out without building anything:
     results root / experiment / ruleset / submission / workload (with its variant) / study / trial.
 
-    Raises PacerUserError when a name is not one folder name (`store.safe_component`)."""
+    Raises PacerUserError when a name is not one folder name (`store.safe_component`) or the
+    folder resolves, through a symbolic link, outside the results root (`store.check_inside`)."""
     workload = resolve_variant(cfg["workload"], cfg.get("variant"))["name"]
     submission = cfg["submission"]
-    return run_path(cfg["results_root"], str(cfg["experiment"]), ruleset_name(cfg), str(submission["name"]), str(workload), int(cfg["study"]), int(cfg["trial"]))
+    path = run_path(cfg["results_root"], str(cfg["experiment"]), ruleset_name(cfg), str(submission["name"]), str(workload), int(cfg["study"]), int(cfg["trial"]))
+    check_inside(cfg["results_root"], path)
+    return path
 
 
 def ruleset_name(cfg: Mapping[str, object]) -> str:

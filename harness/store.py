@@ -10,8 +10,9 @@ holding
   hardware fingerprint, the clock the times use (`clock.kind`: wall or normalized) and whether
   the machine was oversubscribed (`contention.contended`); always replaced atomically (temp file + rename), never half-written.
 
-Each name in the path is one folder name (`safe_component`), so no name makes Pacer write or
-delete anywhere else than under the results root.
+Each name in the path is one folder name (`safe_component`), and every folder Pacer creates or
+clears resolves inside the results root (`check_inside`), so no name or symbolic link makes it
+write or delete anywhere else.
 """
 
 from __future__ import annotations
@@ -61,6 +62,17 @@ def safe_component(key: str, value: object) -> str:
     if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
         raise PacerUserError(f"{key}={name!r} must be one folder name (not empty, . or .., without /, \\ or NUL): it names a folder under the results root")
     return name
+
+
+def check_inside(root: Path | str, path: Path) -> None:
+    """Raise PacerUserError when `path`, its symbolic links followed, lies outside the results
+    root `root` (itself followed, so a linked results root is fine): a `study_*` or experiment
+    folder linked elsewhere would have Pacer write there, and with overwrite delete there."""
+    # os.path on strings: half the cost of Path.resolve, which an import pays for every trial
+    resolved, inside = os.path.realpath(path), os.path.realpath(root)
+    if resolved != inside and not resolved.startswith(os.path.join(inside, "")):
+        raise PacerUserError(f"{path} resolves to {resolved}, outside the results root {inside} (through a symbolic link): "
+                             "Pacer writes and deletes only inside it; replace the link with a folder")
 
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
@@ -143,8 +155,13 @@ class RunDir:
     def exists(self) -> bool:
         return self.run_path.exists() or self.evals_path.exists()
 
-    def prepare(self, *, resume: bool, overwrite: bool) -> None:
-        """Create the folder, or check what to do with an existing one (never prompts)."""
+    def prepare(self, root: Path | str, *, resume: bool, overwrite: bool) -> None:
+        """Create the folder, or check what to do with an existing one (never prompts).
+
+        Raises PacerUserError when the folder resolves outside the results root `root`
+        (`check_inside`), RunExistsError when it holds a run and neither `resume` nor
+        `overwrite` is given."""
+        check_inside(root, self.path)
         if self.exists() and not (resume or overwrite):
             raise RunExistsError(f"run folder {self.path} already holds a run: pass resume=true or overwrite=true")
         if self.exists() and overwrite:

@@ -37,7 +37,7 @@ from harness.errors import PacerUserError
 from harness.hparams import SearchSpace
 from harness.job import run_folder
 from harness.search import study_points
-from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text, safe_component
+from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text, check_inside, safe_component
 from harness.submissions import load_submission
 from harness.workloads import CONFIG_DIR, resolve_variant, workload_config, workload_names
 
@@ -116,7 +116,7 @@ def _cells_of(plain: dict[str, object]) -> list[Cell]:
         for trial in range(num_trials):
             seed = rnglib.from_strings(plain["seed"], workload, study, trial)
             cfg = job_base | {"study": study, "trial": trial, "seed": seed, "hparams": study_hparams[trial]}
-            run_dir = run_folder(cfg).relative_to(cfg["results_root"])  # a bad name: refused before any lock or record
+            run_dir = run_folder(cfg).relative_to(cfg["results_root"])  # a bad name or a linked folder: refused before any lock or record
             cells.append(Cell(f"{submission.name}/{workload}/study_{study}/trial_{trial}", cfg, config_hash(cfg), str(run_dir)))
     return cells
 
@@ -155,8 +155,11 @@ def config_hash(cfg: Mapping[str, object]) -> str:
 def experiment_dir(results_root: str | Path, experiment: str) -> Path:
     """`<results_root>/<experiment>`, where the manifest and the lock live.
 
-    Raises PacerUserError when `experiment` is not one folder name."""
-    return Path(results_root) / safe_component("experiment", experiment)
+    Raises PacerUserError when `experiment` is not one folder name or the folder resolves,
+    through a symbolic link, outside the results root."""
+    path = Path(results_root) / safe_component("experiment", experiment)
+    check_inside(results_root, path)
+    return path
 
 
 def read_manifest(exp_dir: Path) -> dict[str, object]:

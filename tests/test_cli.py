@@ -103,6 +103,21 @@ def test_a_name_that_is_not_one_folder_is_refused_before_anything_is_written(ver
     assert not any(tmp_path.iterdir())  # nothing outside the results root, nor in it
 
 
+@pytest.mark.parametrize("verb", ["run", "sweep"])
+def test_a_study_folder_linked_outside_the_results_root_is_refused(verb, results_root, tmp_path, capsys):
+    outside = tmp_path / "elsewhere"
+    (outside / "trial_0").mkdir(parents=True)
+    for name in ("run.json", "evals.jsonl", "notes.txt"):
+        (outside / "trial_0" / name).write_text("theirs")
+    workload_dir = results_root / "default" / "external" / "nadamw" / "mnist1d_mlp"
+    workload_dir.mkdir(parents=True)
+    (workload_dir / "study_0").symlink_to(outside)
+    assert main([verb, f"results_root={results_root}", "overwrite=true", *(TINY_RUN if verb == "run" else TINY_SWEEP)]) == 2
+    assert_one_error_line(capsys.readouterr().err, f"resolves to {outside.resolve() / 'trial_0'}, outside the results root {results_root.resolve()} (through a symbolic link)")
+    assert {p.name: p.read_text() for p in (outside / "trial_0").iterdir()} == dict.fromkeys(("run.json", "evals.jsonl", "notes.txt"), "theirs")
+    assert sorted(p.name for p in (results_root / "default").iterdir()) == ["external"]  # no sweep.json or lock either
+
+
 def test_unwritable_results_root(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -13,7 +14,7 @@ from harness.store import RunDir, load_results, run_path, safe_component
 
 def make_run(root, trial=0, evals=((1, 0.5), (2, 0.7)), status="reached"):
     run = RunDir(run_path(root, "exp", "external", "sub", "wl", 0, trial))
-    run.prepare(resume=False, overwrite=False)
+    run.prepare(root, resume=False, overwrite=False)
     for step, acc in evals:
         run.append_eval({"global_step": step, "accumulated_submission_time": step * 1.0, "validation/accuracy": acc})
     run.write_run({"experiment": "exp", "submission": "sub", "workload": "wl", "study": 0, "trial": trial, "status": status,
@@ -66,10 +67,10 @@ def test_existing_run_is_refused_unless_resume_or_overwrite(tmp_path):
 
     run = make_run(tmp_path)
     with pytest.raises(RunExistsError):
-        run.prepare(resume=False, overwrite=False)
-    run.prepare(resume=True, overwrite=False)
+        run.prepare(tmp_path, resume=False, overwrite=False)
+    run.prepare(tmp_path, resume=True, overwrite=False)
     assert run.exists()
-    run.prepare(resume=False, overwrite=True)
+    run.prepare(tmp_path, resume=False, overwrite=True)
     assert not run.exists()
 
 
@@ -82,6 +83,17 @@ def test_a_single_folder_name_is_a_safe_component(name):
 def test_a_name_that_is_not_one_folder_is_refused_naming_the_key(name, tmp_path):
     with pytest.raises(PacerUserError, match=r"^submission\.name=.* must be one folder name"):
         run_path(tmp_path, "exp", "external", name, "wl", 0, 0)
+
+
+def test_a_study_folder_linked_outside_the_results_root_is_refused_and_left_alone(tmp_path):
+    outside = make_run(tmp_path / "elsewhere").path.parent
+    before = sorted((p.name, p.read_bytes()) for p in (outside / "trial_0").iterdir())
+    linked = RunDir(run_path(tmp_path / "root", "exp", "external", "sub", "wl", 0, 0))
+    linked.path.parent.parent.mkdir(parents=True)
+    linked.path.parent.symlink_to(outside)
+    with pytest.raises(PacerUserError, match=re.escape(f"resolves to {outside.resolve() / 'trial_0'}, outside the results root {(tmp_path / 'root').resolve()}")):
+        linked.prepare(tmp_path / "root", resume=False, overwrite=True)
+    assert sorted((p.name, p.read_bytes()) for p in (outside / "trial_0").iterdir()) == before
 
 
 def test_clock_and_contention_load_with_defaults_for_older_records(tmp_path):
