@@ -9,6 +9,7 @@ holding
 * `run.json`: config, hyperparameters, seeds, status, time/steps/examples to target, the
   hardware fingerprint, the clock the times use (`clock.kind`: wall or normalized) and whether
   the machine was oversubscribed (`contention.contended`); always replaced atomically (temp file + rename), never half-written.
+* `checkpoint.pt` while a run is preempted or checkpointed (`harness.checkpoint`).
 
 Each name in the path is one folder name (`safe_component`), and every folder Pacer creates or
 clears resolves inside the results root (`check_inside`), so no name or symbolic link makes it
@@ -23,7 +24,6 @@ import io
 import json
 import math
 import os
-import shutil
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -36,6 +36,10 @@ from harness.errors import PacerUserError, StorageError
 SCHEMA_VERSION = 1
 EVALS_FILE = "evals.jsonl"
 RUN_FILE = "run.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+"""Written by `harness.checkpoint`; named here so that clearing a run needs no torch."""
+RECORD_FILES = (RUN_FILE, EVALS_FILE, CHECKPOINT_FILE)
+"""What Pacer writes into a run folder (each through a temp file `.<name>.tmp<pid>` at times)."""
 TERMINAL_STATUSES = frozenset({"reached", "budget_exhausted", "diverged", "error", "complete", "step_cap"})
 STATUSES = TERMINAL_STATUSES | {"running", "preempted"}
 """`preempted`: stopped by a signal with a checkpoint saved; `resume=true` continues it."""
@@ -157,6 +161,8 @@ class RunDir:
 
     def prepare(self, root: Path | str, *, resume: bool, overwrite: bool) -> None:
         """Create the folder, or check what to do with an existing one (never prompts).
+        `overwrite` deletes the old run's record files (`remove_records`); any other file in
+        the folder is kept.
 
         Raises PacerUserError when the folder resolves outside the results root `root`
         (`check_inside`), RunExistsError when it holds a run and neither `resume` nor
@@ -164,9 +170,17 @@ class RunDir:
         check_inside(root, self.path)
         if self.exists() and not (resume or overwrite):
             raise RunExistsError(f"run folder {self.path} already holds a run: pass resume=true or overwrite=true")
-        if self.exists() and overwrite:
-            shutil.rmtree(self.path)
+        if overwrite:
+            self.remove_records()
         self.path.mkdir(parents=True, exist_ok=True)
+
+    def remove_records(self) -> None:
+        """Delete what Pacer wrote here (`RECORD_FILES` and the temp files of writes that a kill
+        cut short), never the folder or anything else in it: it may hold the user's files."""
+        for name in RECORD_FILES:
+            (self.path / name).unlink(missing_ok=True)
+            for leftover in self.path.glob(f".{name}.tmp*"):
+                leftover.unlink(missing_ok=True)
 
     def append_eval(self, row: Mapping[str, object]) -> None:
         """Append one eval durably. Raises StorageError when the file system refuses; a partly

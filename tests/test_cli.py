@@ -74,7 +74,13 @@ def test_existing_run_folder_is_refused_without_prompt(results_root, capsys):
     again = pacer(*args)  # stdin stays open: a prompt would hang here until the timeout
     assert again.returncode == 2
     assert "already holds a run: pass resume=true or overwrite=true" in again.stderr
+    run_dir = next(results_root.rglob("run.json")).parent
+    (run_dir / "notes.txt").write_text("mine")
+    with open(run_dir / "evals.jsonl", "a") as f:
+        f.write('{"old": true}\n')
     assert main([*args, "overwrite=true"]) == 0
+    assert (run_dir / "notes.txt").read_text() == "mine"  # overwrite replaces Pacer's records, not the folder
+    assert "old" not in (run_dir / "evals.jsonl").read_text()
 
 
 def test_resume_of_a_finished_run_does_nothing(results_root, capsys):

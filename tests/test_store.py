@@ -74,6 +74,15 @@ def test_existing_run_is_refused_unless_resume_or_overwrite(tmp_path):
     assert not run.exists()
 
 
+def test_overwrite_removes_the_records_pacer_wrote_and_keeps_every_other_file(tmp_path):
+    run = make_run(tmp_path)
+    for name in ("checkpoint.pt", ".checkpoint.pt.tmp123", ".run.json.tmp45", ".evals.jsonl.tmp6", "notes.txt"):
+        (run.path / name).write_text("x")
+    (run.path / "plots").mkdir()
+    run.prepare(tmp_path, resume=False, overwrite=True)
+    assert sorted(p.name for p in run.path.iterdir()) == ["notes.txt", "plots"]
+
+
 @pytest.mark.parametrize("name", ["exp_1", "run-2.v3", "..hidden", "a..b", "expérience", "実験"])
 def test_a_single_folder_name_is_a_safe_component(name):
     assert safe_component("experiment", name) == name
