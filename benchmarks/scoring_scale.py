@@ -48,7 +48,7 @@ def generate(root: Path, trials: int, seed: int = 0) -> int:
                              "train/loss": float(1 - a), "validation/loss": float(1.02 - a), "validation/accuracy": float(a),
                              "test/accuracy": float(a - 0.01), "validation/num_examples": 1000} for k, t, a in zip(steps, times, acc, strict=True)]
                     run = RunDir(run_path(root, "scale", "external", f"sub{s:02d}", f"work{w}", study, trial))
-                    run.prepare(resume=False, overwrite=True)
+                    run.prepare(root, resume=False, overwrite=True)
                     run.write_evals(rows, durable=False)
                     run.write_run(durable=False, record={"schema": 1, "experiment": "scale", "ruleset": "external", "submission": f"sub{s:02d}", "workload": f"work{w}",
                                    "base_workload": f"work{w}", "variant": None, "study": study, "trial": trial, "status": "budget_exhausted",

@@ -12,7 +12,9 @@ folder exists). What real trees contain is tolerated, each with a warning naming
   and reported; Pacer's scoring keeps the rerun with the most evals (the later folder on a
   tie), while `--compat algoperf` pools them as AlgoPerf's loader does.
 
-Targets and budgets come from AlgoPerf's tables shipped in `harness/data/`.
+Targets and budgets come from AlgoPerf's tables shipped in `harness/data/`. A run already in OUT
+is refused, before anything is written, unless `--overwrite` is given; then only its record
+files are replaced (other files in its folder are kept).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import NoReturn, TypedDict
 import numpy as np
 
 from harness.errors import PacerUserError
-from harness.store import RunDir, cache_written_runs, check_output_folder, run_path
+from harness.store import RunDir, cache_written_runs, check_inside, check_output_folder, run_path
 
 VERSIONS = ("v0.5", "v0.6", "v1.0")
 RULESETS = ("external", "self")
@@ -290,7 +292,7 @@ def import_trial(trial_dir: Path, out: Path, experiment: str, submission: str, w
         "imported_from": str(trial_dir),
     }
     run = RunDir(run_path(out, experiment, ruleset, submission, workload, study, trial))
-    run.prepare(resume=False, overwrite=True)
+    run.prepare(out, resume=False, overwrite=True)  # `import_algoperf` refused a run already there unless asked to overwrite it
     run.write_evals_text(log.jsonl, durable=False)
     run.write_run(record, durable=False)
     return run.path, record, log.jsonl
@@ -312,8 +314,11 @@ def _read_json(path: Path) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
-def import_algoperf(root: Path, out: Path, version: str, ruleset: str) -> ImportSummary:
-    """Import every trial under `root` into `out`; return counts, skipped workloads and reruns."""
+def import_algoperf(root: Path, out: Path, version: str, ruleset: str, *, overwrite: bool = False) -> ImportSummary:
+    """Import every trial under `root` into `out`; return counts, skipped workloads and reruns.
+
+    Raises PacerUserError, before anything is written, when a run folder resolves outside `out`
+    (a symbolic link) or, unless `overwrite`, already holds a run."""
     if ruleset not in RULESETS:
         raise PacerUserError(f"unknown ruleset {ruleset!r} (valid: {', '.join(RULESETS)})")
     workloads = algoperf_targets(version)["workloads"]
@@ -335,6 +340,7 @@ def import_algoperf(root: Path, out: Path, version: str, ruleset: str) -> Import
                             summary.reruns.append(f"{submission} study_{study} {workload} trial_{trial}: {seen[key]} and {folder.name}")
                         seen.setdefault(key, folder.name)
                         tasks.append((trial_dir, Path(out), folder.name, submission, workload, study, trial, version, ruleset))
+    _check_run_folders(tasks, Path(out), overwrite)
     written = _import_trials(tasks)
     summary.runs = len(written)
     os.sync()  # the records were written without a sync each (an import is redone, not resumed): one for all
@@ -347,6 +353,20 @@ TrialTask = tuple[Path, Path, str, str, str, int, int, str, str]
 CHUNK = 250
 """Trials per worker task: a leaderboard's logs are thousands of small files, read and written
 by one process per core; fewer than two chunks' worth stay in this process."""
+
+
+def _check_run_folders(tasks: Sequence[TrialTask], out: Path, overwrite: bool) -> None:
+    """Refuse a task whose run folder resolves outside `out`, or, unless `overwrite`, already
+    holds a run (one line naming the first and the count)."""
+    taken = []
+    for _, _, experiment, submission, workload, study, trial, _, ruleset in tasks:
+        run = RunDir(run_path(out, experiment, ruleset, submission, workload, study, trial))
+        check_inside(out, run.path)
+        if not overwrite and run.exists():
+            taken.append(run.path)
+    if taken:
+        raise PacerUserError(f"{len(taken)} run folder(s) under {out} already hold a run (e.g. {taken[0]}): "
+                             "pass --overwrite to replace their records (other files there are kept), or import into another --out")
 
 
 def _import_trials(tasks: Sequence[TrialTask]) -> list[tuple[Path, dict[str, object], str]]:
@@ -376,19 +396,20 @@ def _import_chunk(tasks: Sequence[TrialTask], record_warnings: bool = True) -> t
 
 
 def import_command(args: Sequence[str]) -> int:
-    """`pacer import-algoperf DIR --out OUT --targets v0.5|v0.6 --ruleset external|self`."""
+    """`pacer import-algoperf DIR --out OUT --targets v0.5|v0.6|v1.0 --ruleset external|self [--overwrite]`."""
     parser = argparse.ArgumentParser(prog="pacer import-algoperf", description="Import AlgoPerf logs as Pacer run records.")
     parser.add_argument("dir", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--targets", default="v0.5")
     parser.add_argument("--ruleset", default="external")
+    parser.add_argument("--overwrite", action="store_true", help="replace runs already in OUT (their record files; other files there are kept)")
     opts = _parse(parser, args)
     algoperf_targets(opts.targets)
     find_experiments(opts.dir)  # a folder with no experiment: one line, before anything is written
     check_output_folder(opts.out, "imported run records")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = import_algoperf(opts.dir, opts.out, opts.targets, opts.ruleset)
+        summary = import_algoperf(opts.dir, opts.out, opts.targets, opts.ruleset, overwrite=opts.overwrite)
     problems = [tuple(str(w.message).split(": ", 1)) for w in caught]
     problems += [(unknown, f"skipped unknown workload folder (not in AlgoPerf {opts.targets})") for unknown in sorted(summary.unknown_workloads)]
     problems += [(rerun, "duplicate rerun (scoring keeps the one with more evals; --compat algoperf pools them)") for rerun in summary.reruns]

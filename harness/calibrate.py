@@ -49,11 +49,11 @@ from harness import rng as rnglib
 from harness.errors import PacerUserError
 from harness.fingerprint import fingerprint, matmul_gflops, package_version
 from harness.hparams import resolve
-from harness.job import SWEEP_ONLY_KEYS, ruleset_name, run_job
+from harness.job import SWEEP_ONLY_KEYS, run_folder, run_job
 from harness.parallel import map_in_processes
 from harness.search import study_points
 from harness.spec import MetricDirection
-from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text, run_path
+from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text
 from harness.submissions import load_submission
 from harness.workloads import CONFIG_DIR, build_workload, resolve_variant
 
@@ -156,10 +156,10 @@ def calibrate(base: dict[str, object], *, trials: int, reruns: int, steps: int |
     common = _common_config(base, workload_cfg, steps, eval_every, reuse)
     workload = build_workload(common["workload"], None, str(base["device"]))  # checks data_dir and settings up front
     seed = int(base["seed"])
-    summaries = _run_all([cfg for algo in algorithms for cfg in _tuning_configs(common, algo, trials, seed)], workload.name, workers)
+    summaries = _run_all([cfg for algo in algorithms for cfg in _tuning_configs(common, algo, trials, seed)], workers)
     best = _best(summaries, workload.target_metric_direction)
     load_before = os.getloadavg()[0]
-    rerun_summaries = _run_all(_rerun_configs(common, best.submission, best.hyperparameters, reruns, seed), workload.name, _rerun_workers(workload, workers))
+    rerun_summaries = _run_all(_rerun_configs(common, best.submission, best.hyperparameters, reruns, seed), _rerun_workers(workload, workers))
     conditions = {"load_average_before_reruns": round(load_before, 2), "load_average_after_reruns": round(os.getloadavg()[0], 2), "trial_workers": workers,
                   "rerun_workers": _rerun_workers(workload, workers)}
     provenance = _provenance(workload, algorithms, trials, reruns, steps, eval_every, seed, best, rerun_summaries, summaries, time.monotonic() - started, conditions)
@@ -183,7 +183,7 @@ def retime(base: dict[str, object], *, write: bool, eval_every: int | None = Non
     workload = build_workload(common["workload"], None, str(base["device"]))
     best = provenance["best"]
     load_before = os.getloadavg()[0]
-    reruns = _run_all(_rerun_configs(common, best["submission"], best["hyperparameters"], int(provenance["reruns"]), int(provenance["seed"])), workload.name,
+    reruns = _run_all(_rerun_configs(common, best["submission"], best["hyperparameters"], int(provenance["reruns"]), int(provenance["seed"])),
                       _rerun_workers(workload, workers))
     metric, direction = workload.target_metric_name, workload.target_metric_direction
     rows = [_first_reaching(r.evals, f"validation/{metric}", float(workload_cfg["validation_target"]), direction) for r in reruns]
@@ -262,9 +262,10 @@ def _run_config(common: dict[str, object], submission_cfg: dict[str, object], po
     return common | {"submission": submission_cfg, "hparams": dict(point), "study": study, "trial": trial, "seed": run_seed}
 
 
-def _run_all(configs: Sequence[dict[str, object]], workload_name: str, workers: int) -> list[RunSummary]:
-    """Run (or reuse) every config, in order; `workers` > 1: in that many one-thread processes."""
-    paths = [_path_of(cfg, workload_name) for cfg in configs]
+def _run_all(configs: Sequence[dict[str, object]], workers: int) -> list[RunSummary]:
+    """Run (or reuse) every config, in order; `workers` > 1: in that many one-thread processes.
+    A name or a linked folder that `run_folder` refuses stops the calibration before any run."""
+    paths = [run_folder(cfg) for cfg in configs]
     stale = [cfg for cfg, path in zip(configs, paths, strict=True) if not _reusable(cfg, path)]
     map_in_processes(_run_job_quietly, stale, workers)
     return [_summary(path) for path in paths]
@@ -272,10 +273,6 @@ def _run_all(configs: Sequence[dict[str, object]], workload_name: str, workers: 
 
 def _run_job_quietly(cfg: dict[str, object]) -> str:
     return str(run_job(cfg | {"resume": False, "overwrite": True})["status"])
-
-
-def _path_of(cfg: Mapping[str, object], workload_name: str) -> Path:
-    return run_path(cfg["results_root"], str(cfg["experiment"]), ruleset_name(cfg), str(cfg["submission"]["name"]), workload_name, int(cfg["study"]), int(cfg["trial"]))
 
 
 def _reusable(cfg: Mapping[str, object], path: Path) -> bool:

@@ -36,12 +36,11 @@ import numpy as np
 import torch
 
 from harness import distributed
-from harness.store import writing_record
+from harness.store import CHECKPOINT_FILE, writing_record
 
 if TYPE_CHECKING:
     from harness.runner import Runner
 
-CHECKPOINT_FILE = "checkpoint.pt"
 STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 FORMAT_VERSION = 1
 

@@ -23,7 +23,7 @@ verbs:
           (-m/--multirun: a Hydra multirun, e.g. with hydra/launcher=submitit_slurm)
   score   scores of results trees, e.g. pacer score results [--compat algoperf] [--format json] [--reference adamw]
   report  HTML report + Markdown leaderboard, e.g. pacer report results --out report
-  import-algoperf  AlgoPerf logs as run records, e.g. pacer import-algoperf logs/ --out results --targets v0.5 --ruleset external
+  import-algoperf  AlgoPerf logs as run records, e.g. pacer import-algoperf logs/ --out results --targets v0.5 --ruleset external [--overwrite]
   sweep   a tuning grid, e.g. pacer sweep experiment=demo suite=cpu submission=[nadamw,adamw] ruleset=external launcher=slurm
           (--dry: jobs that exit at once, to test the plumbing)
   status  where a sweep stands, e.g. pacer status experiment=demo [--wait]

@@ -22,7 +22,7 @@ from harness.fingerprint import fingerprint
 from harness.progress import Progress
 from harness.runner import Runner, RunOutcome, RunSettings
 from harness.spec import Hyperparameters, Workload
-from harness.store import TERMINAL_STATUSES, RunDir, RunExistsError, run_path
+from harness.store import TERMINAL_STATUSES, RunDir, RunExistsError, check_inside, run_path
 from harness.submissions import LoadedSubmission, load_submission
 from harness.workloads import build_workload, resolve_variant
 
@@ -54,6 +54,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     plain = {k: v for k, v in plain.items() if k not in SWEEP_ONLY_KEYS}
     _check_run_identity(plain)
+    path = run_folder(plain)  # a name that leaves the results root: refused before anything is built
     devices = _check_int(plain, "devices", minimum=1, optional=True) or 1
     device = _check_device(str(plain["device"]), devices)
     distributed.setup(device)
@@ -77,14 +78,13 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     overrides = plain.get("hparams") or {}
     base = submission.point_for(int(plain["trial"])) if set(submission.search_space.params) - set(overrides) else {}
     hyperparameters = hparamslib.resolve(submission.search_space, base, overrides, f"submission {submission.name}")
-    path = run_folder(plain)
     run_dir = RunDir(path)
     if not create_run_dir:
         if run_dir.exists() and not (plain["resume"] or plain["overwrite"]):
             raise PacerUserError(f"run folder {path} already holds a run: pass resume=true or overwrite=true")
     elif distributed.is_main():
         try:
-            run_dir.prepare(resume=bool(plain["resume"]), overwrite=bool(plain["overwrite"]))
+            run_dir.prepare(plain["results_root"], resume=bool(plain["resume"]), overwrite=bool(plain["overwrite"]))
         except RunExistsError as e:
             raise PacerUserError(str(e)) from None
         except OSError as e:
@@ -158,10 +158,15 @@ def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) 
 
 def run_folder(cfg: Mapping[str, object]) -> Path:
     """The run folder of a composed config (plain types), worked out without building anything:
-    results root / experiment / ruleset / submission / workload (with its variant) / study / trial."""
+    results root / experiment / ruleset / submission / workload (with its variant) / study / trial.
+
+    Raises PacerUserError when a name is not one folder name (`store.safe_component`) or the
+    folder resolves, through a symbolic link, outside the results root (`store.check_inside`)."""
     workload = resolve_variant(cfg["workload"], cfg.get("variant"))["name"]
     submission = cfg["submission"]
-    return run_path(cfg["results_root"], str(cfg["experiment"]), ruleset_name(cfg), str(submission["name"]), str(workload), int(cfg["study"]), int(cfg["trial"]))
+    path = run_path(cfg["results_root"], str(cfg["experiment"]), ruleset_name(cfg), str(submission["name"]), str(workload), int(cfg["study"]), int(cfg["trial"]))
+    check_inside(cfg["results_root"], path)
+    return path
 
 
 def ruleset_name(cfg: Mapping[str, object]) -> str:

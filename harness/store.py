@@ -9,6 +9,11 @@ holding
 * `run.json`: config, hyperparameters, seeds, status, time/steps/examples to target, the
   hardware fingerprint, the clock the times use (`clock.kind`: wall or normalized) and whether
   the machine was oversubscribed (`contention.contended`); always replaced atomically (temp file + rename), never half-written.
+* `checkpoint.pt` while a run is preempted or checkpointed (`harness.checkpoint`).
+
+Each name in the path is one folder name (`safe_component`), and every folder Pacer creates or
+clears resolves inside the results root (`check_inside`), so no name or symbolic link makes it
+write or delete anywhere else.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import io
 import json
 import math
 import os
-import shutil
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +36,10 @@ from harness.errors import PacerUserError, StorageError
 SCHEMA_VERSION = 1
 EVALS_FILE = "evals.jsonl"
 RUN_FILE = "run.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+"""Written by `harness.checkpoint`; named here so that clearing a run needs no torch."""
+RECORD_FILES = (RUN_FILE, EVALS_FILE, CHECKPOINT_FILE)
+"""What Pacer writes into a run folder (each through a temp file `.<name>.tmp<pid>` at times)."""
 TERMINAL_STATUSES = frozenset({"reached", "budget_exhausted", "diverged", "error", "complete", "step_cap"})
 STATUSES = TERMINAL_STATUSES | {"running", "preempted"}
 """`preempted`: stopped by a signal with a checkpoint saved; `resume=true` continues it."""
@@ -41,8 +49,34 @@ class RunExistsError(Exception):
     """The run folder already holds a run and neither resume nor overwrite was asked for."""
 
 
-def run_path(root: Path, experiment: str, ruleset: str, submission: str, workload: str, study: int, trial: int) -> Path:
-    return Path(root) / experiment / ruleset / submission / workload / f"study_{study}" / f"trial_{trial}"
+def run_path(root: Path | str, experiment: str, ruleset: str, submission: str, workload: str, study: int, trial: int) -> Path:
+    """`<root>/<experiment>/<ruleset>/<submission>/<workload>/study_<study>/trial_<trial>`.
+
+    Raises PacerUserError when a name is not one folder name (`safe_component`)."""
+    names = {"experiment": experiment, "ruleset.name": ruleset, "submission.name": submission, "workload.name": workload}
+    return Path(root).joinpath(*(safe_component(key, name) for key, name in names.items()), f"study_{study}", f"trial_{trial}")
+
+
+def safe_component(key: str, value: object) -> str:
+    """`value` as a folder name, unchanged when it is exactly one.
+
+    Raises PacerUserError naming `key` and the value when it is empty, `.` or `..`, or holds `/`,
+    `\\` or NUL: joined to the results root, it would name a folder elsewhere (or above it)."""
+    name = str(value)
+    if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        raise PacerUserError(f"{key}={name!r} must be one folder name (not empty, . or .., without /, \\ or NUL): it names a folder under the results root")
+    return name
+
+
+def check_inside(root: Path | str, path: Path) -> None:
+    """Raise PacerUserError when `path`, its symbolic links followed, lies outside the results
+    root `root` (itself followed, so a linked results root is fine): a `study_*` or experiment
+    folder linked elsewhere would have Pacer write there, and with overwrite delete there."""
+    # os.path on strings: half the cost of Path.resolve, which an import pays for every trial
+    resolved, inside = os.path.realpath(path), os.path.realpath(root)
+    if resolved != inside and not resolved.startswith(os.path.join(inside, "")):
+        raise PacerUserError(f"{path} resolves to {resolved}, outside the results root {inside} (through a symbolic link): "
+                             "Pacer writes and deletes only inside it; replace the link with a folder")
 
 
 def check_output_folder(path: Path, what: str) -> None:
@@ -146,13 +180,28 @@ class RunDir:
     def exists(self) -> bool:
         return self.run_path.exists() or self.evals_path.exists()
 
-    def prepare(self, *, resume: bool, overwrite: bool) -> None:
-        """Create the folder, or check what to do with an existing one (never prompts)."""
+    def prepare(self, root: Path | str, *, resume: bool, overwrite: bool) -> None:
+        """Create the folder, or check what to do with an existing one (never prompts).
+        `overwrite` deletes the old run's record files (`remove_records`); any other file in
+        the folder is kept.
+
+        Raises PacerUserError when the folder resolves outside the results root `root`
+        (`check_inside`), RunExistsError when it holds a run and neither `resume` nor
+        `overwrite` is given."""
+        check_inside(root, self.path)
         if self.exists() and not (resume or overwrite):
             raise RunExistsError(f"run folder {self.path} already holds a run: pass resume=true or overwrite=true")
-        if self.exists() and overwrite:
-            shutil.rmtree(self.path)
+        if overwrite:
+            self.remove_records()
         self.path.mkdir(parents=True, exist_ok=True)
+
+    def remove_records(self) -> None:
+        """Delete what Pacer wrote here (`RECORD_FILES` and the temp files of writes that a kill
+        cut short), never the folder or anything else in it: it may hold the user's files."""
+        for name in RECORD_FILES:
+            (self.path / name).unlink(missing_ok=True)
+            for leftover in self.path.glob(f".{name}.tmp*"):
+                leftover.unlink(missing_ok=True)
 
     def append_eval(self, row: Mapping[str, object]) -> None:
         """Append one eval durably. Raises StorageError when the file system refuses; a partly

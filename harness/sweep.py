@@ -35,8 +35,9 @@ from harness import launchers
 from harness import rng as rnglib
 from harness.errors import PacerUserError
 from harness.hparams import SearchSpace
+from harness.job import run_folder
 from harness.search import study_points
-from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text, run_path
+from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text, check_inside, safe_component
 from harness.submissions import load_submission
 from harness.workloads import CONFIG_DIR, resolve_variant, workload_config, workload_names
 
@@ -57,6 +58,8 @@ class Cell:
     key: str
     cfg: dict[str, object]
     hash: str
+    run_dir: str
+    """The run folder, relative to the results root (as the manifest keeps it)."""
     entry: dict[str, object] = field(default_factory=dict)
 
 
@@ -113,7 +116,8 @@ def _cells_of(plain: dict[str, object]) -> list[Cell]:
         for trial in range(num_trials):
             seed = rnglib.from_strings(plain["seed"], workload, study, trial)
             cfg = job_base | {"study": study, "trial": trial, "seed": seed, "hparams": study_hparams[trial]}
-            cells.append(Cell(f"{submission.name}/{workload}/study_{study}/trial_{trial}", cfg, config_hash(cfg)))
+            run_dir = run_folder(cfg).relative_to(cfg["results_root"])  # a bad name or a linked folder: refused before any lock or record
+            cells.append(Cell(f"{submission.name}/{workload}/study_{study}/trial_{trial}", cfg, config_hash(cfg), str(run_dir)))
     return cells
 
 
@@ -157,7 +161,13 @@ def config_hash(cfg: Mapping[str, object]) -> str:
 
 
 def experiment_dir(results_root: str | Path, experiment: str) -> Path:
-    return Path(results_root) / experiment
+    """`<results_root>/<experiment>`, where the manifest and the lock live.
+
+    Raises PacerUserError when `experiment` is not one folder name or the folder resolves,
+    through a symbolic link, outside the results root."""
+    path = Path(results_root) / safe_component("experiment", experiment)
+    check_inside(results_root, path)
+    return path
 
 
 def read_manifest(exp_dir: Path) -> dict[str, object]:
@@ -324,13 +334,13 @@ def sweep_command(args: Sequence[str]) -> int:
     launcher = settings["launcher"]
     if launcher["name"] == "slurm":
         launchers.check_slurm()
-    cells = expand_grid(parsed.overrides, parsed.submissions, workloads)
     exp_dir = experiment_dir(settings["results_root"], str(settings["experiment"]))
+    cells = expand_grid(parsed.overrides, parsed.submissions, workloads)
     with experiment_lock(exp_dir):
         manifest = read_manifest(exp_dir)
         manifest.setdefault("job_name", f"pacer-{settings['experiment']}")
         _check_comparable(manifest, cells, str(settings["experiment"]))
-        _add_cells(manifest, cells, settings["results_root"])
+        _add_cells(manifest, cells)
         refresh(manifest, Path(settings["results_root"]))
         _refuse_foreign_records(cells, Path(settings["results_root"]))
         todo = _cells_to_launch(manifest, cells, int(launcher["max_attempts"]))
@@ -371,13 +381,12 @@ def _flatten(value: object, prefix: str = "") -> dict[str, object]:
     return {prefix.rstrip("."): value}
 
 
-def _add_cells(manifest: dict[str, object], cells: Sequence[Cell], results_root: str) -> None:
+def _add_cells(manifest: dict[str, object], cells: Sequence[Cell]) -> None:
     configs = manifest.setdefault("configs", {})
     for cell in cells:
         group = cell.key.rsplit("/", 2)[0]
         configs.setdefault(group, {k: v for k, v in cell.cfg.items() if k not in ("study", "trial", "seed", "hparams")})
-        path = run_path(Path(""), str(cell.cfg["experiment"]), str(cell.cfg["ruleset"]["name"]), *cell.key.split("/")[:2], int(cell.cfg["study"]), int(cell.cfg["trial"]))
-        entry = manifest["jobs"].setdefault(cell.key, {"hash": cell.hash, "run_dir": str(path), "attempts": 0, "state": "pending"})
+        entry = manifest["jobs"].setdefault(cell.key, {"hash": cell.hash, "run_dir": cell.run_dir, "attempts": 0, "state": "pending"})
         cell.entry = entry
 
 

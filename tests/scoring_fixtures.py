@@ -27,7 +27,7 @@ def write_run(root: Path, submission: str, workload: str, study: int, trial: int
                      "accumulated_logging_time": 0.0, "total_duration": 1.2 * t, "train/loss": 1.0 / k, "validation/loss": 1.0 / k,
                      "validation/accuracy": acc, "test/accuracy": acc - 0.005, "validation/num_examples": 100})
     run = RunDir(run_path(root, experiment, ruleset, submission, workload, study, trial))
-    run.prepare(resume=False, overwrite=True)
+    run.prepare(root, resume=False, overwrite=True)
     run.write_evals(rows)
     record: dict[str, object] = {
         "schema": 1, "experiment": experiment, "ruleset": ruleset, "submission": submission, "workload": workload,

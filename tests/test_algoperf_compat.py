@@ -230,6 +230,36 @@ def test_import_verb_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["import-algoperf", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--ruleset", "other"]) == 2
 
 
+def test_an_import_over_runs_already_there_needs_overwrite_and_keeps_other_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    write_algoperf_trial(logs / "sub" / "study_0" / "ogbg_jax" / "trial_1", "ogbg", [10.0, 20.0], [0.1, 0.3])
+    args = ["import-algoperf", str(logs), "--out", str(out)]
+    assert main(args) == 0
+    run_dir = out / "sub" / "external" / "sub" / "ogbg" / "study_0" / "trial_1"
+    (run_dir / "notes.txt").write_text("mine")
+    (run_dir / "evals.jsonl").write_text('{"old": true}\n')
+    capsys.readouterr()
+    assert main(args) == 2
+    assert capsys.readouterr().err == (f"pacer: error: 1 run folder(s) under {out} already hold a run (e.g. {run_dir}): pass --overwrite to replace their records "
+                                       "(other files there are kept), or import into another --out\n")
+    assert "old" in (run_dir / "evals.jsonl").read_text()
+    assert main([*args, "--overwrite"]) == 0
+    assert sorted(p.name for p in run_dir.iterdir()) == ["evals.jsonl", "notes.txt", "run.json"] and "old" not in (run_dir / "evals.jsonl").read_text()
+
+
+def test_an_import_into_a_study_folder_linked_elsewhere_is_refused(tmp_path: Path) -> None:
+    logs, out, elsewhere = tmp_path / "logs", tmp_path / "out", tmp_path / "elsewhere"
+    write_algoperf_trial(logs / "sub" / "study_0" / "ogbg_jax" / "trial_1", "ogbg", [10.0, 20.0], [0.1, 0.3])
+    (out / "sub" / "external" / "sub" / "ogbg").mkdir(parents=True)
+    elsewhere.mkdir()
+    (out / "sub" / "external" / "sub" / "ogbg" / "study_0").symlink_to(elsewhere)
+    with pytest.raises(PacerUserError, match="outside the results root"):
+        import_algoperf(logs, out, "v0.5", "external", overwrite=True)
+    assert not any(elsewhere.iterdir())
+
+
 def test_import_tolerates_empty_truncated_and_missing_csvs(tmp_path: Path) -> None:
     logs = tmp_path / "logs" / "sub"
     write_algoperf_trial(logs / "study_0" / "ogbg_jax" / "trial_1", "ogbg", [10.0, 20.0], [0.1, 0.3], extra_rows="30.0,")

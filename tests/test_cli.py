@@ -95,7 +95,13 @@ def test_existing_run_folder_is_refused_without_prompt(results_root, capsys):
     again = pacer(*args)  # stdin stays open: a prompt would hang here until the timeout
     assert again.returncode == 2
     assert "already holds a run: pass resume=true or overwrite=true" in again.stderr
+    run_dir = next(results_root.rglob("run.json")).parent
+    (run_dir / "notes.txt").write_text("mine")
+    with open(run_dir / "evals.jsonl", "a") as f:
+        f.write('{"old": true}\n')
     assert main([*args, "overwrite=true"]) == 0
+    assert (run_dir / "notes.txt").read_text() == "mine"  # overwrite replaces Pacer's records, not the folder
+    assert "old" not in (run_dir / "evals.jsonl").read_text()
 
 
 def test_resume_of_a_finished_run_does_nothing(results_root, capsys):
@@ -106,6 +112,37 @@ def test_resume_of_a_finished_run_does_nothing(results_root, capsys):
     again = pacer(*args, "resume=true")
     assert again.returncode == 0 and "ended step_cap" in again.stdout and first == again.stdout
     assert next(results_root.rglob("run.json")).read_text() == record
+
+
+ESCAPING_NAMES = ["experiment=../../x", "experiment={tmp}/abs/path", "experiment=.", "experiment=", "submission.name=../../..", "workload.name=a/../../.."]
+TINY_SWEEP = ["workload=[mnist1d_mlp]", "ruleset.num_trials=1", "ruleset.num_studies=1", *(a for a in TINY_RUN if a != "--quiet")]
+
+
+@pytest.mark.parametrize("verb", ["run", "sweep"])
+@pytest.mark.parametrize("name", ESCAPING_NAMES)
+def test_a_name_that_is_not_one_folder_is_refused_before_anything_is_written(verb, name, tmp_path, capsys):
+    """Joined to the results root, each would name a folder outside it or at another level of
+    it: records and sweep.json written there, or deleted there with overwrite=true."""
+    results_root = tmp_path / "a" / "b" / "results"
+    key, _, value = name.format(tmp=tmp_path).partition("=")
+    assert main([verb, f"results_root={results_root}", f"{key}={value}", "overwrite=true", *(TINY_RUN if verb == "run" else TINY_SWEEP)]) == 2
+    assert_one_error_line(capsys.readouterr().err, f"{key}={value!r} must be one folder name (not empty, . or .., without /, \\ or NUL)")
+    assert not any(tmp_path.iterdir())  # nothing outside the results root, nor in it
+
+
+@pytest.mark.parametrize("verb", ["run", "sweep"])
+def test_a_study_folder_linked_outside_the_results_root_is_refused(verb, results_root, tmp_path, capsys):
+    outside = tmp_path / "elsewhere"
+    (outside / "trial_0").mkdir(parents=True)
+    for name in ("run.json", "evals.jsonl", "notes.txt"):
+        (outside / "trial_0" / name).write_text("theirs")
+    workload_dir = results_root / "default" / "external" / "nadamw" / "mnist1d_mlp"
+    workload_dir.mkdir(parents=True)
+    (workload_dir / "study_0").symlink_to(outside)
+    assert main([verb, f"results_root={results_root}", "overwrite=true", *(TINY_RUN if verb == "run" else TINY_SWEEP)]) == 2
+    assert_one_error_line(capsys.readouterr().err, f"resolves to {outside.resolve() / 'trial_0'}, outside the results root {results_root.resolve()} (through a symbolic link)")
+    assert {p.name: p.read_text() for p in (outside / "trial_0").iterdir()} == dict.fromkeys(("run.json", "evals.jsonl", "notes.txt"), "theirs")
+    assert sorted(p.name for p in (results_root / "default").iterdir()) == ["external"]  # no sweep.json or lock either
 
 
 def test_unwritable_results_root(tmp_path, capsys):

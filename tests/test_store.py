@@ -8,12 +8,13 @@ import re
 
 import pytest
 
-from harness.store import RunDir, load_results, run_path
+from harness.errors import PacerUserError
+from harness.store import RunDir, load_results, run_path, safe_component
 
 
 def make_run(root, trial=0, evals=((1, 0.5), (2, 0.7)), status="reached"):
     run = RunDir(run_path(root, "exp", "external", "sub", "wl", 0, trial))
-    run.prepare(resume=False, overwrite=False)
+    run.prepare(root, resume=False, overwrite=False)
     for step, acc in evals:
         run.append_eval({"global_step": step, "accumulated_submission_time": step * 1.0, "validation/accuracy": acc})
     run.write_run({"experiment": "exp", "submission": "sub", "workload": "wl", "study": 0, "trial": trial, "status": status,
@@ -66,11 +67,42 @@ def test_existing_run_is_refused_unless_resume_or_overwrite(tmp_path):
 
     run = make_run(tmp_path)
     with pytest.raises(RunExistsError):
-        run.prepare(resume=False, overwrite=False)
-    run.prepare(resume=True, overwrite=False)
+        run.prepare(tmp_path, resume=False, overwrite=False)
+    run.prepare(tmp_path, resume=True, overwrite=False)
     assert run.exists()
-    run.prepare(resume=False, overwrite=True)
+    run.prepare(tmp_path, resume=False, overwrite=True)
     assert not run.exists()
+
+
+def test_overwrite_removes_the_records_pacer_wrote_and_keeps_every_other_file(tmp_path):
+    run = make_run(tmp_path)
+    for name in ("checkpoint.pt", ".checkpoint.pt.tmp123", ".run.json.tmp45", ".evals.jsonl.tmp6", "notes.txt"):
+        (run.path / name).write_text("x")
+    (run.path / "plots").mkdir()
+    run.prepare(tmp_path, resume=False, overwrite=True)
+    assert sorted(p.name for p in run.path.iterdir()) == ["notes.txt", "plots"]
+
+
+@pytest.mark.parametrize("name", ["exp_1", "run-2.v3", "..hidden", "a..b", "expérience", "実験"])
+def test_a_single_folder_name_is_a_safe_component(name):
+    assert safe_component("experiment", name) == name
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../x", "/abs", "a\\b", "a\0b"])
+def test_a_name_that_is_not_one_folder_is_refused_naming_the_key(name, tmp_path):
+    with pytest.raises(PacerUserError, match=r"^submission\.name=.* must be one folder name"):
+        run_path(tmp_path, "exp", "external", name, "wl", 0, 0)
+
+
+def test_a_study_folder_linked_outside_the_results_root_is_refused_and_left_alone(tmp_path):
+    outside = make_run(tmp_path / "elsewhere").path.parent
+    before = sorted((p.name, p.read_bytes()) for p in (outside / "trial_0").iterdir())
+    linked = RunDir(run_path(tmp_path / "root", "exp", "external", "sub", "wl", 0, 0))
+    linked.path.parent.parent.mkdir(parents=True)
+    linked.path.parent.symlink_to(outside)
+    with pytest.raises(PacerUserError, match=re.escape(f"resolves to {outside.resolve() / 'trial_0'}, outside the results root {(tmp_path / 'root').resolve()}")):
+        linked.prepare(tmp_path / "root", resume=False, overwrite=True)
+    assert sorted((p.name, p.read_bytes()) for p in (outside / "trial_0").iterdir()) == before
 
 
 def test_clock_and_contention_load_with_defaults_for_older_records(tmp_path):
