@@ -113,12 +113,21 @@ def leaderboard_markdown(result: ScoreResult) -> str:
     titles = ["rank", "submission", "score", *(["95% CI", "P(rank 1)"] if _has_intervals(board) else []), "workloads reached"]
     align = {"submission": ":---", "95% CI": ":---:"}
     lines = ["| " + " | ".join(titles) + " |", "|" + "|".join(align.get(t, "---:") for t in titles) + "|"]
-    lines += ["| " + " | ".join(r.values()) + " |" for r in rows]
-    notes = [n for n in (result.intervals_note, result.rules_note) if n]
+    lines += ["| " + " | ".join(markdown_text(v) if k == "submission" else v for k, v in r.items()) + " |" for r in rows]
+    notes = [markdown_text(n) for n in (result.intervals_note, result.rules_note) if n]
     flagged = len(result.contended_runs())
     if flagged:
         notes.append(f"Contended runs: {flagged} (their machine was oversubscribed; their times may be inflated); the report lists them.")
-    return f"Ruleset: {result.ruleset}; {result.clock_note()}\n\n" + "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in notes)
+    header = markdown_text(f"Ruleset: {result.ruleset}; {result.clock_note()}")
+    return f"{header}\n\n" + "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in notes)
+
+
+def markdown_text(text: str) -> str:
+    """`text` (a name from a run record) as literal text in one Markdown line or table cell:
+    no raw HTML (`<script>`, `<img onerror=...>`), no `|` that adds a column, no `[..](..)`
+    link or image, no line break that ends the row."""
+    escaped = html.escape(" ".join(str(text).splitlines()), quote=False)
+    return escaped.translate({ord(c): "\\" + c for c in "\\|[]"})
 
 
 def times_html(result: ScoreResult) -> str:

@@ -52,6 +52,20 @@ def test_report_is_self_contained_and_has_every_section(report: Path) -> None:
     assert markdown.splitlines()[2].startswith("| rank | submission | score | 95% CI") and "| 1 | adamw |" in markdown
 
 
+def test_markdown_leaderboard_writes_names_as_text(tmp_path: Path) -> None:
+    """Names come from run records anyone can write: no raw HTML, no `|` that adds a column, no
+    link, no line break that ends a row (the HTML page escapes them too)."""
+    names = ["<script>alert(1)</script>", "a|b", "<img src=x onerror=alert(1)>", "[x](https://example.com)", "two\nlines"]
+    write_table(tmp_path, {name: {"w": [[10 + i]]} for i, name in enumerate(names)})
+    write_report(tmp_path, tmp_path / "report", rules=ScoringRules(bootstrap=0))
+    markdown = (tmp_path / "report" / "leaderboard.md").read_text(encoding="utf-8")
+    table = [line for line in markdown.splitlines() if line.startswith("|")]
+    columns = [len(re.split(r"(?<!\\)\|", line)) for line in table]
+    assert len(table) == 2 + len(names) and set(columns) == {columns[0]}, table
+    assert "<" not in markdown and "| &lt;script&gt;alert(1)&lt;/script&gt; |" in markdown and "| a\\|b |" in markdown
+    assert "| \\[x\\](https://example.com) |" in markdown and "| two lines |" in markdown
+
+
 def test_colours_are_fixed_per_submission() -> None:
     assert submission_colours(["b", "a", "c"]) == submission_colours(["c", "b", "a"])
     assert len(set(submission_colours([f"s{i}" for i in range(12)]).values())) == 12
