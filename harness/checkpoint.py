@@ -16,10 +16,14 @@ state, every RNG state, the input queue's position, the accumulated clock totals
 history and outcome so far (step, examples seen, times to target) and the preemption count.
 Restored in the runner's setup after everything is built, it continues the run exactly: on
 CPU in deterministic mode the eval sequence is the one of an uninterrupted run.
+
+A checkpoint holds tensors and plain values only and is read with `weights_only=True`: a run
+folder may come from anyone, and resuming from it must never run code that a pickle names.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import os
@@ -28,7 +32,7 @@ import signal
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,13 +40,16 @@ import numpy as np
 import torch
 
 from harness import distributed
+from harness.errors import PacerUserError
 from harness.store import CHECKPOINT_FILE, writing_record
 
 if TYPE_CHECKING:
     from harness.runner import Runner
 
 STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: RNG states and deques as plain values
+CHECKPOINT_KEYS = frozenset({"version", "params", "model_state", "optimizer_state", "rng", "input_queue", "clock", "eval_history", "outcome", "train_state", "preemptions"})
+_WAY_OUT = "delete it to start the run over with resume=true, or pass overwrite=true"
 
 SignalHandler = Callable[[int, types.FrameType | None], object]
 
@@ -138,15 +145,39 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def load(run_dir: Path) -> dict[str, object] | None:
-    """The checkpoint of a run folder, or None when there is none."""
+def load(run_dir: Path, allowed_classes: Sequence[type] = ()) -> dict[str, object] | None:
+    """The checkpoint of a run folder, or None when there is none. Besides tensors and plain
+    values it may hold instances of `allowed_classes` only (what the submission's optimizer
+    keeps in its state, e.g. ScalableShampoo's preconditioners).
+
+    Raises:
+        PacerUserError: the file is damaged, is not a Pacer checkpoint, or names anything else
+            (which is neither imported nor called).
+    """
     path = path_in(run_dir)
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: numpy RNG state, outcome
-    if state.get("version") != FORMAT_VERSION:
+    with torch.serialization.safe_globals(list(allowed_classes)):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - a hostile or torn file can make the unpickler raise anything
+            raise PacerUserError(f"cannot resume from {path}: {_refusal(path)}; {_WAY_OUT}") from None
+    if not isinstance(state, dict) or not CHECKPOINT_KEYS <= state.keys():
+        raise PacerUserError(f"cannot resume from {path}: it is not a Pacer checkpoint; {_WAY_OUT}")
+    if state["version"] != FORMAT_VERSION:
         return None
     return state
+
+
+def _refusal(path: Path) -> str:
+    """Why `weights_only` loading refused a checkpoint, found without unpickling it."""
+    try:
+        refused = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - as in `load`: a damaged file may fail in any way
+        refused = []
+    if refused:
+        return f"it names {', '.join(sorted(refused))}, which a checkpoint may not hold (only tensors, plain values and the submission's checkpoint_classes)"
+    return "the file is damaged or not a checkpoint"
 
 
 def remove(run_dir: Path) -> None:
@@ -178,6 +209,8 @@ def restore(runner: Runner, state: Mapping[str, object]) -> None:
     for key, packed in state["optimizer_state"].items():
         if "state_dict" in packed:
             runner.optimizer_state[key].load_state_dict(packed["state_dict"])
+        elif "deque" in packed:
+            runner.optimizer_state[key] = collections.deque(packed["deque"], packed["maxlen"])
         else:
             runner.optimizer_state[key] = packed["value"]
     runner.input_queue.load_state_dict(state["input_queue"])
@@ -193,15 +226,19 @@ def restore(runner: Runner, state: Mapping[str, object]) -> None:
 
 
 def _pack(value: object) -> dict[str, object]:
+    """One optimizer-state value in a form that `weights_only` loading accepts."""
     if hasattr(value, "state_dict") and hasattr(value, "load_state_dict"):
         return {"state_dict": value.state_dict()}
+    if isinstance(value, collections.deque):  # e.g. the recent batches of schedule_free_adamw
+        return {"deque": list(value), "maxlen": value.maxlen}
     return {"value": value}
 
 
 def _rng_states() -> dict[str, object]:
+    _, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {"key": key.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
@@ -209,7 +246,8 @@ def _rng_states() -> dict[str, object]:
 
 def _set_rng_states(states: Mapping[str, object]) -> None:
     random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    numpy = states["numpy"]
+    np.random.set_state(("MT19937", np.array(numpy["key"], dtype=np.uint32), numpy["pos"], numpy["has_gauss"], numpy["gauss"]))
     torch.set_rng_state(states["torch"])
     if states["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])

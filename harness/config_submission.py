@@ -12,6 +12,7 @@ A `configs/submission/<name>.yaml` with an `optimizer:` block (instead of `modul
       beta2: betas[1]
     search_space: {...}               # inline, or a JSON file under submissions/
     default: {...}                    # the self-tuning point
+    checkpoint_classes: [...]         # classes the optimizer keeps in its state (see harness.submissions)
 
 Every search-space name is either mapped to a keyword argument or one that the shared kit reads
 itself (`submission_kit.HARNESS_HYPERPARAMETERS`: schedule, label smoothing, dropout, clipping);
@@ -35,7 +36,7 @@ from harness.hparams import SearchSpace, Value
 from harness.spec import Hyperparameters, ModelAuxiliaryState, OptimizerState, ParameterContainer, Rng, Workload
 
 SCHEDULE_NONE = "none"
-CONFIG_KEYS = ("name", "optimizer", "schedule", "hyperparameters", "search_space", "default", "provenance")
+CONFIG_KEYS = ("name", "optimizer", "schedule", "hyperparameters", "search_space", "default", "provenance", "checkpoint_classes")
 _KWARG_TARGET = re.compile(r"^\s*(1\s*-\s*)?([A-Za-z_]\w*)\s*(?:\[(\d+)\])?\s*$")
 
 
@@ -109,12 +110,21 @@ def build_config_submission(cfg: Mapping[str, object], space: SearchSpace, defau
     return submission
 
 
-def _import_optimizer_class(target: str, where: str) -> type[torch.optim.Optimizer]:
-    module_name, _, class_name = target.rpartition(".")
+def import_name(target: str, what: str) -> object:
+    """What the dotted path `target` names (`module.Class`).
+
+    Raises:
+        PacerUserError: naming `what`, when the module or the name in it cannot be imported.
+    """
+    module_name, _, name = target.rpartition(".")
     try:
-        found = getattr(importlib.import_module(module_name), class_name) if module_name else None
+        return getattr(importlib.import_module(module_name), name) if module_name else None
     except (ImportError, AttributeError) as e:
-        raise PacerUserError(f"{where}: optimizer._target_: cannot import {target!r} ({e})") from None
+        raise PacerUserError(f"{what}: cannot import {target!r} ({e})") from None
+
+
+def _import_optimizer_class(target: str, where: str) -> type[torch.optim.Optimizer]:
+    found = import_name(target, f"{where}: optimizer._target_")
     if not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
         raise PacerUserError(f"{where}: optimizer._target_: {target} is not a torch.optim.Optimizer subclass")
     return found

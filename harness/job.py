@@ -111,7 +111,7 @@ def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) 
     if previous is not None and previous.get("status") in TERMINAL_STATUSES and job.cfg["resume"]:
         return previous
     main = distributed.is_main()  # under DDP only rank 0 writes and reports
-    saved = checkpoint.load(job.run_dir.path) if job.cfg["resume"] else None
+    saved = checkpoint.load(job.run_dir.path, job.submission.checkpoint_classes) if job.cfg["resume"] else None
     record = _initial_record(job)
     if previous is not None and job.cfg["resume"]:
         record |= {"started_at": previous["started_at"], "restarts": int(previous.get("restarts", 0)) + 1, "preemptions": saved["preemptions"] if saved else 0}

@@ -113,12 +113,21 @@ def leaderboard_markdown(result: ScoreResult) -> str:
     titles = ["rank", "submission", "score", *(["95% CI", "P(rank 1)"] if _has_intervals(board) else []), "workloads reached"]
     align = {"submission": ":---", "95% CI": ":---:"}
     lines = ["| " + " | ".join(titles) + " |", "|" + "|".join(align.get(t, "---:") for t in titles) + "|"]
-    lines += ["| " + " | ".join(r.values()) + " |" for r in rows]
-    notes = [n for n in (result.intervals_note, result.rules_note) if n]
+    lines += ["| " + " | ".join(markdown_text(v) if k == "submission" else v for k, v in r.items()) + " |" for r in rows]
+    notes = [markdown_text(n) for n in (result.intervals_note, result.rules_note) if n]
     flagged = len(result.contended_runs())
     if flagged:
         notes.append(f"Contended runs: {flagged} (their machine was oversubscribed; their times may be inflated); the report lists them.")
-    return f"Ruleset: {result.ruleset}; {result.clock_note()}\n\n" + "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in notes)
+    header = markdown_text(f"Ruleset: {result.ruleset}; {result.clock_note()}")
+    return f"{header}\n\n" + "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in notes)
+
+
+def markdown_text(text: str) -> str:
+    """`text` (a name from a run record) as literal text in one Markdown line or table cell:
+    no raw HTML (`<script>`, `<img onerror=...>`), no `|` that adds a column, no `[..](..)`
+    link or image, no line break that ends the row."""
+    escaped = html.escape(" ".join(str(text).splitlines()), quote=False)
+    return escaped.translate({ord(c): "\\" + c for c in "\\|[]"})
 
 
 def times_html(result: ScoreResult) -> str:
@@ -165,15 +174,15 @@ def profile_figure(result: ScoreResult, colours: Mapping[str, Colour], log_x: bo
     taus = np.geomspace(1.0, result.rules.max_ratio, 301) if log_x else np.linspace(1.0, result.rules.max_ratio, 301)
     profiles = performance_profiles(result.ratios, taus, result.rules.num_workloads or result.ratios.shape[1])
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    for submission, rho in profiles.iterrows():
-        ax.step(taus, rho.to_numpy(), where="post", color=colours[submission], label=f"{submission} ({result.scores[submission]:.3f})", linewidth=2)
+    lines = [ax.step(taus, rho.to_numpy(), where="post", color=colours[submission], linewidth=2)[0] for submission, rho in profiles.iterrows()]
+    labels = [f"{plot_text(submission)} ({result.scores[submission]:.3f})" for submission in profiles.index]
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel("τ: time-to-target ratio to the best submission" + (" (log scale)" if log_x else ""))
     ax.set_ylabel("ρ(τ): fraction of workloads within τ")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="submission (score)")
+    ax.legend(lines, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="submission (score)")  # given, so that `_name` is not left out
     fig.tight_layout()
     return fig
 
@@ -191,19 +200,25 @@ def curves_figure(df: pd.DataFrame, best: pd.DataFrame, colours: Mapping[str, Co
             evals = chosen[chosen["run_dir"] == run["run_dir"]]
             column = f"validation/{metric}"
             if column in evals and evals[column].notna().any():
-                ax.plot(evals["accumulated_submission_time"], evals[column], color=colours[run["submission"]], label=run["submission"], linewidth=1.6)
-        ax.axhline(target, color="black", linestyle="--", linewidth=1, label="target")
-        ax.set_title(workload)
+                ax.plot(evals["accumulated_submission_time"], evals[column], color=colours[run["submission"]], linewidth=1.6)
+        ax.axhline(target, color="black", linestyle="--", linewidth=1)
+        ax.set_title(plot_text(workload))
         clock = str(runs["clock"].iloc[0]) if "clock" in runs else "wall"
         ax.set_xlabel(f"submission time ({CLOCK_AXIS.get(clock, 'mixed clocks')})")
-        ax.set_ylabel(f"validation {metric}")
+        ax.set_ylabel(plot_text(f"validation {metric}"))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(workloads):]:
         ax.axis("off")
     handles = [plt.Line2D([], [], color=c, linewidth=2) for c in colours.values()] + [plt.Line2D([], [], color="black", linestyle="--")]
-    fig.legend(handles, [*colours.keys(), "target"], loc="upper left", bbox_to_anchor=(1.0, 0.98))
+    fig.legend(handles, [*map(plot_text, colours), "target"], loc="upper left", bbox_to_anchor=(1.0, 0.98))
     fig.tight_layout()
     return fig
+
+
+def plot_text(name: str) -> str:
+    """A name from a run record as plain text in a matplotlib label, title or legend: `$`
+    escaped, so that `my$\\foo$sub` is not parsed as mathtext (an unknown symbol raises)."""
+    return str(name).replace("$", r"\$")
 
 
 def hyperparameters_html(best: pd.DataFrame) -> str:

@@ -46,7 +46,10 @@ Rng = int
 """A 64-bit seed. Derive children with `harness.rng.split` / `harness.rng.fold_in`."""
 OptimizerState = dict[str, object]
 """Whatever the submission keeps between steps. Values with `state_dict`/`load_state_dict`
-(optimizers, LR schedulers) are checkpointed through those methods."""
+(optimizers, LR schedulers) are checkpointed through those methods, the others as they are (a
+deque as its items). Either may hold only tensors, plain values (numbers, strings, None, lists,
+tuples, dicts) and instances of the classes the submission's config lists under
+`checkpoint_classes`: a checkpoint is read back with `weights_only=True`."""
 EvalResults = dict[str, float]
 """Flat metrics, e.g. {"train/loss": .., "validation/accuracy": .., "test/num_examples": ..}."""
 

@@ -7,7 +7,9 @@ config with `module:` names a Python module with AlgoPerf's five functions; a co
 `pacer run submission=path/to/submission.py` (`file_submission_config`). Its `search_space` is
 a JSON file path, relative to `submissions/` unless absolute (for a `file:` submission:
 relative to the file's folder, default `tuning_search_space.json` there, none: self-tuning),
-or an inline mapping or list; its `default` is checked against it.
+or an inline mapping or list; its `default` is checked against it. Its `checkpoint_classes`
+lists the classes, other than tensors and plain values, that its optimizer keeps in its state
+(dotted paths, e.g. ScalableShampoo's preconditioners): a checkpoint may hold those and no others.
 
 An AlgoPerf file is checked without running it (it parses and binds the four required
 functions at top level: bad input, exit 2); it is imported only when the run starts
@@ -28,7 +30,7 @@ from functools import cached_property
 from pathlib import Path
 
 from harness import algoperf_api
-from harness.config_submission import build_config_submission
+from harness.config_submission import build_config_submission, import_name
 from harness.errors import PacerUserError
 from harness.hparams import SearchSpace, Value
 from harness.search import trial_point
@@ -51,6 +53,8 @@ class LoadedSubmission:
     """Builds the implementation; `impl` calls it once."""
     self_tuning: bool = False
     """An AlgoPerf file with no search space: AlgoPerf's self-tuning ruleset only."""
+    checkpoint_classes: tuple[type, ...] = ()
+    """The classes besides tensors and plain values that its checkpoints may hold."""
 
     @cached_property
     def impl(self) -> Submission:
@@ -109,19 +113,37 @@ def load_submission(cfg: Mapping[str, object]) -> LoadedSubmission:
         raise PacerUserError(f"{where}: needs exactly one of `module:` (a Python module with AlgoPerf's submission functions), `optimizer:` (a config-only submission) or `file:` (an AlgoPerf submission file)")
     if str(cfg.get("format", "pacer")) not in FORMATS:
         raise PacerUserError(f"{where}: format: {cfg['format']!r} is not one of {', '.join(FORMATS)}")
+    classes = _checkpoint_classes(cfg.get("checkpoint_classes") or [], where)
     if "file" in cfg:
-        return _load_file_submission(name, Path(str(cfg["file"])), cfg)
+        return _load_file_submission(name, Path(str(cfg["file"])), cfg, classes)
     space = _load_search_space(cfg.get("search_space"), where)
     default = dict(cfg.get("default") or {})
     space.check(default, f"{where} default")
     if "module" in cfg:
         module = _import_module(str(cfg["module"]), where)
-        return LoadedSubmission(name, space, default, lambda: module)
+        return LoadedSubmission(name, space, default, lambda: module, checkpoint_classes=classes)
     built = build_config_submission(cfg, space, default, where)
-    return LoadedSubmission(name, space, default, lambda: built)
+    return LoadedSubmission(name, space, default, lambda: built, checkpoint_classes=classes)
 
 
-def _load_file_submission(name: str, file: Path, cfg: Mapping[str, object]) -> LoadedSubmission:
+def _checkpoint_classes(targets: object, where: str) -> tuple[type, ...]:
+    """The classes that `checkpoint_classes:` names.
+
+    Raises:
+        PacerUserError: naming `where` and the entry, when it is not a list of importable classes.
+    """
+    if not isinstance(targets, Sequence) or isinstance(targets, str):
+        raise PacerUserError(f"{where}: checkpoint_classes: expected a list of dotted class paths (module.Class)")
+    classes = []
+    for target in targets:
+        found = import_name(str(target), f"{where}: checkpoint_classes")
+        if not isinstance(found, type):
+            raise PacerUserError(f"{where}: checkpoint_classes: {target} is not a class")
+        classes.append(found)
+    return tuple(classes)
+
+
+def _load_file_submission(name: str, file: Path, cfg: Mapping[str, object], classes: tuple[type, ...]) -> LoadedSubmission:
     file = file if file.is_absolute() else SUBMISSIONS_DIR / file
     source = _check_submission_file(file)
     spec = cfg.get("search_space")
@@ -133,7 +155,7 @@ def _load_file_submission(name: str, file: Path, cfg: Mapping[str, object]) -> L
         self_tuning, space = False, SearchSpace.from_mapping(spec, str(file))
     default = dict(cfg.get("default") or {})
     space.check(default, f"{file} default")
-    return LoadedSubmission(name, space, default, lambda: _import_file(file, source), self_tuning)
+    return LoadedSubmission(name, space, default, lambda: _import_file(file, source), self_tuning, classes)
 
 
 def _check_submission_file(file: Path) -> str:

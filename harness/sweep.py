@@ -190,9 +190,12 @@ def _manifest_problem(manifest: object) -> str | None:
     for key, entry in manifest["jobs"].items():
         if not isinstance(entry, dict):
             return f"job {key} is not an object"
-        for name, kind in (("hash", str), ("run_dir", str), ("attempts", int), ("state", str)):
+        for name, kind in (("hash", str), ("run_dir", str), ("attempts", int)):
             if not isinstance(entry.get(name), kind) or isinstance(entry.get(name), bool):
                 return f"job {key}: {name} is {entry.get(name)!r}"
+        for name in ("state", "reason", "job_id", "log"):
+            if entry.get(name) is not None and not isinstance(entry[name], str):
+                return f"job {key}: {name} is {entry[name]!r}"
         run_dir = Path(entry["run_dir"])
         if run_dir.is_absolute() or ".." in run_dir.parts:
             return f"job {key}: run_dir {entry['run_dir']!r} leaves the results root"
@@ -234,7 +237,7 @@ def experiment_lock(exp_dir: Path) -> Iterator[None]:
 # --- where each cell stands --------------------------------------------------------------
 
 
-def cell_state(entry: Mapping[str, object], run_dir: Path, queue: Mapping[str, str]) -> tuple[str, str | None]:
+def cell_state(entry: Mapping[str, object], run_dir: Path, queue: Mapping[str, str], exp_dir: Path) -> tuple[str, str | None]:
     """(state, reason) of a manifest entry from its run record and the launcher's queue.
 
     The queue is read before the records, so a job that ends in between counts as done."""
@@ -253,14 +256,25 @@ def cell_state(entry: Mapping[str, object], run_dir: Path, queue: Mapping[str, s
         return "pending", "not submitted"
     if entry.get("job_id") == "inline" and status is None:
         return "pending", "not started"
-    return "failed", _lost_reason(status, entry)
+    return "failed", _lost_reason(status, entry, exp_dir)
 
 
-def _lost_reason(status: str | None, entry: Mapping[str, object]) -> str:
-    log = entry.get("log")
-    log_line = last_line(Path(log).read_text(errors="replace")) if log and Path(log).exists() else ""
+def _lost_reason(status: str | None, entry: Mapping[str, object], exp_dir: Path) -> str:
+    log_line = _log_line(entry.get("log"), exp_dir)
     what = {"running": "the job ended while the run was running (killed?)", "preempted": "preempted and not requeued"}.get(status, "the job ended without a run record")
     return f"{what}{': ' + log_line if log_line else ''}"
+
+
+def _log_line(log: object, exp_dir: Path) -> str:
+    """The last line of a cell's job log, or "" when it has none. A manifest can be edited by
+    anyone: a log that resolves outside the experiment's folder (`/etc/passwd`, a symlink out of
+    it) is not read."""
+    if not log:
+        return ""
+    path = Path(str(log)).resolve()
+    if not path.is_relative_to(exp_dir.resolve()):
+        return "its log is outside the experiment's folder, not read"
+    return last_line(path.read_text(errors="replace")) if path.is_file() else ""
 
 
 def last_line(text: str) -> str:
@@ -268,14 +282,15 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def refresh(manifest: dict[str, object], results_root: Path) -> dict[str, int]:
-    """Update every entry's `state`/`reason` in place; return the count per state."""
+def refresh(manifest: dict[str, object], results_root: Path, exp_dir: Path) -> dict[str, int]:
+    """Update every entry's `state`/`reason` in place; return the count per state. `exp_dir`
+    is the experiment's folder (where the manifest was read), never one the manifest names."""
     jobs = manifest["jobs"]
     queue = launchers.slurm_queue(manifest["job_name"]) if any(e.get("launcher") == "slurm" and e.get("job_id") for e in jobs.values()) else {}
     queue |= _local_queue(jobs.values())
     counts = dict.fromkeys(STATES, 0)
     for entry in jobs.values():
-        entry["state"], entry["reason"] = cell_state(entry, Path(results_root) / entry["run_dir"], queue)
+        entry["state"], entry["reason"] = cell_state(entry, Path(results_root) / entry["run_dir"], queue, exp_dir)
         counts[entry["state"]] += 1
     return counts
 
@@ -341,7 +356,7 @@ def sweep_command(args: Sequence[str]) -> int:
         manifest.setdefault("job_name", f"pacer-{settings['experiment']}")
         _check_comparable(manifest, cells, str(settings["experiment"]))
         _add_cells(manifest, cells)
-        refresh(manifest, Path(settings["results_root"]))
+        refresh(manifest, Path(settings["results_root"]), exp_dir)
         _refuse_foreign_records(cells, Path(settings["results_root"]))
         todo = _cells_to_launch(manifest, cells, int(launcher["max_attempts"]))
         write_manifest(exp_dir, manifest)
@@ -474,7 +489,7 @@ def wait_until_settled(exp_dir: Path, results_root: Path, poll_sec: float) -> It
     """Yield (manifest, counts) until nothing is queued or running."""
     while True:
         manifest = read_manifest(exp_dir)
-        counts = refresh(manifest, results_root)
+        counts = refresh(manifest, results_root, exp_dir)
         yield manifest, counts
         if counts["running"] == 0 and all(e.get("reason") in ("not submitted", "not started") for e in manifest["jobs"].values() if e["state"] == "pending"):
             return

@@ -18,7 +18,7 @@ def show_status(exp_dir: Path, results_root: Path, wait: bool, poll_sec: float) 
         manifest, counts = _follow(exp_dir, results_root, poll_sec)
     else:
         manifest = read_manifest(exp_dir)
-        counts = refresh(manifest, results_root)
+        counts = refresh(manifest, results_root, exp_dir)
     print(format_table(manifest, counts))
     return 1 if counts["failed"] else 0
 

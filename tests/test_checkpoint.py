@@ -12,12 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness import checkpoint
-from harness.cli import compose_config
+from harness.cli import compose_config, main
 from harness.errors import PacerUserError
 from harness.job import prepare_job, run_job
 from harness.runner import Runner
+from harness.submissions import submission_names
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["workload.num_samples=1000", "workload.hidden=32", "eval_every_steps=4", "max_steps=24", "max_runtime_sec=600", "quiet=true", "+hparams.dropout_rate=0.1"]
@@ -28,8 +30,8 @@ def _comparable(evals: list[dict[str, object]]) -> list[dict[str, object]]:
     return [{k: v for k, v in row.items() if not k.startswith("accumulated_") and k != "total_duration"} for row in evals]
 
 
-def _runner(tmp_path: Path, experiment: str, **kwargs) -> Runner:
-    job = prepare_job(compose_config([f"results_root={tmp_path}", f"experiment={experiment}", *TINY]))
+def _runner(tmp_path: Path, experiment: str, overrides: list[str] = TINY, **kwargs) -> Runner:
+    job = prepare_job(compose_config([f"results_root={tmp_path}", f"experiment={experiment}", *overrides]))
     return Runner(job.workload, job.submission.impl, job.hyperparameters, job.settings, **kwargs)
 
 
@@ -50,6 +52,71 @@ def test_runner_resumed_from_a_checkpoint_repeats_the_uninterrupted_evals(tmp_pa
     assert resumed.examples_seen == reference.examples_seen
     clock_after = [row["accumulated_raw_submission_time"] for row in resumed.evals]  # the totals are raw seconds
     assert clock_after == sorted(clock_after) and clock_after[3] >= saved["clock"]["totals"]["submission"]  # step 12: the clock continued from step 10
+
+
+@pytest.mark.parametrize("submission", submission_names())
+def test_every_submission_resumes_from_a_checkpoint_read_without_unpickling_code(tmp_path, submission):
+    """Torch and pytorch_optimizer optimizers (Shampoo's preconditioner objects through its
+    checkpoint_classes), LR schedulers and schedule-free's recent batches (digits_cnn has
+    BatchNorm) survive a `weights_only` checkpoint taken after Shampoo started preconditioning."""
+    overrides = [f"submission={submission}", "workload=digits_cnn", "workload.channels=8", "eval_every_steps=8", "max_steps=40", "max_runtime_sec=600", "quiet=true"]
+    reference = _runner(tmp_path, "reference", overrides).run()
+    first = _runner(tmp_path, "preempted", overrides)
+    first.should_stop = lambda: first.outcome.global_step == 30
+    assert first.run().status == "preempted"
+    checkpoint.save(first, tmp_path, preemptions=1)
+    classes = prepare_job(compose_config([f"results_root={tmp_path}", "experiment=preempted", *overrides])).submission.checkpoint_classes
+    resumed = _runner(tmp_path, "preempted", overrides, resume_from=checkpoint.load(tmp_path, classes)).run()
+    assert resumed.status == reference.status == "step_cap", resumed.error
+    assert _comparable(resumed.evals) == _comparable(reference.evals)
+
+
+class _RunsCode:
+    """Pickled as a call of os.system: what a hostile checkpoint.pt would hold."""
+
+    def __init__(self, sentinel: Path):
+        self.sentinel = sentinel
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.sentinel}",)
+
+
+def _hostile(path: Path) -> None:
+    torch.save({"version": checkpoint.FORMAT_VERSION, "params": _RunsCode(path.parent / "SENTINEL")}, path)
+
+
+def _truncated(path: Path) -> None:
+    torch.save({"version": checkpoint.FORMAT_VERSION, "params": {"w": torch.zeros(1000)}}, path)
+    path.write_bytes(path.read_bytes()[:500])
+
+
+UNREADABLE_CHECKPOINTS = [
+    (_hostile, "it names posix.system, which a checkpoint may not hold"),
+    (_truncated, "the file is damaged or not a checkpoint"),
+    (lambda path: path.write_bytes(b"garbage"), "the file is damaged or not a checkpoint"),
+    (lambda path: torch.save([1, 2, 3], path), "it is not a Pacer checkpoint"),
+]
+
+
+@pytest.mark.parametrize(("write", "reason"), UNREADABLE_CHECKPOINTS)
+def test_resume_from_an_unreadable_checkpoint_is_one_line_and_runs_nothing(tmp_path, capsys, write, reason):
+    """A run folder may come from anyone: resume=true never unpickles code, and a checkpoint it
+    cannot read stops the run before its record changes."""
+    args = ["run", f"results_root={tmp_path}", "experiment=hostile", *TINY]
+    assert main(args) == 0
+    run_dir = tmp_path / "hostile/external/nadamw/mnist1d_mlp/study_0/trial_0"
+    record = json.loads((run_dir / "run.json").read_text()) | {"status": "preempted"}
+    (run_dir / "run.json").write_text(json.dumps(record))
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    write(run_dir / checkpoint.CHECKPOINT_FILE)
+    capsys.readouterr()
+
+    assert main([*args, "resume=true"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"pacer: error: cannot resume from {run_dir / checkpoint.CHECKPOINT_FILE}: "), lines
+    assert reason in lines[0] and "delete it to start the run over with resume=true, or pass overwrite=true" in lines[0]
+    assert not (run_dir / "SENTINEL").exists()
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name != checkpoint.CHECKPOINT_FILE} == before
 
 
 def test_resume_without_checkpoint_restarts_and_drops_stale_evals(tmp_path):

@@ -94,6 +94,9 @@ def test_user_module_optimizer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
                        "learnig_rate": {"min": 1e-4, "max": 1e-1}}}, "search_space.learnig_rate: not mapped to an optimizer argument"),
     ({"default": {"learning_rate": 5.0, "one_minus_beta1": 0.2, "label_smoothing": 0.0}}, "learning_rate=5.0 is outside its search space"),
     ({"optimzer": {}}, "unknown key(s) optimzer"),
+    ({"checkpoint_classes": ["torch.NoSuchClass"]}, "checkpoint_classes: cannot import 'torch.NoSuchClass'"),
+    ({"checkpoint_classes": ["os.system"]}, "checkpoint_classes: os.system is not a class"),
+    ({"checkpoint_classes": "torch.Tensor"}, "checkpoint_classes: expected a list of dotted class paths"),
 ])
 def test_bad_config_names_the_file_and_key(changes: dict[str, object], culprit: str) -> None:
     with pytest.raises(PacerUserError) as caught:

@@ -9,13 +9,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from PIL import Image
 from scoring_fixtures import write_run, write_table
 
-from harness.report import submission_colours, write_report
-from harness.scoring import ScoringRules
+from harness.report import best_trials, curves_figure, profile_figure, submission_colours, write_report
+from harness.scoring import ScoringRules, load_roots, score_results
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
                   "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
@@ -50,6 +51,40 @@ def test_report_is_self_contained_and_has_every_section(report: Path) -> None:
     assert "learning_rate=0.00123" in page and "fp-test" in page and "abc123" in page and "class='miss'" in page
     markdown = (report.parent / "leaderboard.md").read_text(encoding="utf-8")
     assert markdown.splitlines()[2].startswith("| rank | submission | score | 95% CI") and "| 1 | adamw |" in markdown
+
+
+def test_markdown_leaderboard_writes_names_as_text(tmp_path: Path) -> None:
+    """Names come from run records anyone can write: no raw HTML, no `|` that adds a column, no
+    link, no line break that ends a row (the HTML page escapes them too)."""
+    names = ["<script>alert(1)</script>", "a|b", "<img src=x onerror=alert(1)>", "[x](https://example.com)", "two\nlines"]
+    write_table(tmp_path, {name: {"w": [[10 + i]]} for i, name in enumerate(names)})
+    write_report(tmp_path, tmp_path / "report", rules=ScoringRules(bootstrap=0))
+    markdown = (tmp_path / "report" / "leaderboard.md").read_text(encoding="utf-8")
+    table = [line for line in markdown.splitlines() if line.startswith("|")]
+    columns = [len(re.split(r"(?<!\\)\|", line)) for line in table]
+    assert len(table) == 2 + len(names) and set(columns) == {columns[0]}, table
+    assert "<" not in markdown and "| &lt;script&gt;alert(1)&lt;/script&gt; |" in markdown and "| a\\|b |" in markdown
+    assert "| \\[x\\](https://example.com) |" in markdown and "| two lines |" in markdown
+
+
+def test_names_with_dollars_or_a_leading_underscore_are_plain_text_in_the_plots(tmp_path: Path) -> None:
+    """`my$\\foo$sub` is not parsed as mathtext (its unknown symbol used to stop the report) and
+    `_underscore` is not left out of a legend, as matplotlib does with labels starting with `_`."""
+    names = ["my$\\foo$sub", "_underscore", "plain"]
+    write_table(tmp_path, {name: {"w$x$": [[10 + i]]} for i, name in enumerate(names)})
+    report = write_report(tmp_path, tmp_path / "report", rules=ScoringRules(bootstrap=0))
+    assert len(embedded_images(report.read_text(encoding="utf-8"))) == 2
+
+    df = load_roots([tmp_path], False)
+    result = score_results(df, ScoringRules(bootstrap=0))
+    colours = submission_colours(names)
+    profile, curves = profile_figure(result, colours, False), curves_figure(df, best_trials(result), colours)
+    for fig, legend in ((profile, profile.axes[0].get_legend()), (curves, curves.legends[0])):
+        fig.canvas.draw()  # where mathtext would raise
+        assert {t.get_text().split(" (")[0] for t in legend.get_texts()} >= {"my\\$\\foo\\$sub", "_underscore", "plain"}
+    assert curves.axes[0].get_title() == "w\\$x\\$"
+    plt.close(profile)
+    plt.close(curves)
 
 
 def test_colours_are_fixed_per_submission() -> None:

@@ -143,6 +143,27 @@ def test_status_of_an_unknown_experiment(tmp_path, capsys):
     assert "no sweep manifest for experiment nope" in capsys.readouterr().err
 
 
+def test_status_reads_no_log_outside_the_experiment(tmp_path, capsys):
+    """A crafted manifest that names any file as a cell's log (an absolute path, `..`, a
+    symlink out of the folder) gets no line of it printed; a log inside is still shown."""
+    exp_dir = tmp_path / "crafted"
+    (exp_dir / ".submitit").mkdir(parents=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:SECRET\n")
+    (exp_dir / ".submitit" / "link.err").symlink_to(secret)
+    (exp_dir / ".submitit" / "own.err").write_text("Traceback ...\nMemoryError: the cell's own log\n")
+    logs = {"absolute": str(secret), "dotdot": str(exp_dir / ".." / "secret.txt"), "symlink": str(exp_dir / ".submitit" / "link.err"),
+            "own": str(exp_dir / ".submitit" / "own.err")}
+    jobs = {f"{name}/mnist1d_mlp/study_0/trial_0": {"hash": "h", "run_dir": f"crafted/{name}", "launcher": "local", "job_id": "gone", "attempts": 1, "log": log}
+            for name, log in logs.items()}
+    (exp_dir / MANIFEST).write_text(json.dumps({"schema": 1, "experiment": "crafted", "job_name": "pacer-crafted", "jobs": jobs}))
+
+    assert main(["status", f"results_root={tmp_path}", "experiment=crafted"]) == 1  # every cell failed
+    out = capsys.readouterr().out
+    assert "SECRET" not in out and out.count("its log is outside the experiment's folder, not read") == 3
+    assert "own on mnist1d_mlp study_0 trial_0 (attempt 1, job gone): the job ended without a run record: MemoryError: the cell's own log" in out
+
+
 def test_local_launcher_runs_cells_as_forked_processes(tmp_path, capsys):
     assert _sweep(tmp_path, "ruleset.num_trials=1", "launcher=local") == 0
     entry = next(iter(json.loads((tmp_path / "demo" / MANIFEST).read_text())["jobs"].values()))
@@ -158,6 +179,7 @@ def test_local_launcher_runs_cells_as_forked_processes(tmp_path, capsys):
     ("[]", "not an object with a `jobs` object"),
     ('{"jobs": {"a": 1}}', "job a is not an object"),
     ('{"jobs": {"a": {"hash": "h", "run_dir": "x", "attempts": "1", "state": "done"}}}', "job a: attempts is '1'"),
+    ('{"jobs": {"a": {"hash": "h", "run_dir": "x", "attempts": 1, "log": ["/etc/passwd"]}}}', "job a: log is ['/etc/passwd']"),
     ('{"jobs": {"a": {"hash": "h", "run_dir": "../../etc", "attempts": 1, "state": "done"}}}', "job a: run_dir '../../etc' leaves the results root"),
 ])
 def test_a_damaged_or_foreign_manifest_is_one_line_for_status(tmp_path, capsys, manifest, expected):
