@@ -131,6 +131,9 @@ def calibrate_command(args: Sequence[str]) -> int:
 
     flags, overrides = parse_flags(args)
     base = OmegaConf.to_container(compose_config(normalize_overrides(overrides)), resolve=True)
+    if base.get("hparams"):
+        raise PacerUserError(f"hparams.{next(iter(base['hparams']))}: calibrate tunes every algorithm over its own search space and would not use it; "
+                             "narrow a search space in configs/submission/ instead")
     if flags.pop("retime"):
         print(retime_summary(retime(base, write=bool(flags["write"]), eval_every=flags["eval_every"], workers=int(flags["workers"]))))
         return 0

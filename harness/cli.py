@@ -165,8 +165,14 @@ def _hydra_error_line(error: Exception) -> str:
     and the config's keys (Hydra's first line says only "Could not override"; the reason is
     in its cause)."""
     first = str(error).strip().splitlines()[0]
+    override = getattr(error, "override", None)  # Hydra's OverrideParseException names the argument
     if first.startswith("LexerNoViableAltException: "):
-        return f"cannot read the argument {first.partition(': ')[2]!r}: arguments are key=value overrides (options and verbs: pacer --help)"
+        argument = override or first.partition(": ")[2]
+        if not argument.isascii():
+            return f"cannot read the argument {argument!r}: Hydra's override grammar reads only ASCII unquoted; quote the value: {_quoted(argument)}"
+        return f"cannot read the argument {argument!r}: arguments are key=value overrides (options and verbs: pacer --help)"
+    if override:
+        return f"cannot read the argument {override!r}: {first} (Hydra's override grammar: quote a value with brackets, = or spaces: {_quoted(override)})"
     missing = next((line.strip() for line in str(error.__cause__ or "").splitlines() if "is not in struct" in line), None)
     if not (first.startswith("Could not override") and missing):
         return first
@@ -178,6 +184,12 @@ def _hydra_error_line(error: Exception) -> str:
 
     keys = [k for k in OmegaConf.load(CONFIG_DIR / "config.yaml") if k not in ("defaults", "hydra")]
     return f"{first} {missing} (valid top-level keys: {', '.join(keys)}, and the config groups' keys)"
+
+
+def _quoted(argument: str) -> str:
+    """`key='value'`, as the shell argument to type (the quotes are Hydra's)."""
+    key, _, value = argument.partition("=")
+    return f"\"{key}='{value}'\""
 
 
 def check_multirun_folders(overrides: Sequence[str]) -> list[Path]:

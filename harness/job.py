@@ -76,6 +76,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     submission = load_submission(plain["submission"])
     _check_ruleset_fits(submission, ruleset_name(plain))
     overrides = plain.get("hparams") or {}
+    check_no_hand_tuning(ruleset_name(plain), overrides)
     base = submission.point_for(int(plain["trial"])) if set(submission.search_space.params) - set(overrides) else {}
     hyperparameters = hparamslib.resolve(submission.search_space, base, overrides, f"submission {submission.name}")
     run_dir = RunDir(path)
@@ -173,6 +174,14 @@ def ruleset_name(cfg: Mapping[str, object]) -> str:
     """The ruleset's name (`external`, `self`) from a config's `ruleset` group or string."""
     ruleset = cfg["ruleset"]
     return str(ruleset["name"] if isinstance(ruleset, Mapping) else ruleset)
+
+
+def check_no_hand_tuning(ruleset: str, overrides: Mapping[str, object]) -> None:
+    """Under the self-tuning ruleset a submission runs its own default point: refuse `hparams.*`
+    (a hand-set rate would be scored as self-tuned)."""
+    if overrides and ruleset == "self":
+        raise PacerUserError(f"hparams.{next(iter(overrides))}: under the self-tuning ruleset a submission runs its own default point, not one set per run; "
+                             "change the default in its config, or tune it with ruleset=external")
 
 
 def _check_ruleset_fits(submission: LoadedSubmission, ruleset: str) -> None:

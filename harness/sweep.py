@@ -35,7 +35,7 @@ from harness import launchers
 from harness import rng as rnglib
 from harness.errors import PacerUserError
 from harness.hparams import SearchSpace
-from harness.job import run_folder
+from harness.job import check_no_hand_tuning, run_folder
 from harness.search import study_points
 from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text, check_inside, safe_component
 from harness.submissions import load_submission
@@ -108,6 +108,7 @@ def _cells_of(plain: dict[str, object]) -> list[Cell]:
     submission = load_submission(plain["submission"])
     workload = resolve_variant(plain["workload"], plain.get("variant"))["name"]
     job_base = {k: v for k, v in plain.items() if k not in ("suite", "launcher")} | {"resume": True, "overwrite": False, "quiet": True, "experiment_seed": plain["seed"]}
+    check_no_hand_tuning(str(ruleset["name"]), dict(plain.get("hparams") or {}))
     points = _listed_points(ruleset, submission.search_space)
     num_trials = len(points) if points else _grid_size(ruleset, "num_trials")
     cells = []

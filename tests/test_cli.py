@@ -55,6 +55,9 @@ BAD_INPUT = [
     (["overwrite=no"], "overwrite='no' must be true or false"),
     (["resume=maybe"], "resume='maybe' must be true or false"),
     (["resume=true", "overwrite=true"], "resume=true and overwrite=true contradict each other"),
+    (["ruleset=self", "hparams.learning_rate=0.01"], "hparams.learning_rate: under the self-tuning ruleset a submission runs its own default point"),
+    (["submission.hyperparameters.beta2=betas[5]"], "cannot read the argument 'submission.hyperparameters.beta2=betas[5]': mismatched input '['"),
+    (["results_root=/tmp/résultats"], "Hydra's override grammar reads only ASCII unquoted; quote the value: \"results_root='/tmp/résultats'\""),
 ]
 
 
@@ -233,6 +236,7 @@ def test_a_submission_module_that_fails_at_import_is_one_line_naming_file_and_li
 
 
 @pytest.mark.parametrize(("args", "expected"), [
+    (["ruleset=self", "hparams.dropout_rate=0.1"], "hparams.dropout_rate: under the self-tuning ruleset"),
     (["ruleset.num_trials=0"], "ruleset.num_trials=0 must be an integer >= 1"),
     (["ruleset.num_studies=two"], "ruleset.num_studies='two' must be an integer >= 1"),
 ])
