@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from harness.tensor_workload import check_choice
 from workloads.data.torchvision_files import CIFAR10, TorchvisionImages
-from workloads.mnist1d_mlp import ACTIVATIONS, check_choice
+from workloads.mnist1d_mlp import ACTIVATIONS
 from workloads.models.small_cnn import NORMS, small_cnn
 
 

@@ -16,8 +16,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from harness.spec import MetricDirection
-from harness.tensor_workload import Split, Splits, TensorWorkload
-from workloads.mnist1d_mlp import ACTIVATIONS, check_choice
+from harness.tensor_workload import Split, Splits, TensorWorkload, check_choice
+from workloads.mnist1d_mlp import ACTIVATIONS
 
 NUM_DIGITS = 1797
 

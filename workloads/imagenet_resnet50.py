@@ -21,6 +21,7 @@ from torchvision.datasets import ImageFolder
 
 from harness.errors import PacerUserError
 from harness.loader_workload import LoaderWorkload, VisionDatasets, fixed_subset
+from harness.tensor_workload import check_choice
 from workloads.models.resnet import ACTIVATIONS, resnet50
 
 LAYOUT = ("data_dir/train/<wnid>/<image>.JPEG and data_dir/val/<wnid>/<image>.JPEG (torchvision ImageFolder), "
@@ -104,9 +105,7 @@ class ImagenetWorkload(LoaderWorkload):
 
 class ImagenetResNet50(ImagenetWorkload):
     def __init__(self, *, activation: str = "relu", bn_init_scale: float = 0.0, width: int = 64, **common):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}")
-        self.activation, self.bn_init_scale, self.width = activation, float(bn_init_scale), int(width)
+        self.activation, self.bn_init_scale, self.width = check_choice("activation", activation, ACTIVATIONS), float(bn_init_scale), int(width)
         super().__init__(**common)
 
     def build_model(self) -> nn.Module:

@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.spec import MetricDirection, ParameterType, Tensor
-from harness.tensor_workload import Split, Splits, TensorWorkload
-from workloads.mnist1d_mlp import check_choice
+from harness.tensor_workload import Split, Splits, TensorWorkload, check_choice
 
 MLP_ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 

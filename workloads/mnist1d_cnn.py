@@ -11,7 +11,8 @@ from __future__ import annotations
 from torch import nn
 
 from harness.spec import Tensor
-from workloads.mnist1d_mlp import ACTIVATIONS, Mnist1dWorkload, check_choice
+from harness.tensor_workload import check_choice
+from workloads.mnist1d_mlp import ACTIVATIONS, Mnist1dWorkload
 
 NORMS = {"group": "GroupNorm (4 groups) after each conv", "none": "no normalization"}
 SIGNAL_LENGTH = 40

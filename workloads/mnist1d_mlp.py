@@ -8,15 +8,13 @@ Targets, budget and step hint are in configs/workload/mnist1d_mlp.yaml.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 import torch
 from mnist1d.data import get_dataset_args, make_dataset
 from torch import nn
 
 from harness.spec import MetricDirection
-from harness.tensor_workload import Split, Splits, TensorWorkload
+from harness.tensor_workload import Split, Splits, TensorWorkload, check_choice
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
@@ -40,12 +38,6 @@ def mnist1d_splits(dataset_seed: int, num_samples: int, eval_train_size: int, ho
         test=Split(x[n_train + n_holdout:], y[n_train + n_holdout:]),
         eval_train_size=min(eval_train_size, n_train),
     )
-
-
-def check_choice(what: str, value: str, choices: Mapping[str, object]) -> None:
-    """ValueError naming the valid choices when `value` is not one of them."""
-    if value not in choices:
-        raise ValueError(f"{what} {value!r} is not one of {', '.join(choices)}")
 
 
 class Mnist1dWorkload(TensorWorkload):

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from harness.spec import LossType, MetricDirection, Tensor
-from harness.tensor_workload import Split, Splits, TensorWorkload
-from workloads.mnist1d_mlp import ACTIVATIONS, check_choice
+from harness.tensor_workload import Split, Splits, TensorWorkload, check_choice
+from workloads.mnist1d_mlp import ACTIVATIONS
 
 
 def teacher_student_splits(dataset_seed: int, dim: int, outputs: int, condition: float, noise_std: float, sizes: tuple[int, int, int]) -> Splits:

@@ -34,8 +34,8 @@ from torch import nn
 
 from harness.errors import PacerUserError
 from harness.spec import MetricDirection
-from harness.tensor_workload import Split, Splits, TensorWorkload, check_writable
-from workloads.mnist1d_mlp import ACTIVATIONS, check_choice
+from harness.tensor_workload import Split, Splits, TensorWorkload, check_choice, check_writable
+from workloads.mnist1d_mlp import ACTIVATIONS
 
 Arrays = tuple[torch.Tensor, torch.Tensor]
 """uint8 images (N, C, H, W) and int64 labels (N,)."""
