@@ -1,0 +1,49 @@
+"""Every workload checks its own settings when it is built: a bad size, rate, flag or choice, or
+settings that do not fit together, is one line naming the key and value, before any data is
+generated, read or downloaded (not an `error` record after training started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import PacerUserError
+from harness.workloads import build_workload, workload_config
+
+NAN = float("nan")
+BAD_SETTINGS = [
+    ("mnist1d_mlp", "hidden", -1, "hidden=-1 must be an integer >= 1"),
+    ("mnist1d_mlp", "depth", "abc", "depth='abc' must be an integer >= 1"),
+    ("mnist1d_mlp", "num_samples", 5, "num_samples=5 must be an integer >= 10"),
+    ("mnist1d_mlp", "eval_train_size", 1.5, "eval_train_size=1.5 must be an integer >= 1"),
+    ("mnist1d_cnn", "channels", 0, "channels=0 must be an integer >= 1"),
+    ("mnist1d_cnn", "depth", 2.5, "depth=2.5 must be an integer >= 1"),
+    ("mnist1d_cnn", "channels", 6, "channels=6 must be a multiple of 4 for norm group"),
+    ("mnist1d_cnn", "norm", ["group"], "norm ['group'] is not one of group, none"),
+    ("digits_cnn", "num_train", -5, "num_train=-5 must be an integer >= 1"),
+    ("digits_cnn", "num_train", 1795, "num_train=1795 must leave validation and test examples (the data set has 1797)"),
+    ("digits_cnn", "channels", "16", "channels='16' must be an integer >= 1"),
+    ("digits_cnn", "bn_scale_init", NAN, "bn_scale_init=nan must be a finite number"),
+    ("markov_lm", "heads", 0, "heads=0 must be an integer >= 1"),
+    ("markov_lm", "width", 66, "width=66 is not divisible by heads=4"),
+    ("markov_lm", "min_len", 40, "need order < min_len <= seq_len + 1 (order=2, min_len=40, seq_len=32)"),
+    ("markov_lm", "concentration", 0, "concentration=0 must be a finite number > 0"),
+    ("markov_lm", "vocab", 1.5, "vocab=1.5 must be an integer >= 1"),
+    ("markov_lm", "post_ln", "yes", "post_ln='yes' must be true or false"),
+    ("teacher_student", "num_holdout", 0, "num_holdout=0 must be an integer >= 1"),
+    ("teacher_student", "dim", True, "dim=True must be an integer >= 1"),
+    ("teacher_student", "condition", 0.5, "condition=0.5 must be a finite number >= 1"),
+    ("teacher_student", "noise_std", NAN, "noise_std=nan must be a finite number >= 0"),
+]
+
+
+@pytest.mark.parametrize(("name", "key", "value", "words"), BAD_SETTINGS, ids=[f"{n}-{k}={v!r}" for n, k, v, _ in BAD_SETTINGS])
+def test_a_bad_setting_is_one_line_before_any_data(name: str, key: str, value: object, words: str, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    cfg = workload_config(name) | {"data_dir": str(data_dir), key: value}
+    with pytest.raises(PacerUserError) as error:
+        build_workload(cfg)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"workload {name}: {words}"), message
+    assert not data_dir.exists() or not any(data_dir.iterdir())
