@@ -46,6 +46,20 @@ BAD_SETTINGS = [
     ("fashion_mnist", {"eval_train_size": NAN}, "eval_train_size=nan must be an integer >= 1"),
     ("cifar10", {"channels": [12, 24], "norm": "group"}, "channels=[12, 24] must each be at most 8 or a multiple of 8 for norm group"),
     ("cifar10", {"validation_size": "5000"}, "validation_size='5000' must be an integer >= 1"),
+    ("cifar10_resnet18", {"width": 0}, "width=0 must be an integer >= 1"),
+    ("cifar10_resnet18", {"validation_size": 1.5}, "validation_size=1.5 must be an integer >= 1"),
+    ("cifar10_resnet18", {"compile": "no"}, "compile='no' must be true or false"),
+    ("cifar10_resnet18", {"eval_train_size": 0}, "eval_train_size=0 must be an integer >= 1"),
+    ("imagenet_resnet50", {"width": -1}, "width=-1 must be an integer >= 1"),
+    ("imagenet_resnet50", {"bn_init_scale": NAN}, "bn_init_scale=nan must be a finite number"),
+    ("imagenet_resnet50", {"image_size": "224"}, "image_size='224' must be an integer >= 1"),
+    ("imagenet_resnet50", {"channels_last": 1}, "channels_last=1 must be true or false"),
+    ("imagenet_vit", {"mixup_alpha": NAN}, "mixup_alpha=nan must be a finite number >= 0"),
+    ("imagenet_vit", {"mixup_alpha": -0.2}, "mixup_alpha=-0.2 must be a finite number >= 0"),
+    ("imagenet_vit", {"num_heads": 0}, "num_heads=0 must be an integer >= 1"),
+    ("imagenet_vit", {"width": 100}, "width=100 is not divisible by num_heads=6"),
+    ("imagenet_vit", {"width": 4}, "width=4 must be a multiple of 4 and >= 8 (sin-cos position embeddings)"),
+    ("imagenet_vit", {"use_glu": "false"}, "use_glu='false' must be true or false"),
 ]
 
 
