@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -404,9 +404,10 @@ def seconds(key: str, value: object, *, zero_ok: bool = False) -> float:
 
 
 def whole_numbers(key: str, values: object, minimum: int = 1) -> tuple[int, ...]:
-    """`values`, a non-empty list or tuple, as a tuple of ints >= `minimum`. Raises ValueError
-    naming `key` (or the element, as `key[i]`) for anything else."""
-    if not isinstance(values, list | tuple) or not values:
+    """`values`, a non-empty sequence such as a list (an OmegaConf ListConfig too, not text), as
+    a tuple of ints >= `minimum`. Raises ValueError naming `key` (or the element, as `key[i]`)
+    for anything else."""
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence) or not values:
         raise ValueError(f"{key}={values!r} must be a non-empty list of integers >= {minimum}")
     return tuple(whole_number(f"{key}[{i}]", value, minimum) for i, value in enumerate(values))
 
