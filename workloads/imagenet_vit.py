@@ -29,7 +29,7 @@ class ImagenetVit(ImagenetWorkload):
                  use_glu: bool = False, post_ln: bool = False, use_map: bool = False, mixup_alpha: float = 0.2, **common):
         self.patch_size, self.width, self.depth = whole_number("patch_size", patch_size), whole_number("width", width), whole_number("depth", depth)
         self.mlp_dim, self.num_heads = whole_number("mlp_dim", mlp_dim), whole_number("num_heads", num_heads)
-        if width % 4 or width < 8:  # the sin-cos position embedding has width // 4 frequencies, at least two
+        if width % 4 or width < 8:  # sin-cos position embeddings: width // 4 frequencies, spaced by 1 / (width // 4 - 1)
             raise ValueError(f"width={width} must be a multiple of 4 and >= 8 (sin-cos position embeddings)")
         if width % num_heads:
             raise ValueError(f"width={width} is not divisible by num_heads={num_heads}")
