@@ -47,7 +47,16 @@ from harness.spec import (
     Tensor,
     Workload,
 )
-from harness.tensor_workload import BuiltModelParameters, finite_number, frozen_batch_norm_statistics, seconds, set_dropout, whole_number
+from harness.tensor_workload import (
+    BuiltModelParameters,
+    check_choice,
+    finite_number,
+    flag,
+    frozen_batch_norm_statistics,
+    seconds,
+    set_dropout,
+    whole_number,
+)
 
 PRECISIONS = ("bf16", "fp32", "tf32")
 Example = tuple[Tensor, int]
@@ -201,16 +210,14 @@ class LoaderWorkload(BuiltModelParameters, Workload):
         base_name: str | None = None,
         variant: str | None = None,
     ):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         self.name, self.base_name, self.variant = name, base_name or name, variant
         self.validation_target_value, self.test_target_value = finite_number("validation_target", validation_target), finite_number("test_target", test_target)
         self.max_allowed_runtime_sec, self.eval_period_time_sec = seconds("max_runtime_sec", max_runtime_sec), seconds("eval_period_sec", eval_period_sec, zero_ok=True)
         self.step_hint, self.reference_batch_size = whole_number("step_hint", step_hint), whole_number("batch_size", batch_size)
         self.eval_batch_size, self.dataset_seed = whole_number("eval_batch_size", eval_batch_size), whole_number("dataset_seed", dataset_seed, minimum=0)
-        self.data_dir, self.eval_train_size = Path(data_dir).expanduser(), whole_number("eval_train_size", eval_train_size, minimum=0)
+        self.data_dir, self.eval_train_size = Path(data_dir).expanduser(), whole_number("eval_train_size", eval_train_size)
         self.num_workers, self.eval_num_workers = whole_number("num_workers", num_workers, minimum=0), whole_number("eval_num_workers", eval_num_workers, minimum=0)
-        self.precision, self.compile, self.channels_last = precision, bool(compile), bool(channels_last)
+        self.precision, self.compile, self.channels_last = check_choice("precision", precision, PRECISIONS), flag("compile", compile), flag("channels_last", channels_last)
         self.device = torch.device(device)
         self._datasets: VisionDatasets | None = None
         self._eval_loaders: dict[str, DataLoader] = {}

@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -373,8 +373,7 @@ def check_clock(clock: str, reference: Mapping[str, object] | None, eval_every_s
     """(clock, reference seconds on the calibration host, eval period in steps) from a
     workload config's `clock`, `reference` and `eval_every_steps`; ValueError if they do not
     fit together. `reference: {step_sec: null}` is a calibration run's (it measures it)."""
-    if clock not in CLOCKS:
-        raise ValueError(f"clock {clock!r} is not one of {', '.join(CLOCKS)}")
+    check_choice("clock", clock, CLOCKS)
     if eval_every_steps is not None and (isinstance(eval_every_steps, bool) or not isinstance(eval_every_steps, int) or eval_every_steps < 1):
         raise ValueError(f"eval_every_steps {eval_every_steps!r} must be an integer >= 1")
     if clock == "wall":
@@ -404,11 +403,36 @@ def seconds(key: str, value: object, *, zero_ok: bool = False) -> float:
     return float(value)
 
 
-def finite_number(key: str, value: object) -> float:
-    """`value` as a finite float. Raises ValueError naming `key` (text, a bool, NaN, inf)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{key}={value!r} must be a finite number")
+def whole_numbers(key: str, values: object, minimum: int = 1) -> tuple[int, ...]:
+    """`values`, a non-empty sequence such as a list (an OmegaConf ListConfig too, not text), as
+    a tuple of ints >= `minimum`. Raises ValueError naming `key` (or the element, as `key[i]`)
+    for anything else."""
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence) or not values:
+        raise ValueError(f"{key}={values!r} must be a non-empty list of integers >= {minimum}")
+    return tuple(whole_number(f"{key}[{i}]", value, minimum) for i, value in enumerate(values))
+
+
+def finite_number(key: str, value: object, minimum: float = -math.inf, *, exclusive: bool = False) -> float:
+    """`value` as a finite float >= `minimum` (> with `exclusive`). Raises ValueError naming
+    `key` (text, a bool, NaN, inf, a number below the minimum)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < minimum or (exclusive and value == minimum):
+        bound = f" {'>' if exclusive else '>='} {minimum:g}" if minimum > -math.inf else ""
+        raise ValueError(f"{key}={value!r} must be a finite number{bound}")
     return float(value)
+
+
+def flag(key: str, value: object) -> bool:
+    """`value` if it is a bool. Raises ValueError naming `key` for anything else (1, "yes", "false")."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{key}={value!r} must be true or false")
+    return value
+
+
+def check_choice(key: str, value: object, choices: Collection[str]) -> str:
+    """`value` if it is one of `choices`. Raises ValueError naming `key` and the valid choices."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{key} {value!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def data_dir_path(data_dir: str | None) -> Path:

@@ -229,6 +229,14 @@ def test_a_missing_or_corrupt_file_is_a_one_line_error_naming_it(name: str, file
     assert "\n" not in message and message.startswith(f"workload {name}: ") and words.format(path=path) in message, message
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_a_validation_size_that_leaves_no_training_images_is_one_line(name: str, data: dict[str, Path]) -> None:
+    with pytest.raises(PacerUserError) as error:
+        tiny(name, data[name], validation_size=30)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"workload {name}: validation_size=30 must leave training images (the training set has 30)"), message
+
+
 # --- through the CLI ---------------------------------------------------------------------
 
 

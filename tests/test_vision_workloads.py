@@ -17,6 +17,7 @@ import torchvision
 from vision_data import make_cifar10, make_imagenet
 
 from harness.cli import compose_config, main
+from harness.errors import PacerUserError
 from harness.job import _initial_record, prepare_job, run_job
 from harness.loader_workload import LoaderWorkload, ShardedStream, _EvalShard
 from harness.spec import ForwardPassMode
@@ -163,6 +164,19 @@ def test_bad_input_is_one_line_error(workload: str, breakage: str, expected: str
     stderr = capsys.readouterr().err
     assert stderr.startswith("pacer: error: workload ") and stderr.count("\n") == 1, stderr
     assert expected in stderr
+
+
+@pytest.mark.parametrize(("workload", "settings", "expected"), [
+    ("imagenet_resnet50", {"num_classes": 2}, "num_classes=2 is too few for {data_dir}, whose classes go up to index 2"),
+    ("imagenet_vit", {"patch_size": 64}, "patch_size=64 is larger than image_size=32"),
+    ("cifar10_resnet18", {"validation_size": 40}, "validation_size=40 leaves no training images (have 40)"),
+])
+def test_settings_that_do_not_fit_the_data_are_one_line(workload: str, settings: dict[str, object], expected: str, data: dict[str, Path]) -> None:
+    """Checked when the workload is built, where its own checks cannot see the data."""
+    with pytest.raises(PacerUserError) as error:
+        tiny_workload(workload, data[workload], **settings)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"workload {workload}: {expected.format(data_dir=data[workload])}"), message
 
 
 def test_ddp_two_processes_match_one_process(data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,17 +16,18 @@ from __future__ import annotations
 from torch import nn
 
 from workloads.data.torchvision_files import CIFAR10, TorchvisionImages
-from workloads.mnist1d_mlp import ACTIVATIONS, check_choice
-from workloads.models.small_cnn import NORMS, small_cnn
+from workloads.mnist1d_mlp import ACTIVATIONS
+from workloads.models.small_cnn import check_settings, small_cnn
+
+IMAGE_SIZE = 32
 
 
 class Cifar10(TorchvisionImages):
     files = CIFAR10
 
     def __init__(self, *, channels: tuple[int, ...] = (16, 32, 64), norm: str = "batch", **common):
-        check_choice("norm", norm, NORMS)
+        self.channels, self.norm = check_settings(channels, norm, IMAGE_SIZE)
         super().__init__(**common)
-        self.channels, self.norm = tuple(int(c) for c in channels), norm
 
     def build_model(self) -> nn.Module:
-        return nn.Sequential(self.standardize(), small_cnn(3, 32, self.channels, ACTIVATIONS[self.activation], self.norm, 10))
+        return nn.Sequential(self.standardize(), small_cnn(3, IMAGE_SIZE, self.channels, ACTIVATIONS[self.activation], self.norm, 10))

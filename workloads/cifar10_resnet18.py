@@ -18,6 +18,7 @@ from torchvision import transforms
 
 from harness.errors import PacerUserError
 from harness.loader_workload import Example, LoaderWorkload, VisionDatasets
+from harness.tensor_workload import flag, whole_number
 from workloads.data.torchvision_files import CIFAR10, local_copy
 from workloads.models.resnet import resnet18
 
@@ -41,7 +42,7 @@ class Cifar10ResNet18(LoaderWorkload):
     std = (51.5865, 50.847, 51.255)
 
     def __init__(self, *, validation_size: int = 5000, width: int = 64, download: bool = False, **common):
-        self.validation_size, self.width, self.download = int(validation_size), int(width), bool(download)
+        self.validation_size, self.width, self.download = whole_number("validation_size", validation_size), whole_number("width", width), flag("download", download)
         super().__init__(**common)
 
     def check_data(self) -> None:
@@ -49,7 +50,7 @@ class Cifar10ResNet18(LoaderWorkload):
         folder = local_copy(self.name, CIFAR10, self.data_dir, self.download)
         self._train_arrays, self._test_arrays = CIFAR10.read(self.name, folder)
         if len(self._train_arrays[1]) <= self.validation_size:
-            raise PacerUserError(f"workload {self.name}: validation_size {self.validation_size} leaves no training images (have {len(self._train_arrays[1])})")
+            raise PacerUserError(f"workload {self.name}: validation_size={self.validation_size} leaves no training images (have {len(self._train_arrays[1])})")
 
     def make_datasets(self) -> VisionDatasets:
         (images, labels), (test_images, test_labels) = self._train_arrays, self._test_arrays

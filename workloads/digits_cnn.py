@@ -16,8 +16,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from harness.spec import MetricDirection
-from harness.tensor_workload import Split, Splits, TensorWorkload
-from workloads.mnist1d_mlp import ACTIVATIONS, check_choice
+from harness.tensor_workload import Split, Splits, TensorWorkload, check_choice, finite_number, whole_number
+from workloads.mnist1d_mlp import ACTIVATIONS
 
 NUM_DIGITS = 1797
 
@@ -43,11 +43,11 @@ class DigitsCnn(TensorWorkload):
     target_metric_direction = MetricDirection.MAXIMIZE
 
     def __init__(self, *, num_train: int = 500, channels: int = 32, activation: str = "relu", bn_scale_init: float = 1.0, **common):
+        self.num_train, self.channels = whole_number("num_train", num_train), whole_number("channels", channels)
+        if self.num_train >= NUM_DIGITS - 2:
+            raise ValueError(f"num_train={num_train} must leave validation and test examples (the data set has {NUM_DIGITS})")
+        self.activation, self.bn_scale_init = check_choice("activation", activation, ACTIVATIONS), finite_number("bn_scale_init", bn_scale_init)
         super().__init__(**common)
-        check_choice("activation", activation, ACTIVATIONS)
-        if not 0 < num_train < NUM_DIGITS - 2:
-            raise ValueError(f"num_train {num_train} must leave validation and test examples (the data set has {NUM_DIGITS})")
-        self.num_train, self.channels, self.activation, self.bn_scale_init = num_train, channels, activation, bn_scale_init
 
     def data_settings(self) -> dict[str, object]:
         return {"num_train": self.num_train}

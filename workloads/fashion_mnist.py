@@ -13,17 +13,18 @@ from __future__ import annotations
 from torch import nn
 
 from workloads.data.torchvision_files import FASHION_MNIST, TorchvisionImages
-from workloads.mnist1d_mlp import ACTIVATIONS, check_choice
-from workloads.models.small_cnn import NORMS, small_cnn
+from workloads.mnist1d_mlp import ACTIVATIONS
+from workloads.models.small_cnn import check_settings, small_cnn
+
+IMAGE_SIZE = 28
 
 
 class FashionMnist(TorchvisionImages):
     files = FASHION_MNIST
 
     def __init__(self, *, channels: tuple[int, ...] = (16, 32), norm: str = "none", **common):
-        check_choice("norm", norm, NORMS)
+        self.channels, self.norm = check_settings(channels, norm, IMAGE_SIZE)
         super().__init__(**common)
-        self.channels, self.norm = tuple(int(c) for c in channels), norm
 
     def build_model(self) -> nn.Module:
-        return nn.Sequential(self.standardize(), small_cnn(1, 28, self.channels, ACTIVATIONS[self.activation], self.norm, 10))
+        return nn.Sequential(self.standardize(), small_cnn(1, IMAGE_SIZE, self.channels, ACTIVATIONS[self.activation], self.norm, 10))

@@ -21,6 +21,7 @@ from torchvision.datasets import ImageFolder
 
 from harness.errors import PacerUserError
 from harness.loader_workload import LoaderWorkload, VisionDatasets, fixed_subset
+from harness.tensor_workload import check_choice, finite_number, whole_number
 from workloads.models.resnet import ACTIVATIONS, resnet50
 
 LAYOUT = ("data_dir/train/<wnid>/<image>.JPEG and data_dir/val/<wnid>/<image>.JPEG (torchvision ImageFolder), "
@@ -79,7 +80,8 @@ class ImagenetWorkload(LoaderWorkload):
     randaugment = False
 
     def __init__(self, *, num_classes: int = 1000, image_size: int = 224, resize_size: int = 256, **common):
-        self.num_classes, self.image_size, self.resize_size = int(num_classes), int(image_size), int(resize_size)
+        self.num_classes, self.image_size = whole_number("num_classes", num_classes), whole_number("image_size", image_size)
+        self.resize_size = whole_number("resize_size", resize_size)
         super().__init__(**common)
 
     def check_data(self) -> None:
@@ -87,7 +89,10 @@ class ImagenetWorkload(LoaderWorkload):
         val = check_image_folder(self.name, self.data_dir, "val")
         if train != val:
             raise PacerUserError(f"workload {self.name}: {self.data_dir / 'train'} and {self.data_dir / 'val'} have different class folders; expected {LAYOUT}")
-        check_image_folder(self.name, self.data_dir, "imagenet_v2", numeric=True)
+        test = check_image_folder(self.name, self.data_dir, "imagenet_v2", numeric=True)
+        largest = max(len(train) - 1, *map(int, test))
+        if largest >= self.num_classes:  # a label past the head: an index error (a device-side assert on CUDA) at the first step
+            raise PacerUserError(f"workload {self.name}: num_classes={self.num_classes} is too few for {self.data_dir}, whose classes go up to index {largest}; expected {LAYOUT}")
 
     def make_datasets(self) -> VisionDatasets:
         evaluate = eval_transform(self.image_size, self.resize_size)
@@ -104,9 +109,8 @@ class ImagenetWorkload(LoaderWorkload):
 
 class ImagenetResNet50(ImagenetWorkload):
     def __init__(self, *, activation: str = "relu", bn_init_scale: float = 0.0, width: int = 64, **common):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}")
-        self.activation, self.bn_init_scale, self.width = activation, float(bn_init_scale), int(width)
+        self.activation, self.bn_init_scale = check_choice("activation", activation, ACTIVATIONS), finite_number("bn_init_scale", bn_init_scale)
+        self.width = whole_number("width", width)
         super().__init__(**common)
 
     def build_model(self) -> nn.Module:

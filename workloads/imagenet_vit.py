@@ -17,6 +17,7 @@ from torch import nn
 
 from harness import rng as rnglib
 from harness.spec import Batch, Rng
+from harness.tensor_workload import finite_number, flag, whole_number
 from workloads.imagenet_resnet50 import ImagenetWorkload
 from workloads.models.vit import ViT
 
@@ -26,9 +27,17 @@ class ImagenetVit(ImagenetWorkload):
 
     def __init__(self, *, patch_size: int = 16, width: int = 384, depth: int = 12, mlp_dim: int = 1536, num_heads: int = 6,
                  use_glu: bool = False, post_ln: bool = False, use_map: bool = False, mixup_alpha: float = 0.2, **common):
-        self.patch_size, self.width, self.depth, self.mlp_dim, self.num_heads = int(patch_size), int(width), int(depth), int(mlp_dim), int(num_heads)
-        self.use_glu, self.post_ln, self.use_map, self.mixup_alpha = bool(use_glu), bool(post_ln), bool(use_map), float(mixup_alpha)
+        self.patch_size, self.width, self.depth = whole_number("patch_size", patch_size), whole_number("width", width), whole_number("depth", depth)
+        self.mlp_dim, self.num_heads = whole_number("mlp_dim", mlp_dim), whole_number("num_heads", num_heads)
+        if width % 4 or width < 8:  # sin-cos position embeddings: width // 4 frequencies, spaced by 1 / (width // 4 - 1)
+            raise ValueError(f"width={width} must be a multiple of 4 and >= 8 (sin-cos position embeddings)")
+        if width % num_heads:
+            raise ValueError(f"width={width} is not divisible by num_heads={num_heads}")
+        self.use_glu, self.post_ln, self.use_map = flag("use_glu", use_glu), flag("post_ln", post_ln), flag("use_map", use_map)
+        self.mixup_alpha = finite_number("mixup_alpha", mixup_alpha, minimum=0)
         super().__init__(**common)
+        if self.patch_size > self.image_size:
+            raise ValueError(f"patch_size={patch_size} is larger than image_size={self.image_size}")
 
     def build_model(self) -> nn.Module:
         return ViT(num_classes=self.num_classes, patch_size=self.patch_size, width=self.width, depth=self.depth, mlp_dim=self.mlp_dim,

@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.spec import MetricDirection, ParameterType, Tensor
-from harness.tensor_workload import Split, Splits, TensorWorkload
-from workloads.mnist1d_mlp import check_choice
+from harness.tensor_workload import Split, Splits, TensorWorkload, check_choice, finite_number, flag, whole_number
 
 MLP_ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
@@ -140,15 +139,17 @@ class MarkovLm(TensorWorkload):
         num_train: int = 4096, num_holdout: int = 512, width: int = 64, depth: int = 2, heads: int = 4,
         activation: str = "gelu", post_ln: bool = False, **common,
     ):
-        super().__init__(**common)
-        check_choice("activation", activation, MLP_ACTIVATIONS)
-        if width % heads:
-            raise ValueError(f"width {width} is not divisible by heads {heads}")
+        self.vocab, self.order = whole_number("vocab", vocab), whole_number("order", order)
+        self.concentration = finite_number("concentration", concentration, minimum=0, exclusive=True)
+        self.seq_len, self.min_len = whole_number("seq_len", seq_len), whole_number("min_len", min_len)
         if not order < min_len <= seq_len + 1:
             raise ValueError(f"need order < min_len <= seq_len + 1 (order={order}, min_len={min_len}, seq_len={seq_len})")
-        self.vocab, self.order, self.concentration = vocab, order, concentration
-        self.seq_len, self.min_len, self.num_train, self.num_holdout = seq_len, min_len, num_train, num_holdout
-        self.width, self.depth, self.heads, self.activation, self.post_ln = width, depth, heads, activation, post_ln
+        self.num_train, self.num_holdout = whole_number("num_train", num_train), whole_number("num_holdout", num_holdout)
+        self.width, self.depth, self.heads = whole_number("width", width), whole_number("depth", depth), whole_number("heads", heads)
+        if width % heads:
+            raise ValueError(f"width={width} is not divisible by heads={heads}")
+        self.activation, self.post_ln = check_choice("activation", activation, MLP_ACTIVATIONS), flag("post_ln", post_ln)
+        super().__init__(**common)
         self.source = MarkovSource(self.dataset_seed, vocab, order, concentration)
         self.optimal_loss = self.source.entropy_rate()
 

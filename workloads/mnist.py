@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from harness.tensor_workload import whole_number
 from workloads.data.torchvision_files import MNIST, TorchvisionImages
 from workloads.mnist1d_mlp import ACTIVATIONS
 
@@ -20,8 +21,8 @@ class Mnist(TorchvisionImages):
     files = MNIST
 
     def __init__(self, *, hidden: int = 256, depth: int = 2, **common):
+        self.hidden, self.depth = whole_number("hidden", hidden), whole_number("depth", depth)
         super().__init__(**common)
-        self.hidden, self.depth = int(hidden), int(depth)
 
     def build_model(self) -> nn.Module:
         layers: list[nn.Module] = [self.standardize(), nn.Flatten()]  # (B, 784)

@@ -11,17 +11,20 @@ from __future__ import annotations
 from torch import nn
 
 from harness.spec import Tensor
-from workloads.mnist1d_mlp import ACTIVATIONS, Mnist1dWorkload, check_choice
+from harness.tensor_workload import check_choice, whole_number
+from workloads.mnist1d_mlp import ACTIVATIONS, Mnist1dWorkload
 
-NORMS = {"group": "GroupNorm (4 groups) after each conv", "none": "no normalization"}
+GROUPS = 4
+NORMS = {"group": f"GroupNorm ({GROUPS} groups) after each conv", "none": "no normalization"}
 SIGNAL_LENGTH = 40
 
 
 class Mnist1dCnn(Mnist1dWorkload):
     def __init__(self, *, channels: int = 32, depth: int = 3, norm: str = "group", **common):
+        self.channels, self.depth, self.norm = whole_number("channels", channels), whole_number("depth", depth), check_choice("norm", norm, NORMS)
+        if self.norm == "group" and self.channels % GROUPS:
+            raise ValueError(f"channels={channels} must be a multiple of {GROUPS} for norm group (GroupNorm's {GROUPS} groups)")
         super().__init__(**common)
-        check_choice("norm", norm, NORMS)
-        self.channels, self.depth, self.norm = channels, depth, norm
 
     def build_model(self) -> nn.Module:
         layers: list[nn.Module] = [Unsqueeze()]
@@ -30,7 +33,7 @@ class Mnist1dCnn(Mnist1dWorkload):
             stride = 1 if i == 0 else 2
             layers += [nn.Conv1d(width, self.channels, 5, stride=stride, padding=2)]
             if self.norm == "group":
-                layers += [nn.GroupNorm(4, self.channels)]
+                layers += [nn.GroupNorm(GROUPS, self.channels)]
             layers += [ACTIVATIONS[self.activation]()]
             width, length = self.channels, (length - 1) // stride + 1
         # (B, C, L) -> (B, C * L): the head sees where a feature is, which the digit shape needs

@@ -8,17 +8,17 @@ Targets, budget and step hint are in configs/workload/mnist1d_mlp.yaml.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 import torch
 from mnist1d.data import get_dataset_args, make_dataset
 from torch import nn
 
 from harness.spec import MetricDirection
-from harness.tensor_workload import Split, Splits, TensorWorkload
+from harness.tensor_workload import Split, Splits, TensorWorkload, check_choice, whole_number
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+MIN_SAMPLES = 10
+"""`make_dataset` draws `num_samples // 10` of each digit: fewer than ten is no data at all."""
 
 
 def mnist1d_splits(dataset_seed: int, num_samples: int, eval_train_size: int, holdout_fraction: float = 0.2) -> Splits:
@@ -42,12 +42,6 @@ def mnist1d_splits(dataset_seed: int, num_samples: int, eval_train_size: int, ho
     )
 
 
-def check_choice(what: str, value: str, choices: Mapping[str, object]) -> None:
-    """ValueError naming the valid choices when `value` is not one of them."""
-    if value not in choices:
-        raise ValueError(f"{what} {value!r} is not one of {', '.join(choices)}")
-
-
 class Mnist1dWorkload(TensorWorkload):
     """The MNIST-1D data shared by the MLP and the CNN (one cache file for both)."""
 
@@ -56,9 +50,9 @@ class Mnist1dWorkload(TensorWorkload):
     data_name = "mnist1d"
 
     def __init__(self, *, num_samples: int = 10000, eval_train_size: int = 2000, activation: str = "relu", **common):
+        self.num_samples, self.eval_train_size = whole_number("num_samples", num_samples, minimum=MIN_SAMPLES), whole_number("eval_train_size", eval_train_size)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
         super().__init__(**common)
-        check_choice("activation", activation, ACTIVATIONS)
-        self.num_samples, self.eval_train_size, self.activation = num_samples, eval_train_size, activation
 
     def data_settings(self) -> dict[str, object]:
         return {"num_samples": self.num_samples, "eval_train_size": self.eval_train_size}
@@ -69,8 +63,8 @@ class Mnist1dWorkload(TensorWorkload):
 
 class Mnist1dMlp(Mnist1dWorkload):
     def __init__(self, *, hidden: int = 256, depth: int = 2, **common):
+        self.hidden, self.depth = whole_number("hidden", hidden), whole_number("depth", depth)
         super().__init__(**common)
-        self.hidden, self.depth = hidden, depth
 
     def build_model(self) -> nn.Module:
         layers: list[nn.Module] = []

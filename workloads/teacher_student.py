@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from harness.spec import LossType, MetricDirection, Tensor
-from harness.tensor_workload import Split, Splits, TensorWorkload
-from workloads.mnist1d_mlp import ACTIVATIONS, check_choice
+from harness.tensor_workload import Split, Splits, TensorWorkload, check_choice, finite_number, whole_number
+from workloads.mnist1d_mlp import ACTIVATIONS
 
 
 def teacher_student_splits(dataset_seed: int, dim: int, outputs: int, condition: float, noise_std: float, sizes: tuple[int, int, int]) -> Splits:
@@ -52,13 +52,11 @@ class TeacherStudent(TensorWorkload):
         self, *, dim: int = 32, outputs: int = 4, condition: float = 1e4, noise_std: float = 0.1,
         num_train: int = 16384, num_holdout: int = 2048, hidden: int = 256, depth: int = 2, activation: str = "tanh", **common,
     ):
+        self.dim, self.outputs = whole_number("dim", dim), whole_number("outputs", outputs)
+        self.condition, self.noise_std = finite_number("condition", condition, minimum=1), finite_number("noise_std", noise_std, minimum=0)
+        self.num_train, self.num_holdout = whole_number("num_train", num_train), whole_number("num_holdout", num_holdout)
+        self.hidden, self.depth, self.activation = whole_number("hidden", hidden), whole_number("depth", depth), check_choice("activation", activation, ACTIVATIONS)
         super().__init__(**common)
-        check_choice("activation", activation, ACTIVATIONS)
-        if condition < 1:
-            raise ValueError(f"condition {condition} must be >= 1")
-        self.dim, self.outputs, self.condition, self.noise_std = dim, outputs, float(condition), float(noise_std)
-        self.num_train, self.num_holdout = num_train, num_holdout
-        self.hidden, self.depth, self.activation = hidden, depth, activation
 
     def data_settings(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in ("dim", "outputs", "condition", "noise_std", "num_train", "num_holdout")}

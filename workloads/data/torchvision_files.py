@@ -34,8 +34,8 @@ from torch import nn
 
 from harness.errors import PacerUserError
 from harness.spec import MetricDirection
-from harness.tensor_workload import Split, Splits, TensorWorkload, check_writable
-from workloads.mnist1d_mlp import ACTIVATIONS, check_choice
+from harness.tensor_workload import Split, Splits, TensorWorkload, check_choice, check_writable, flag, whole_number
+from workloads.mnist1d_mlp import ACTIVATIONS
 
 Arrays = tuple[torch.Tensor, torch.Tensor]
 """uint8 images (N, C, H, W) and int64 labels (N,)."""
@@ -221,14 +221,14 @@ class TorchvisionImages(TensorWorkload):
     cache_splits = False  # reading the files is as fast as reading a cache of them
 
     def __init__(self, *, validation_size: int = 5000, eval_train_size: int = 5000, download: bool = False, activation: str = "relu", **common):
+        self.validation_size, self.eval_train_size = whole_number("validation_size", validation_size), whole_number("eval_train_size", eval_train_size)
+        self.download, self.activation = flag("download", download), check_choice("activation", activation, ACTIVATIONS)
         super().__init__(**common)
-        check_choice("activation", activation, ACTIVATIONS)
         self.check_targets()  # before the data is read
-        self.validation_size, self.eval_train_size, self.download, self.activation = int(validation_size), int(eval_train_size), bool(download), activation
         folder = local_copy(self.name, self.files, self.data_dir, self.download)
         self._train_arrays, self._test_arrays = self.files.read(self.name, folder)
-        if not 0 < self.validation_size < len(self._train_arrays[1]):
-            raise ValueError(f"validation_size {self.validation_size} must leave training images (the training set has {len(self._train_arrays[1])})")
+        if self.validation_size >= len(self._train_arrays[1]):
+            raise ValueError(f"validation_size={validation_size} must leave training images (the training set has {len(self._train_arrays[1])})")
 
     def make_splits(self, dataset_seed: int) -> Splits:
         return carve_splits(self._train_arrays, self._test_arrays, dataset_seed, self.validation_size, self.eval_train_size)
