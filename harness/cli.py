@@ -193,7 +193,8 @@ def _quoted(argument: str) -> str:
 
 
 def check_multirun_folders(overrides: Sequence[str]) -> list[Path]:
-    """Each job's run folder, in order; refuse a multirun whose jobs would share one (one line
+    """Each job's run folder, in order, once every job's input is checked (`prepare_job`
+    without touching its folder); refuse a multirun whose jobs would share one (one line
     naming the keys that set them apart and the fix), before any job starts: the folder names only the experiment,
     ruleset, submission, workload, study and trial, so `seed=0,1` would have the second job
     refuse the folder after the first trained, or with `overwrite=true` delete its record.
@@ -203,7 +204,7 @@ def check_multirun_folders(overrides: Sequence[str]) -> list[Path]:
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
-    from harness.job import run_folder
+    from harness.job import prepare_job, run_folder
 
     job_args = [o for o in overrides if o not in ("-m", "--multirun") and not o.startswith(("hydra.", "hydra/"))]
     try:
@@ -212,8 +213,12 @@ def check_multirun_folders(overrides: Sequence[str]) -> list[Path]:
         raise PacerUserError(str(e).strip().splitlines()[0]) from None
     folders: dict[Path, list[dict[str, str]]] = {}
     experiment = "default"
-    for job in jobs:
-        cfg = OmegaConf.to_container(compose_config(job), resolve=True)
+    for number, job in enumerate(jobs):
+        try:
+            cfg = OmegaConf.to_container(compose_config(job), resolve=True)
+            prepare_job(cfg, create_run_dir=False)  # every job's input, before the first one trains
+        except PacerUserError as e:
+            raise PacerUserError(f"pacer run -m: job {number} ({' '.join(job)}): {e}") from None
         experiment = str(cfg["experiment"])
         folders.setdefault(run_folder(cfg), []).append(dict(o.split("=", 1) for o in job))
     for folder, same in folders.items():

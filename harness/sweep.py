@@ -35,7 +35,7 @@ from harness import launchers
 from harness import rng as rnglib
 from harness.errors import PacerUserError
 from harness.hparams import SearchSpace
-from harness.job import check_no_hand_tuning, run_folder
+from harness.job import check_no_hand_tuning, prepare_job, run_folder
 from harness.search import study_points
 from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text, check_inside, safe_component
 from harness.submissions import load_submission
@@ -76,8 +76,23 @@ def expand_grid(base_overrides: Sequence[str], submissions: Sequence[str], workl
             base, variant = split_workload_id(workload_id)
             composed = compose_config([*base_overrides, f"submission={submission}", f"workload={base}", f"variant={variant or 'null'}"])
             plain = OmegaConf.to_container(_with_workload_overrides(composed, workload_id), resolve=True)
-            cells += _cells_of(plain)
+            group = _cells_of(plain)
+            _check_group(group)
+            cells += group
     return cells
+
+
+def _check_group(group: Sequence[Cell]) -> None:
+    """Check the input of a (submission, workload) group's runs before any cell of the grid is
+    launched, through its first cell (the others differ only in study, trial, seed and the
+    search space's own points): a bad setting must not surface after the good cells trained.
+    The check builds the workload on the CPU: a sweep is often launched from a node without
+    the GPUs its cells will run on."""
+    if group:
+        try:
+            prepare_job(group[0].cfg | {"device": "cpu", "devices": 1}, create_run_dir=False)
+        except PacerUserError as e:
+            raise PacerUserError(f"cell {group[0].key}: {e}") from None
 
 
 def _with_workload_overrides(composed: DictConfig, workload_id: str) -> DictConfig:

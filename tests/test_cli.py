@@ -255,3 +255,9 @@ def test_overwrite_no_never_deletes_the_run(results_root, capsys):
     before = record.read_bytes()
     assert main(["run", f"results_root={results_root}", *TINY_RUN, "overwrite=no"]) == 2
     assert record.read_bytes() == before
+
+
+def test_a_multirun_with_one_bad_job_trains_none(results_root, capsys):
+    assert main(["run", "-m", "trial=0,1", "seed=0,-1", f"results_root={results_root}", *TINY_RUN]) == 2
+    assert_one_error_line(capsys.readouterr().err, "pacer run -m: job 1 (trial=0 seed=-1")
+    assert not results_root.exists()

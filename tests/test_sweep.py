@@ -198,3 +198,11 @@ def test_a_damaged_run_record_in_a_sweep_cell_is_one_line_for_status(tmp_path, c
     capsys.readouterr()
     assert main(["status", f"results_root={tmp_path}", "experiment=exp"]) == 2
     assert capsys.readouterr().err.strip() == f"pacer: error: run record {record} is not a JSON object: move it aside"
+
+
+def test_a_bad_cell_is_refused_before_any_cell_is_launched(tmp_path, capsys):
+    args = ["workload=[mnist1d_mlp,mnist1d_mlp_gelu]", "ruleset.num_trials=1", "suite.overrides={mnist1d_mlp_gelu:{workload:{hidden:-1}}}"]
+    assert _sweep(tmp_path, *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pacer: error: cell nadamw/mnist1d_mlp_gelu/study_0/trial_0: workload mnist1d_mlp_gelu: hidden=-1 must be an integer >= 1") and "\n" not in err
+    assert not tmp_path.exists() or not list(tmp_path.rglob("run.json")) and not list(tmp_path.rglob("sweep.json"))
