@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import traceback
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,6 +74,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     checkpoint_every_sec = _check_checkpoint_period(plain)
     submission = load_submission(plain["submission"])
     _check_ruleset_fits(submission, ruleset_name(plain))
+    submission.impl  # noqa: B018 - an AlgoPerf file is imported here: its failure is bad input, found before any run starts
     overrides = plain.get("hparams") or {}
     check_no_hand_tuning(ruleset_name(plain), overrides)
     base = submission.point_for(int(plain["trial"])) if set(submission.search_space.params) - set(overrides) else {}
@@ -126,13 +126,7 @@ def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) 
             job.run_dir.append_eval(row)
             progress.on_eval(row)
 
-    try:
-        impl = job.submission.impl
-    except Exception:  # noqa: BLE001 - an AlgoPerf file's import may raise anything; the record keeps it
-        record |= {"status": "error", "error": traceback.format_exc(), "updated_at": _now(), "finished_at": _now()}
-        if main:
-            job.run_dir.write_run(record)
-        return record
+    impl = job.submission.impl
     periodic = checkpoint.PeriodicCheckpoints(job.run_dir.path, job.checkpoint_every_sec, record["preemptions"])
     runner = Runner(job.workload, impl, job.hyperparameters, job.settings, on_eval, should_stop=stop, resume_from=saved, at_step_boundary=periodic,
                     on_warning=progress.warn if main else lambda text: None)

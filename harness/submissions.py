@@ -58,7 +58,8 @@ class LoadedSubmission:
 
     @cached_property
     def impl(self) -> Submission:
-        """The implementation (imported on first use; an AlgoPerf file's import may raise anything)."""
+        """The implementation, imported on first use (`prepare_job` asks for it, so that a file
+        that fails to import is one line before anything runs)."""
         return self.load()
 
     def point_for(self, trial: int) -> dict[str, Value]:
@@ -186,7 +187,7 @@ def _top_level_names(tree: ast.Module) -> set[str]:
 
 def _import_file(file: Path, source: str) -> Submission:
     """Import an AlgoPerf submission file as it is (its folder on `sys.path` for its own helper
-    modules); anything its import raises propagates."""
+    modules); anything its import raises is one PacerUserError naming the file and line."""
     algoperf_api.install_for(source)
     if str(file.parent) not in sys.path:
         sys.path.insert(0, str(file.parent))
@@ -195,7 +196,11 @@ def _import_file(file: Path, source: str) -> Submission:
     assert spec is not None and spec.loader is not None  # a .py file that exists always has one
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - an AlgoPerf file's import may raise anything
+        del sys.modules[module_name]
+        raise PacerUserError(f"submission file {file}: importing it raised {type(e).__name__}: {e} ({raised_at(e)})") from None
     return module
 
 

@@ -1,7 +1,7 @@
 """AlgoPerf PyTorch submission files run unmodified: `pacer run submission=path/to/submission.py`
 and `pacer sweep` with such a file, one file per convention of the leaderboard files
 (tests/algoperf_style/README.md); the `algoperf`/`absl` stand-ins never shadow a real package;
-a file that fails to import or to size a batch leaves an `error` record; bad input is one line."""
+a file that fails to size a batch leaves an `error` record; one that fails to import is bad input: one line."""
 
 from __future__ import annotations
 
@@ -75,14 +75,15 @@ def test_an_unknown_workload_gets_the_reference_batch_size_with_a_warning(result
     assert warned < err.index("step 1"), "the warning comes when the batch size is chosen, before training"
 
 
-def test_a_file_that_fails_to_import_leaves_an_error_record(tmp_path, results_root, capsys):
+def test_a_file_that_fails_to_import_is_one_line_naming_file_and_line(tmp_path, results_root, capsys):
     source = (STYLE / "list_space" / "submission.py").read_text().replace("import torch\n", "import torch\nimport jax\n")
     (tmp_path / "needs_jax.py").write_text(source)
     (tmp_path / "tuning_search_space.json").write_text((STYLE / "list_space" / "tuning_search_space.json").read_text())
-    assert main(["run", f"submission={tmp_path / 'needs_jax.py'}", f"results_root={results_root}", *TINY]) == 1
-    record = record_of(results_root)
-    assert record["status"] == "error" and "No module named 'jax'" in record["error"]
-    assert "ended error (ModuleNotFoundError: No module named 'jax'; the traceback is in run.json)" in capsys.readouterr().out
+    line = source.splitlines().index("import jax") + 1
+    assert main(["run", f"submission={tmp_path / 'needs_jax.py'}", f"results_root={results_root}", *TINY]) == 2
+    assert capsys.readouterr().err.strip() == (f"pacer: error: submission file {tmp_path / 'needs_jax.py'}: importing it raised ModuleNotFoundError: "
+                                               f"No module named 'jax' ({tmp_path / 'needs_jax.py'}, line {line})")
+    assert not results_root.exists() or not list(results_root.rglob("run.json"))
 
 
 def test_a_get_batch_size_that_fails_otherwise_leaves_an_error_record(tmp_path, results_root):
