@@ -8,6 +8,7 @@ torch or Hydra (importing torch alone takes ~3 s)."""
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -331,7 +332,13 @@ VERBS: dict[str, Callable[[Sequence[str]], int]] = {
 }
 
 
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+    """A warning as the CLI's one line, without Python's source line (the message names the culprit)."""
+    return f"pacer: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.formatwarning = _warning_line
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)

@@ -261,3 +261,15 @@ def test_a_multirun_with_one_bad_job_trains_none(results_root, capsys):
     assert main(["run", "-m", "trial=0,1", "seed=0,-1", f"results_root={results_root}", *TINY_RUN]) == 2
     assert_one_error_line(capsys.readouterr().err, "pacer run -m: job 1 (trial=0 seed=-1")
     assert not results_root.exists()
+
+
+def test_a_warning_is_one_line_without_pythons_source_line(tmp_path):
+    from scoring_fixtures import write_table
+
+    write_table(tmp_path / "root", {"adamw": {"w1": [[10.0]]}, "nadamw": {"w1": [[8.0]]}})
+    record = next((tmp_path / "root").rglob("run.json"))
+    record.write_text(record.read_text().replace('"study": 0', '"study": "x"'))
+    result = pacer("report", str(tmp_path / "root"), "--out", str(tmp_path / "out"))  # as a user runs it: pytest would catch the warning
+    assert result.returncode == 0, result.stderr
+    err = result.stderr.strip().splitlines()
+    assert err == [f"pacer: warning: skipping run record {record}: study is 'x', not a whole number >= 0"]
