@@ -46,6 +46,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from harness import rng as rnglib
+from harness.checks import whole_number
 from harness.errors import PacerUserError
 from harness.fingerprint import fingerprint, matmul_gflops, package_version
 from harness.hparams import resolve
@@ -131,6 +132,10 @@ def calibrate_command(args: Sequence[str]) -> int:
 
     flags, overrides = parse_flags(args)
     base = OmegaConf.to_container(compose_config(normalize_overrides(overrides)), resolve=True)
+    try:
+        whole_number("seed", base["seed"], minimum=0)
+    except ValueError as e:
+        raise PacerUserError(str(e)) from None
     if base.get("hparams"):
         raise PacerUserError(f"hparams.{next(iter(base['hparams']))}: calibrate tunes every algorithm over its own search space and would not use it; "
                              "narrow a search space in configs/submission/ instead")

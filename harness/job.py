@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import checkpoint, contention, distributed
 from harness import hparams as hparamslib
+from harness.checks import whole_number
 from harness.errors import PacerUserError
 from harness.fingerprint import fingerprint
 from harness.progress import Progress
@@ -287,9 +288,10 @@ def _check_int(cfg: Mapping[str, object], key: str, *, minimum: int, optional: b
     value = cfg.get(key)
     if value is None and optional:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise PacerUserError(f"{key}={value!r} must be an integer >= {minimum}")
-    return value
+    try:
+        return whole_number(key, value, minimum)
+    except ValueError as e:
+        raise PacerUserError(str(e)) from None
 
 
 def _set_threads(cfg: Mapping[str, object], workload: Workload) -> None:

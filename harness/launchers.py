@@ -35,6 +35,7 @@ import submitit
 from submitit.core.job_environment import SignalHandler
 
 from harness import checkpoint, distributed
+from harness.checks import finite_number, whole_number
 from harness.errors import PacerUserError
 
 SLURM_COMMANDS = ("sbatch", "squeue", "sinfo", "scontrol", "scancel")
@@ -44,6 +45,24 @@ QUEUED_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"})
 
 JobConfig = dict[str, object]
+WHOLE_NUMBER_SETTINGS = {"max_attempts": 1, "workers": 1, "gpus_per_node": 1, "cpus_per_task": 1, "array_parallelism": 1}
+"""Launcher settings that are counts, with their least value."""
+NUMBER_SETTINGS = {"timeout_margin": (1.0, False), "mem_gb": (0.0, True), "setup_min": (0.0, False)}
+"""Launcher settings that are numbers: (least value, whether it is excluded). A time limit
+below the budget (`timeout_margin` < 1) would stop every run before its budget."""
+
+
+def check_launcher_settings(launcher: Mapping[str, object]) -> None:
+    """Raise PacerUserError naming the first `launcher.KEY` that is not a number in its range."""
+    try:
+        for key, minimum in WHOLE_NUMBER_SETTINGS.items():
+            if key in launcher:
+                whole_number(f"launcher.{key}", launcher[key], minimum)
+        for key, (least, exclusive) in NUMBER_SETTINGS.items():
+            if key in launcher:
+                finite_number(f"launcher.{key}", launcher[key], least, exclusive=exclusive)
+    except ValueError as e:
+        raise PacerUserError(str(e)) from None
 
 
 class SweepTask(submitit.helpers.Checkpointable):

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from harness import distributed
 from harness import rng as rnglib
+from harness.checks import check_choice, finite_number, flag, seconds, whole_number
 from harness.spec import (
     Batch,
     EvalResults,
@@ -47,16 +48,7 @@ from harness.spec import (
     Tensor,
     Workload,
 )
-from harness.tensor_workload import (
-    BuiltModelParameters,
-    check_choice,
-    finite_number,
-    flag,
-    frozen_batch_norm_statistics,
-    seconds,
-    set_dropout,
-    whole_number,
-)
+from harness.tensor_workload import BuiltModelParameters, frozen_batch_norm_statistics, set_dropout
 
 PRECISIONS = ("bf16", "fp32", "tf32")
 Example = tuple[Tensor, int]

@@ -80,14 +80,17 @@ def check_inside(root: Path | str, path: Path) -> None:
 
 
 def check_output_folder(path: Path, what: str) -> None:
-    """Create the folder `path` for `what` (a report, score tables, imported records) if needed.
-    Raises PacerUserError (one line) when it cannot be created or written: checked before the work."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise PacerUserError(f"cannot create the folder {path} for {what}: {e.strerror}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise PacerUserError(f"cannot write {what} to {path}: the folder is not writable")
+    """Check, before the work and without creating anything, that the folder `path` for `what`
+    (a report, score tables, imported records) can be written: it, or the nearest folder above
+    it that exists, must be a writable folder. Raises PacerUserError (one line)."""
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PacerUserError(f"cannot write {what} to {path}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        reason = "read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "permission denied"
+        raise PacerUserError(f"cannot write {what} to {path}: {existing} is not writable ({reason})")
 
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:

@@ -362,7 +362,11 @@ def sweep_command(args: Sequence[str]) -> int:
 
     settings = OmegaConf.to_container(compose_config(parsed.overrides), resolve=True)
     workloads = parsed.workloads or list(settings["suite"]["workloads"])
+    for key in ("resume", "overwrite"):
+        if settings[key] is not False:
+            raise PacerUserError(f"{key}={settings[key]!r}: pacer sweep continues unfinished cells by itself and never overwrites a record; {key} is pacer run's")
     launcher = settings["launcher"]
+    launchers.check_launcher_settings(launcher)
     if launcher["name"] == "slurm":
         launchers.check_slurm()
     exp_dir = experiment_dir(settings["results_root"], str(settings["experiment"]))

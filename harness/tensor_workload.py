@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import rng as rnglib
+from harness.checks import check_choice, finite_number, seconds, whole_number
 from harness.spec import (
     Batch,
     EvalResults,
@@ -388,51 +389,10 @@ def check_clock(clock: str, reference: Mapping[str, object] | None, eval_every_s
     return clock, None if step_sec is None else float(step_sec), eval_every_steps
 
 
-def whole_number(key: str, value: object, minimum: int = 1) -> int:
-    """`value` as an int >= `minimum`. Raises ValueError naming `key` for anything else (a
-    bool, a fraction such as 1.7, text, NaN)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{key}={value!r} must be an integer >= {minimum}")
-    return value
 
 
-def seconds(key: str, value: object, *, zero_ok: bool = False) -> float:
-    """`value` as a finite number of seconds > 0 (>= 0 with `zero_ok`). Raises ValueError naming `key`."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (0 <= value if zero_ok else 0 < value) or not math.isfinite(value):
-        raise ValueError(f"{key}={value!r} must be a {'' if zero_ok else 'positive '}finite number of seconds")
-    return float(value)
 
 
-def whole_numbers(key: str, values: object, minimum: int = 1) -> tuple[int, ...]:
-    """`values`, a non-empty sequence such as a list (an OmegaConf ListConfig too, not text), as
-    a tuple of ints >= `minimum`. Raises ValueError naming `key` (or the element, as `key[i]`)
-    for anything else."""
-    if isinstance(values, str | bytes) or not isinstance(values, Sequence) or not values:
-        raise ValueError(f"{key}={values!r} must be a non-empty list of integers >= {minimum}")
-    return tuple(whole_number(f"{key}[{i}]", value, minimum) for i, value in enumerate(values))
-
-
-def finite_number(key: str, value: object, minimum: float = -math.inf, *, exclusive: bool = False) -> float:
-    """`value` as a finite float >= `minimum` (> with `exclusive`). Raises ValueError naming
-    `key` (text, a bool, NaN, inf, a number below the minimum)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < minimum or (exclusive and value == minimum):
-        bound = f" {'>' if exclusive else '>='} {minimum:g}" if minimum > -math.inf else ""
-        raise ValueError(f"{key}={value!r} must be a finite number{bound}")
-    return float(value)
-
-
-def flag(key: str, value: object) -> bool:
-    """`value` if it is a bool. Raises ValueError naming `key` for anything else (1, "yes", "false")."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{key}={value!r} must be true or false")
-    return value
-
-
-def check_choice(key: str, value: object, choices: Collection[str]) -> str:
-    """`value` if it is one of `choices`. Raises ValueError naming `key` and the valid choices."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{key} {value!r} is not one of {', '.join(choices)}")
-    return value
 
 
 def data_dir_path(data_dir: str | None) -> Path:

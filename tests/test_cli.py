@@ -1,4 +1,5 @@
-"""`pacer run` bad input: one clear line on stderr, exit code 2, and nothing trained or written.
+"""Bad input, every verb: one clear line on stderr naming the culprit, exit code 2, and nothing
+trained, written or deleted.
 
 Each message is checked through `harness.cli.main` in this interpreter (a fresh one costs seconds
 of imports); one case of each kind also runs as a user runs it, `python -m harness` in a fresh
@@ -131,7 +132,7 @@ def test_a_name_that_is_not_one_folder_is_refused_before_anything_is_written(ver
     it: records and sweep.json written there, or deleted there with overwrite=true."""
     results_root = tmp_path / "a" / "b" / "results"
     key, _, value = name.format(tmp=tmp_path).partition("=")
-    assert main([verb, f"results_root={results_root}", f"{key}={value}", "overwrite=true", *(TINY_RUN if verb == "run" else TINY_SWEEP)]) == 2
+    assert main([verb, f"results_root={results_root}", f"{key}={value}", *(["overwrite=true", *TINY_RUN] if verb == "run" else TINY_SWEEP)]) == 2
     assert_one_error_line(capsys.readouterr().err, f"{key}={value!r} must be one folder name (not empty, . or .., without /, \\ or NUL)")
     assert not any(tmp_path.iterdir())  # nothing outside the results root, nor in it
 
@@ -145,7 +146,7 @@ def test_a_study_folder_linked_outside_the_results_root_is_refused(verb, results
     workload_dir = results_root / "default" / "external" / "nadamw" / "mnist1d_mlp"
     workload_dir.mkdir(parents=True)
     (workload_dir / "study_0").symlink_to(outside)
-    assert main([verb, f"results_root={results_root}", "overwrite=true", *(TINY_RUN if verb == "run" else TINY_SWEEP)]) == 2
+    assert main([verb, f"results_root={results_root}", *(["overwrite=true", *TINY_RUN] if verb == "run" else TINY_SWEEP)]) == 2
     assert_one_error_line(capsys.readouterr().err, f"resolves to {outside.resolve() / 'trial_0'}, outside the results root {results_root.resolve()} (through a symbolic link)")
     assert {p.name: p.read_text() for p in (outside / "trial_0").iterdir()} == dict.fromkeys(("run.json", "evals.jsonl", "notes.txt"), "theirs")
     assert sorted(p.name for p in (results_root / "default").iterdir()) == ["external"]  # no sweep.json or lock either
@@ -207,9 +208,9 @@ def test_a_batch_size_override_is_the_batch_size_the_run_trains_with(results_roo
 
 
 @pytest.mark.parametrize(("verb", "expected"), [
-    (["score", "ROOT", "--out", "OUT/scores"], "cannot create the folder OUT/scores for score tables: Read-only file system"),
-    (["report", "ROOT", "--out", "OUT"], "cannot write the report to OUT: the folder is not writable"),
-    (["import-algoperf", "ALGOPERF", "--out", "OUT/imported"], "cannot create the folder OUT/imported for imported run records: Read-only file system"),
+    (["score", "ROOT", "--out", "OUT/scores"], "cannot write score tables to OUT/scores: OUT is not writable (read-only file system)"),
+    (["report", "ROOT", "--out", "OUT"], "cannot write the report to OUT: OUT is not writable (read-only file system)"),
+    (["import-algoperf", "ALGOPERF", "--out", "OUT/imported"], "cannot write imported run records to OUT/imported: OUT is not writable (read-only file system)"),
 ])
 def test_an_unwritable_output_folder_is_one_line_before_the_work(verb, expected, tmp_path, read_only_folder, capsys):
     from scoring_fixtures import write_table
@@ -222,7 +223,7 @@ def test_an_unwritable_output_folder_is_one_line_before_the_work(verb, expected,
     assert main(args) == 2
     expected = expected.replace("OUT", str(read_only_folder))
     if os.geteuid() != 0:  # mode 0555: refused by permission, not by the file system
-        expected = expected.replace("Read-only file system", "Permission denied")
+        expected = expected.replace("read-only file system", "permission denied")
     assert_one_error_line(capsys.readouterr().err, expected)
 
 
@@ -273,3 +274,44 @@ def test_a_warning_is_one_line_without_pythons_source_line(tmp_path):
     assert result.returncode == 0, result.stderr
     err = result.stderr.strip().splitlines()
     assert err == [f"pacer: warning: skipping run record {record}: study is 'x', not a whole number >= 0"]
+
+
+VERB_BAD_INPUT = [
+    (["sweep", "launcher=local", "launcher.timeout_margin=0.5"], "launcher.timeout_margin=0.5 must be a finite number >= 1"),
+    (["sweep", "launcher=local", "launcher.workers=0"], "launcher.workers=0 must be an integer >= 1"),
+    (["sweep", "launcher.max_attempts=abc"], "launcher.max_attempts='abc' must be an integer >= 1"),
+    (["sweep", "submission=[nadamw,nope]"], "unknown submission 'nope' (valid: "),
+    (["sweep", "workload=[nope]"], "unknown workload 'nope' (valid: "),
+    (["sweep", "resume=maybe"], "resume='maybe': pacer sweep continues unfinished cells by itself and never overwrites a record; resume is pacer run's"),
+    (["sweep", "overwrite=true"], "overwrite=True: pacer sweep continues unfinished cells by itself"),
+    (["status"], "usage: pacer status experiment=NAME [results_root=DIR] [--wait] (got no experiment)"),
+    (["status", "experiment=e", "nope=1"], "usage: pacer status experiment=NAME [results_root=DIR] [--wait] (got nope)"),
+    (["status", "experiment=nope"], "no sweep manifest for experiment nope under ROOT"),
+    (["status", "experiment=../x"], "experiment='../x' must be one folder name"),
+    (["calibrate", "workload=mnist1d_mlp", "trials=0"], "trials='0' must be an integer >= 1"),
+    (["calibrate", "workload=mnist1d_mlp", "seed=abc"], "seed='abc' must be an integer >= 0"),
+    (["calibrate", "workload=mnist1d_mlp", "algorithms=nope"], "algorithms: unknown submission(s) nope"),
+    (["calibrate", "workload=mnist1d_mlp", "write=maybe"], "write='maybe' must be true or false"),
+    (["calibrate", "workload=mnist1d_mlp", "hparams.learning_rate=0.01"], "hparams.learning_rate: calibrate tunes every algorithm over its own search space"),
+    (["score", "ROOT"], "no run records (run.json) under ROOT"),
+    (["report", "ROOT", "--out", "ROOT/report"], "no run records (run.json) under ROOT"),
+    (["import-algoperf", "ROOT", "--out", "ROOT/imported"], "no AlgoPerf experiment under ROOT"),
+    (["import-algoperf", "ROOT", "--out", "ROOT/imported", "--targets", "v9"], "unknown AlgoPerf targets 'v9' (valid: v0.5, v0.6, v1.0)"),
+]
+
+
+def _tree(root) -> list[tuple[str, int]]:
+    return sorted((str(p.relative_to(root)), p.stat().st_size if p.is_file() else -1) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize(("args", "expected"), VERB_BAD_INPUT)
+def test_bad_input_of_every_verb_is_one_line_and_changes_nothing(args, expected, tmp_path, capsys):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "keep.txt").write_text("a file of the user's\n")
+    before = _tree(tmp_path)
+    verb, *rest = args
+    places = [] if verb in ("score", "report", "import-algoperf") else [f"results_root={root}"]
+    assert main([verb, *places, *(a.replace("ROOT", str(root)) for a in rest)]) == 2
+    assert_one_error_line(capsys.readouterr().err, expected.replace("ROOT", str(root)))
+    assert _tree(tmp_path) == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -53,11 +54,20 @@ def test_report_is_self_contained_and_has_every_section(report: Path) -> None:
     assert markdown.splitlines()[2].startswith("| rank | submission | score | 95% CI") and "| 1 | adamw |" in markdown
 
 
+def _name_submissions(root: Path, names: list[str]) -> None:
+    """Give the runs of submission s<i> the name names[i] in their records: a record's field can
+    say anything, while its folder must be one safe name."""
+    for i, name in enumerate(names):
+        for record in root.glob(f"*/*/s{i}/*/study_*/trial_*/run.json"):
+            record.write_text(json.dumps(json.loads(record.read_text()) | {"submission": name}))
+
+
 def test_markdown_leaderboard_writes_names_as_text(tmp_path: Path) -> None:
     """Names come from run records anyone can write: no raw HTML, no `|` that adds a column, no
     link, no line break that ends a row (the HTML page escapes them too)."""
     names = ["<script>alert(1)</script>", "a|b", "<img src=x onerror=alert(1)>", "[x](https://example.com)", "two\nlines"]
-    write_table(tmp_path, {name: {"w": [[10 + i]]} for i, name in enumerate(names)})
+    write_table(tmp_path, {f"s{i}": {"w": [[10 + i]]} for i in range(len(names))})
+    _name_submissions(tmp_path, names)
     write_report(tmp_path, tmp_path / "report", rules=ScoringRules(bootstrap=0))
     markdown = (tmp_path / "report" / "leaderboard.md").read_text(encoding="utf-8")
     table = [line for line in markdown.splitlines() if line.startswith("|")]
@@ -71,7 +81,8 @@ def test_names_with_dollars_or_a_leading_underscore_are_plain_text_in_the_plots(
     """`my$\\foo$sub` is not parsed as mathtext (its unknown symbol used to stop the report) and
     `_underscore` is not left out of a legend, as matplotlib does with labels starting with `_`."""
     names = ["my$\\foo$sub", "_underscore", "plain"]
-    write_table(tmp_path, {name: {"w$x$": [[10 + i]]} for i, name in enumerate(names)})
+    write_table(tmp_path, {f"s{i}": {"w$x$": [[10 + i]]} for i in range(len(names))})
+    _name_submissions(tmp_path, names)
     report = write_report(tmp_path, tmp_path / "report", rules=ScoringRules(bootstrap=0))
     assert len(embedded_images(report.read_text(encoding="utf-8"))) == 2
 

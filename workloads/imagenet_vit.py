@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import rng as rnglib
+from harness.checks import finite_number, flag, whole_number
 from harness.spec import Batch, Rng
-from harness.tensor_workload import finite_number, flag, whole_number
 from workloads.imagenet_resnet50 import ImagenetWorkload
 from workloads.models.vit import ViT
 

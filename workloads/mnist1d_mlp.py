@@ -13,8 +13,9 @@ import torch
 from mnist1d.data import get_dataset_args, make_dataset
 from torch import nn
 
+from harness.checks import check_choice, whole_number
 from harness.spec import MetricDirection
-from harness.tensor_workload import Split, Splits, TensorWorkload, check_choice, whole_number
+from harness.tensor_workload import Split, Splits, TensorWorkload
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 MIN_SAMPLES = 10
