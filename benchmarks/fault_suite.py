@@ -248,8 +248,9 @@ class Suite:
         return folder / "faulty.py"
 
     def random_eval_count(self) -> int:
-        """After which whole eval to strike: anywhere from the first to the second-to-last."""
-        return self.rng.randint(1, len(FINAL_STEPS) - 1)
+        """After which whole eval to strike: anywhere from the first to the third-to-last (a
+        signal through scancel takes a second or two to land)."""
+        return self.rng.randint(1, len(FINAL_STEPS) - 3)
 
     def strike_delay(self) -> float:
         return self.rng.uniform(0.0, 0.25)

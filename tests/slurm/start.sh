@@ -12,7 +12,7 @@ fi
 running "$PACER_SLURM_DIR/run/slurmctld.pid" || slurmctld
 running "$PACER_SLURM_DIR/run/slurmd.pid" || slurmd
 for _ in $(seq 60); do
-    if sinfo -h -o '%a %t' 2>/dev/null | grep -Eq '^up (idle|mix|alloc)'; then
+    if sinfo -h -o '%a %t' 2>/dev/null | grep -Eq '^up (idle|mix|alloc|comp)'; then
         exit 0
     fi
     sleep 0.5
