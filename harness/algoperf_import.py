@@ -195,8 +195,25 @@ def read_eval_csv(path: Path, needed: Sequence[str] = ()) -> EvalLog:
     wanted = {name: header.index(name) for name in dict.fromkeys(("global_step", time_column, *needed)) if name in header}
     body = body if body.endswith("\n") or not body else body + "\n"
     if _numeric_body(len(header)).fullmatch(body):
-        return _copy_numeric(body, len(header), kept, wanted, time_column)
-    return _parse_cells(path, body, len(header), kept, wanted, time_column)
+        log = _copy_numeric(body, len(header), kept, wanted, time_column)
+    else:
+        log = _parse_cells(path, body, len(header), kept, wanted, time_column)
+    return _without_impossible_clock(path, log, time_column)
+
+
+def _without_impossible_clock(path: Path, log: EvalLog, time_column: str) -> EvalLog:
+    """NO_EVALS (a miss, with a warning naming the file) when a time or step is negative or the
+    time runs backwards: such a log was not written by AlgoPerf's clock, and a time to target
+    read from it would be meaningless."""
+    times, steps = log.columns.get("accumulated_submission_time"), log.columns.get("global_step")
+    if times is None or steps is None or not len(times):
+        return log
+    with np.errstate(invalid="ignore"):
+        impossible = bool((times < 0).any() or (steps < 0).any() or (np.diff(times) < 0).any())
+    if impossible:
+        warnings.warn(f"{path}: negative or decreasing {time_column} or global_step; the trial counts as a miss", stacklevel=3)
+        return NO_EVALS
+    return log
 
 
 def _copy_numeric(body: str, width: int, kept: list[tuple[int, str]], wanted: dict[str, int], time_column: str) -> EvalLog:

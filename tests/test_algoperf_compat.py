@@ -489,6 +489,17 @@ def test_cells_that_are_not_numbers_and_repeated_columns(tmp_path: Path) -> None
     assert record["time_to_target"]["validation"] == 20.5 and record["steps_to_target"]["validation"] == 200
 
 
+@pytest.mark.parametrize("body", ["0,100,-10.5,0.9\n1,200,20.5,0.95\n", "0,100,10.5,0.9\n1,200,5.0,0.95\n", "0,-100,10.5,0.9\n"])
+def test_negative_or_backward_times_make_the_trial_a_miss_with_a_warning(tmp_path: Path, body: str) -> None:
+    trial = tmp_path / "logs" / "sub" / "study_0" / "ogbg_jax" / "trial_1"
+    trial.mkdir(parents=True)
+    (trial / "eval_measurements.csv").write_text(",global_step,accumulated_submission_time,validation/mean_average_precision\n" + body)
+    with pytest.warns(UserWarning, match=r"eval_measurements.csv: negative or decreasing accumulated_submission_time or global_step; the trial counts as a miss"):
+        import_algoperf(tmp_path / "logs", tmp_path / "out", "v0.6", "external")
+    record = json.loads(next((tmp_path / "out").rglob("run.json")).read_text())
+    assert record["time_to_target"]["validation"] is None
+
+
 def test_score_and_import_verbs_do_not_load_torch() -> None:
     import subprocess
     import sys
