@@ -5,9 +5,12 @@ step is taken. `run_job` is what `pacer run` calls and what sweeps will call per
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +31,8 @@ from harness.workloads import build_workload, resolve_variant
 
 DEVICES = ("cpu", "cuda")
 SWEEP_ONLY_KEYS = ("suite", "launcher")
+UNHASHED_KEYS = ("resume", "overwrite", "quiet", "results_root", "checkpoint_every_sec")
+"""Keys that may change between re-runs (and on resume) without making runs incomparable."""
 """Root-config groups that only `pacer sweep` reads; a run's record leaves them out."""
 
 
@@ -109,16 +114,39 @@ def run_job(cfg: DictConfig | Mapping[str, object]) -> dict[str, object]:
 
 def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) -> dict[str, object]:
     job = prepare_job(cfg)
+    with _only_process_on(job.run_dir.path) if distributed.is_main() else contextlib.nullcontext():
+        return _run_prepared(job, stop)
+
+
+@contextlib.contextmanager
+def _only_process_on(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder itself (flock; released when the process ends,
+    however it ends). Raises PacerUserError when another process holds it: two writers would
+    interleave their evals in one record."""
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PacerUserError(f"another pacer process is running the run in {run_dir}: wait for it to end, or stop it first") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _run_prepared(job: Job, stop: checkpoint.StopFlag) -> dict[str, object]:
     previous = job.run_dir.read_run()
-    if previous is not None and previous.get("status") in TERMINAL_STATUSES and job.cfg["resume"]:
-        return previous
+    if previous is not None and job.cfg["resume"]:
+        _check_same_run(previous, job)
+        if previous["status"] in TERMINAL_STATUSES:
+            return previous
     main = distributed.is_main()  # under DDP only rank 0 writes and reports
     saved = checkpoint.load(job.run_dir.path, job.submission.checkpoint_classes) if job.cfg["resume"] else None
     record = _initial_record(job)
     if previous is not None and job.cfg["resume"]:
         record |= {"started_at": previous["started_at"], "restarts": int(previous.get("restarts", 0)) + 1, "preemptions": saved["preemptions"] if saved else 0}
     if main:
-        job.run_dir.truncate_evals(len(saved["outcome"]["evals"]) if saved else 0)
+        job.run_dir.write_evals(saved["outcome"]["evals"] if saved else [])  # the checkpoint's own copy: a damaged log cannot drop or alter them
         job.run_dir.write_run(record)
     progress = Progress(job.workload, job.settings.max_runtime_sec or job.workload.max_allowed_runtime_sec, f"{job.submission.name} on {job.workload.name}", bool(job.cfg.get("quiet")) or not main)
 
@@ -150,6 +178,40 @@ def _run_job(cfg: DictConfig | Mapping[str, object], stop: checkpoint.StopFlag) 
             checkpoint.remove(job.run_dir.path)
         job.run_dir.write_run(record)
     return record
+
+
+def changed_keys(old: Mapping[str, object], new: Mapping[str, object], *, hparams: bool = False) -> str:
+    """The first keys that differ, as `key old -> new` (`hparams`: the seed and hyperparameters too)."""
+    skipped = ("study", "trial") if hparams else ("study", "trial", "seed", "hparams")
+    flat_old, flat_new = _flatten({k: v for k, v in old.items() if k not in skipped}), _flatten({k: v for k, v in new.items() if k not in skipped})
+    changed = sorted((k for k in flat_old.keys() | flat_new.keys() if flat_old.get(k) != flat_new.get(k) and k.split(".")[0] not in UNHASHED_KEYS),
+                     key=lambda k: (k != "seed", not k.startswith("hparams."), k))
+    if not changed:
+        return "changed hyperparameters or seeds"
+    more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+    return "changed: " + ", ".join(f"{k} {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in changed[:4]) + more
+
+
+def _flatten(value: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, Mapping):
+        return {k: v for key, sub in value.items() for k, v in _flatten(sub, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def _check_same_run(previous: Mapping[str, object], job: Job) -> None:
+    """`resume=true` continues the run in the folder only with the settings it was started with:
+    another seed, hyperparameter or size would be recorded as this run's while the checkpoint
+    (and the evals before it) came from the other. Raises PacerUserError naming what differs."""
+    old = previous.get("config")
+    if not isinstance(old, Mapping) or not isinstance(previous.get("started_at"), str):
+        raise PacerUserError(f"run record {job.run_dir.run_path} is damaged (no config or started_at): move it aside, or pass overwrite=true to start over")
+    if changed := changed_keys(old, job.cfg, hparams=True) if _differs(old, job.cfg) else "":
+        raise PacerUserError(f"resume=true: the run in {job.run_dir.path} was started with other settings ({changed}): "
+                             "pass its settings to continue it, or overwrite=true to start over")
+
+
+def _differs(old: Mapping[str, object], new: Mapping[str, object]) -> bool:
+    return any(old.get(k) != new.get(k) for k in old.keys() | new.keys() if k not in UNHASHED_KEYS)
 
 
 def run_folder(cfg: Mapping[str, object]) -> Path:

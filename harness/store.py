@@ -243,12 +243,6 @@ class RunDir:
         with writing_record(self.evals_path):
             atomic_write_text(self.evals_path, jsonl, durable=durable)
 
-    def truncate_evals(self, keep: int) -> None:
-        """Keep the first `keep` evals (used on resume from a checkpoint taken after them)."""
-        rows = self.read_evals()[:keep]
-        with writing_record(self.evals_path):
-            atomic_write_text(self.evals_path, "".join(_dumps(r) + "\n" for r in rows))
-
     def write_run(self, record: Mapping[str, object], *, durable: bool = True) -> None:
         with writing_record(self.run_path):
             atomic_write_text(self.run_path, _dumps(record, indent=2, sort_keys=True), durable=durable)
@@ -266,6 +260,8 @@ class RunDir:
             raise PacerUserError(f"run record {self.run_path} cannot be read ({e}): move it aside") from None
         if not isinstance(record, dict):
             raise PacerUserError(f"run record {self.run_path} is not a JSON object: move it aside")
+        if record.get("status") not in STATUSES or not isinstance(record.get("config", {}), dict):
+            raise PacerUserError(f"run record {self.run_path} is damaged (status {record.get('status')!r}, or a config that is not an object): move it aside")
         return record
 
 

@@ -35,7 +35,7 @@ from harness import launchers
 from harness import rng as rnglib
 from harness.errors import PacerUserError
 from harness.hparams import SearchSpace
-from harness.job import check_no_hand_tuning, prepare_job, run_folder
+from harness.job import UNHASHED_KEYS, changed_keys, check_no_hand_tuning, prepare_job, run_folder
 from harness.search import study_points
 from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text, check_inside, safe_component
 from harness.submissions import load_submission
@@ -44,8 +44,6 @@ from harness.workloads import CONFIG_DIR, resolve_variant, workload_config, work
 MANIFEST = "sweep.json"
 LOCK = ".sweep.lock"
 GRID_KEYS = ("submission", "workload")
-UNHASHED_KEYS = ("resume", "overwrite", "quiet", "results_root", "checkpoint_every_sec")
-"""Keys that may change between re-runs without making runs incomparable."""
 STATES = ("done", "running", "pending", "failed")
 FOREIGN_RECORD = "a run record this sweep did not write sits at the cell's path (pacer sweep names the difference)"
 """A cell's failure reason when its path holds a record with another config (`written_by`)."""
@@ -349,6 +347,8 @@ def parse_sweep_args(args: Sequence[str]) -> SweepArgs:
         key, sep, value = arg.partition("=")
         if sep and key in GRID_KEYS:
             axes[key] = [v.strip() for v in value.strip("[]").split(",") if v.strip()]
+            if twice := sorted({v for v in axes[key] if axes[key].count(v) > 1}):
+                raise PacerUserError(f"{key}={value}: {', '.join(twice)} listed twice (its cells would share run folders)")
         elif arg != "--dry":
             overrides.append(arg)
     normalize_overrides([f"submission={s}" for s in axes.get("submission", [])])  # unknown names: one line listing the valid
@@ -392,28 +392,10 @@ def _check_comparable(manifest: Mapping[str, object], cells: Sequence[Cell], exp
     for cell in cells:
         old = manifest["jobs"].get(cell.key)
         if old is not None and old["hash"] != cell.hash:
-            changed = _changed_keys(manifest["configs"].get(cell.key.rsplit("/", 2)[0], {}), cell.cfg)
+            changed = changed_keys(manifest["configs"].get(cell.key.rsplit("/", 2)[0], {}), cell.cfg)
             raise PacerUserError(
                 f"experiment {experiment} already holds {cell.key} with a different config ({changed}); "
                 "its runs would not be comparable: use a new experiment name")
-
-
-def _changed_keys(old: Mapping[str, object], new: Mapping[str, object], *, hparams: bool = False) -> str:
-    """The first keys that differ, as `key old -> new` (`hparams`: the seed and hyperparameters too)."""
-    skipped = ("study", "trial") if hparams else ("study", "trial", "seed", "hparams")
-    flat_old, flat_new = _flatten({k: v for k, v in old.items() if k not in skipped}), _flatten({k: v for k, v in new.items() if k not in skipped})
-    changed = sorted((k for k in flat_old.keys() | flat_new.keys() if flat_old.get(k) != flat_new.get(k) and k.split(".")[0] not in UNHASHED_KEYS),
-                     key=lambda k: (k != "seed", not k.startswith("hparams."), k))
-    if not changed:
-        return "changed hyperparameters or seeds"
-    more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
-    return "changed: " + ", ".join(f"{k} {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in changed[:4]) + more
-
-
-def _flatten(value: object, prefix: str = "") -> dict[str, object]:
-    if isinstance(value, Mapping):
-        return {k: v for key, sub in value.items() for k, v in _flatten(sub, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): value}
 
 
 def _add_cells(manifest: dict[str, object], cells: Sequence[Cell]) -> None:
@@ -436,7 +418,7 @@ def _refuse_foreign_records(cells: Sequence[Cell], results_root: Path) -> None:
             if cell.cfg.get("hparams"):  # the cell names its whole point: compare the point the record trained
                 theirs["hparams"] = record.get("hyperparameters") or {}
             raise PacerUserError(f"{results_root / str(cell.entry['run_dir'])}: a run record this sweep did not write sits where cell {cell.key} goes "
-                                 f"(record -> cell: {_changed_keys(theirs, cell.cfg, hparams=True)}): move it aside, or sweep into another experiment")
+                                 f"(record -> cell: {changed_keys(theirs, cell.cfg, hparams=True)}): move it aside, or sweep into another experiment")
 
 
 def written_by(record: Mapping[str, object], cell_hash: str) -> bool:

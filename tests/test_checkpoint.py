@@ -338,3 +338,60 @@ def test_resume_of_a_damaged_run_record_is_one_line_and_leaves_it(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"pacer: error: run record {record} cannot be read (") and err.endswith("): move it aside") and "\n" not in err
     assert record.read_text() == "{half a record"
+
+
+def _preempted_run(tmp_path: Path, experiment: str) -> tuple[list[str], Path]:
+    """A run stopped by a signal at step 10 with its checkpoint, as `pacer run` leaves it."""
+    cfg = [f"results_root={tmp_path}", f"experiment={experiment}", *TINY]
+    job = prepare_job(compose_config(cfg))
+    runner = Runner(job.workload, job.submission.impl, job.hyperparameters, job.settings, on_eval=job.run_dir.append_eval)
+    runner.should_stop = lambda: runner.outcome.global_step == 10
+    runner.run()
+    checkpoint.save(runner, job.run_dir.path, preemptions=1)
+    job.run_dir.write_run({"status": "preempted", "config": job.cfg, "started_at": "2026-12-01T00:00:00+00:00"})
+    return cfg, job.run_dir.path
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (["seed=5"], "seed 0 -> 5"),
+    (["hparams.learning_rate=0.001"], "hparams.learning_rate None -> 0.001"),
+    (["workload.hidden=64"], "workload.hidden 32 -> 64"),
+])
+def test_resume_with_other_settings_is_refused_and_leaves_the_run(tmp_path, capsys, change, expected):
+    from harness.cli import main
+
+    cfg, run_dir = _preempted_run(tmp_path, "changed")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    capsys.readouterr()
+    assert main(["run", *cfg, *change, "resume=true"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"pacer: error: resume=true: the run in {run_dir} was started with other settings (changed: ") and expected in err, err
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
+def test_resume_takes_the_evals_before_the_checkpoint_from_the_checkpoint(tmp_path):
+    """A log damaged after the run stopped (a line edited, the file emptied) neither drops nor
+    alters the evals the checkpoint holds."""
+    cfg, run_dir = _preempted_run(tmp_path, "damaged_log")
+    kept = checkpoint.load(run_dir)["outcome"]["evals"]
+    (run_dir / "evals.jsonl").write_text('{"global_step": "abc"}\nnot json\n')
+    run_job(compose_config([*cfg, "resume=true"]))
+    evals = [json.loads(line) for line in (run_dir / "evals.jsonl").read_text().splitlines()]
+    assert evals[:len(kept)] == json.loads(json.dumps(kept)) and [e["global_step"] for e in evals] == [1, 4, 8, 12, 16, 20, 24]
+
+
+def test_a_second_process_on_the_same_run_is_refused(tmp_path, capsys):
+    import fcntl
+
+    from harness.cli import main
+
+    cfg, run_dir = _preempted_run(tmp_path, "busy")
+    holder = os.open(run_dir, os.O_RDONLY)  # what a running `pacer run` holds
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        capsys.readouterr()
+        assert main(["run", *cfg, "resume=true"]) == 2
+        assert capsys.readouterr().err.strip() == f"pacer: error: another pacer process is running the run in {run_dir}: wait for it to end, or stop it first"
+    finally:
+        os.close(holder)
+    assert run_job(compose_config([*cfg, "resume=true"]))["status"] == "step_cap"  # free once the other process is gone

@@ -282,6 +282,7 @@ VERB_BAD_INPUT = [
     (["sweep", "launcher.max_attempts=abc"], "launcher.max_attempts='abc' must be an integer >= 1"),
     (["sweep", "submission=[nadamw,nope]"], "unknown submission 'nope' (valid: "),
     (["sweep", "workload=[nope]"], "unknown workload 'nope' (valid: "),
+    (["sweep", "submission=[nadamw,nadamw]"], "submission=[nadamw,nadamw]: nadamw listed twice (its cells would share run folders)"),
     (["sweep", "resume=maybe"], "resume='maybe': pacer sweep continues unfinished cells by itself and never overwrites a record; resume is pacer run's"),
     (["sweep", "overwrite=true"], "overwrite=True: pacer sweep continues unfinished cells by itself"),
     (["status"], "usage: pacer status experiment=NAME [results_root=DIR] [--wait] (got no experiment)"),
