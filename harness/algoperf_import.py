@@ -416,7 +416,7 @@ def import_command(args: Sequence[str]) -> int:
     """`pacer import-algoperf DIR --out OUT --targets v0.5|v0.6|v1.0 --ruleset external|self [--overwrite]`."""
     parser = argparse.ArgumentParser(prog="pacer import-algoperf", description="Import AlgoPerf logs as Pacer run records.")
     parser.add_argument("dir", type=Path)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=folder_argument, required=True)
     parser.add_argument("--targets", default="v0.5")
     parser.add_argument("--ruleset", default="external")
     parser.add_argument("--overwrite", action="store_true", help="replace runs already in OUT (their record files; other files there are kept)")
@@ -449,6 +449,14 @@ def group_problems(problems: Sequence[tuple[str, ...]]) -> dict[str, tuple[int, 
         count, example = groups.get(kind, (0, subject))
         groups[kind] = (count + 1, example)
     return groups
+
+
+def folder_argument(text: str) -> Path:
+    """An output folder option's value; an empty one (which would write into the current
+    folder) is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path names no folder")
+    return Path(text)
 
 
 def _parse(parser: argparse.ArgumentParser, args: Sequence[str]) -> argparse.Namespace:

@@ -100,8 +100,11 @@ def compose_config(overrides: Sequence[str]):
     if files:
         with open_dict(cfg):
             cfg.submission = file_submission_config(files[-1])
-    if removed := [key for key in _root_keys(CONFIG_DIR) if key not in cfg]:
+    root_keys = _root_keys(CONFIG_DIR)
+    if removed := [key for key in root_keys if key not in cfg]:
         raise PacerUserError(f"~{removed[0]} removes a key every run reads: set it instead ({removed[0]}=VALUE)")
+    if added := [key for key in cfg if key not in root_keys]:
+        raise PacerUserError(f"+{added[0]} adds a key no run reads (a typo?); the top-level keys are {', '.join(root_keys)}")
     return cfg
 
 

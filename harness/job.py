@@ -71,7 +71,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
         raise PacerUserError(f"workload {workload.name} uses the normalized clock, which times one process: run it with devices=1")
     _set_threads(plain, workload)
     settings = RunSettings(
-        seed=_check_int(plain, "seed", minimum=0),
+        seed=_check_seed(plain),
         max_steps=_check_int(plain, "max_steps", minimum=1, optional=True),
         eval_every_steps=_check_int(plain, "eval_every_steps", minimum=1, optional=True),
         max_runtime_sec=_check_positive(plain, "max_runtime_sec") or _ruleset_budget(plain, workload),
@@ -82,6 +82,8 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     _check_ruleset_fits(submission, ruleset_name(plain))
     submission.impl  # noqa: B018 - an AlgoPerf file is imported here: its failure is bad input, found before any run starts
     overrides = plain.get("hparams") or {}
+    if not isinstance(overrides, Mapping):
+        raise PacerUserError(f"hparams={overrides!r} must be a mapping of hyperparameters: set one with hparams.NAME=VALUE")
     check_no_hand_tuning(ruleset_name(plain), overrides)
     base = submission.point_for(int(plain["trial"])) if set(submission.search_space.params) - set(overrides) else {}
     hyperparameters = hparamslib.resolve(submission.search_space, base, overrides, f"submission {submission.name}")
@@ -220,6 +222,8 @@ def run_folder(cfg: Mapping[str, object]) -> Path:
 
     Raises PacerUserError when a name is not one folder name (`store.safe_component`) or the
     folder resolves, through a symbolic link, outside the results root (`store.check_inside`)."""
+    if not str(cfg["results_root"] or "").strip():
+        raise PacerUserError("results_root='' names no folder: give one (the default is results)")
     workload = resolve_variant(cfg["workload"], cfg.get("variant"))["name"]
     submission = cfg["submission"]
     path = run_path(cfg["results_root"], str(cfg["experiment"]), ruleset_name(cfg), str(submission["name"]), str(workload), int(cfg["study"]), int(cfg["trial"]))
@@ -354,6 +358,15 @@ def _check_int(cfg: Mapping[str, object], key: str, *, minimum: int, optional: b
         return whole_number(key, value, minimum)
     except ValueError as e:
         raise PacerUserError(str(e)) from None
+
+
+def _check_seed(cfg: Mapping[str, object]) -> int:
+    """`seed`: a whole number that torch's generators take (0 .. 2**63 - 1)."""
+    seed = _check_int(cfg, "seed", minimum=0)
+    assert seed is not None  # not optional
+    if seed >= 2**63:
+        raise PacerUserError(f"seed={seed} must be below 2**63 (torch's generators take a signed 64-bit seed)")
+    return seed
 
 
 def _set_threads(cfg: Mapping[str, object], workload: Workload) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.algoperf_import import _parse, algoperf_targets
+from harness.algoperf_import import _parse, algoperf_targets, folder_argument
 from harness.errors import PacerUserError
 from harness.scoring import ScoreResult, ScoringRules, score_roots
 from harness.store import check_output_folder
@@ -49,7 +49,7 @@ def score_command(args: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="pacer score", description="Score results trees (performance profiles, benchmark scores).")
     parser.add_argument("roots", type=Path, nargs="+")
     parser.add_argument("--format", choices=["table", "json"], default="table")
-    parser.add_argument("--out", type=Path, default=None, help="folder for times/scores CSV and Parquet (default: ROOT/scores)")
+    parser.add_argument("--out", type=folder_argument, default=None, help="folder for times/scores CSV and Parquet (default: ROOT/scores)")
     add_scoring_arguments(parser)
     opts = _parse(parser, args)
     check_output_folder(opts.out or opts.roots[0] / "scores", "score tables")
@@ -66,7 +66,7 @@ def report_command(args: Sequence[str]) -> int:
     """`pacer report ROOT [ROOT...] --out DIR [--log-x] ...`"""
     parser = argparse.ArgumentParser(prog="pacer report", description="Write the HTML report and Markdown leaderboard.")
     parser.add_argument("roots", type=Path, nargs="+")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=folder_argument, required=True)
     parser.add_argument("--log-x", action="store_true", help="log-scaled tau axis in the performance profile")
     add_scoring_arguments(parser)
     opts = _parse(parser, args)

@@ -83,6 +83,8 @@ def check_output_folder(path: Path, what: str) -> None:
     """Check, before the work and without creating anything, that the folder `path` for `what`
     (a report, score tables, imported records) can be written: it, or the nearest folder above
     it that exists, must be a writable folder. Raises PacerUserError (one line)."""
+    if not str(path).strip():
+        raise PacerUserError(f"an empty path names no folder for {what}: give one")
     existing = Path(path).absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

@@ -69,6 +69,7 @@ def expand_grid(base_overrides: Sequence[str], submissions: Sequence[str], workl
     from harness.cli import compose_config
 
     cells = []
+    _check_override_ids(compose_config(list(base_overrides)))
     for submission in submissions:
         for workload_id in workloads:
             base, variant = split_workload_id(workload_id)
@@ -93,12 +94,28 @@ def _check_group(group: Sequence[Cell]) -> None:
             raise PacerUserError(f"cell {group[0].key}: {e}") from None
 
 
+PER_WORKLOAD_KEYS = ("workload", "submission", "device", "devices", "threads", "max_steps", "eval_every_steps", "max_runtime_sec", "checkpoint_every_sec", "hparams")
+"""What `suite.overrides.<workload id>` may set: where and how a cell trains, never where its
+record goes (results_root, experiment) or which cell it is (study, trial, seed)."""
+
+
+def _check_override_ids(composed: DictConfig) -> None:
+    """Refuse `suite.overrides` for a name that is no workload id (a typo would be ignored)."""
+    for workload_id in composed.suite.get("overrides") or {}:
+        try:
+            split_workload_id(str(workload_id))
+        except PacerUserError as e:
+            raise PacerUserError(f"suite.overrides.{workload_id}: {e}") from None
+
+
 def _with_workload_overrides(composed: DictConfig, workload_id: str) -> DictConfig:
     """The config with the suite's overrides for this workload (`suite.overrides.<id>`, e.g.
     `{devices: 8}` for a workload that trains on 8 GPUs) merged in; unknown keys are refused."""
     overrides = (composed.suite.get("overrides") or {}).get(workload_id)
     if not overrides:
         return composed
+    if fixed := sorted(set(overrides) - set(PER_WORKLOAD_KEYS)):
+        raise PacerUserError(f"suite.overrides.{workload_id}.{fixed[0]}: a sweep's cells share it; per workload only {', '.join(PER_WORKLOAD_KEYS)} may change")
     try:
         return OmegaConf.merge(composed, overrides)
     except OmegaConfBaseException as e:
