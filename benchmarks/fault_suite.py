@@ -390,22 +390,12 @@ class Suite:
 
     def full_disk(self) -> Trial:
         """The results root fills up mid-run; resumed once there is room again."""
-        with self.tmpfs(2048) as disk:
-            experiment = self.experiment("full")
-            run_dir = self.run_dir(experiment, root=disk)
-            args = ("run", f"results_root={disk}", f"experiment={experiment}", *RUN_CELL)
-            process = pacer(*args)
-            wait_until(evals_at_least(run_dir, self.random_eval_count()), "evals", process)
-            filler = disk / "filler"
-            with contextlib.suppress(OSError), open(filler, "wb") as f:
+        def fill(disk: Path) -> None:
+            with contextlib.suppress(OSError), open(disk / "filler", "wb") as f:
                 while True:
                     f.write(b"\0" * 4096)  # until ENOSPC
-            err = finish(process, expect=(1,))
-            assert "No space left on device" in err.strip().splitlines()[-1], err[-500:]
-            before = whole_evals(run_dir)
-            filler.unlink()
-            finish(pacer(*args, "resume=true"))
-            return audit(disk, run_dir, before, self.reference("run"), landed="restarts")
+
+        return self._storage_fault("full", 2048, fill, "No space left on device", lambda disk: (disk / "filler").unlink())
 
     def read_only_before_start(self) -> Trial:
         with self.tmpfs(1024) as disk:
@@ -416,18 +406,28 @@ class Suite:
 
     def read_only_mid_run(self) -> Trial:
         """The results root is remounted read-only mid-run, then writable again and resumed."""
-        with self.tmpfs(8192) as disk:
-            experiment = self.experiment("romid")
+        def remount_read_only(disk: Path) -> None:
+            while subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True).returncode != 0:
+                time.sleep(0.001)  # busy while a file is open for writing
+
+        return self._storage_fault("romid", 8192, remount_read_only, "Read-only file system",
+                                   lambda disk: subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True))
+
+    def _storage_fault(self, stem: str, size_kib: int, strike: Callable[[Path], None], reason: str, restore: Callable[[Path], object]) -> Trial:
+        """A run on a tmpfs of `size_kib` whose file system `strike` makes refuse writes after a
+        random eval: the run must stop in one line giving `reason` (exit 1); once `restore`d,
+        `resume=true` continues it."""
+        with self.tmpfs(size_kib) as disk:
+            experiment = self.experiment(stem)
             run_dir = self.run_dir(experiment, root=disk)
             args = ("run", f"results_root={disk}", f"experiment={experiment}", *RUN_CELL)
             process = pacer(*args)
             wait_until(evals_at_least(run_dir, self.random_eval_count()), "evals", process)
-            while subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True).returncode != 0:
-                time.sleep(0.001)  # busy while a file is open for writing
+            strike(disk)
             err = finish(process, expect=(1,))
-            assert "Read-only file system" in err.strip().splitlines()[-1], err[-500:]
+            assert reason in err.strip().splitlines()[-1], err[-500:]
             before = whole_evals(run_dir)
-            subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
+            restore(disk)
             finish(pacer(*args, "resume=true"))
             return audit(disk, run_dir, before, self.reference("run"), landed="restarts")
 

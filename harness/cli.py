@@ -7,6 +7,7 @@ torch or Hydra (importing torch alone takes ~3 s)."""
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -108,6 +109,7 @@ def compose_config(overrides: Sequence[str]):
     return cfg
 
 
+@functools.cache
 def _root_keys(config_dir: Path) -> list[str]:
     """The top-level keys of configs/config.yaml: its config groups and its own keys."""
     from omegaconf import OmegaConf

@@ -207,13 +207,9 @@ def _check_same_run(previous: Mapping[str, object], job: Job) -> None:
     old = previous.get("config")
     if not isinstance(old, Mapping) or not isinstance(previous.get("started_at"), str):
         raise PacerUserError(f"run record {job.run_dir.run_path} is damaged (no config or started_at): move it aside, or pass overwrite=true to start over")
-    if changed := changed_keys(old, job.cfg, hparams=True) if _differs(old, job.cfg) else "":
-        raise PacerUserError(f"resume=true: the run in {job.run_dir.path} was started with other settings ({changed}): "
+    if any(old.get(k) != job.cfg.get(k) for k in old.keys() | job.cfg.keys() if k not in UNHASHED_KEYS):
+        raise PacerUserError(f"resume=true: the run in {job.run_dir.path} was started with other settings ({changed_keys(old, job.cfg, hparams=True)}): "
                              "pass its settings to continue it, or overwrite=true to start over")
-
-
-def _differs(old: Mapping[str, object], new: Mapping[str, object]) -> bool:
-    return any(old.get(k) != new.get(k) for k in old.keys() | new.keys() if k not in UNHASHED_KEYS)
 
 
 def run_folder(cfg: Mapping[str, object]) -> Path:
