@@ -54,7 +54,7 @@ from harness.job import SWEEP_ONLY_KEYS, run_folder, run_job
 from harness.parallel import map_in_processes
 from harness.search import study_points
 from harness.spec import MetricDirection
-from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text
+from harness.store import TERMINAL_STATUSES, RunDir, atomic_write
 from harness.submissions import load_submission
 from harness.workloads import CONFIG_DIR, build_workload, resolve_variant
 
@@ -481,7 +481,7 @@ def write_targets(path: Path, variant: str | None, targets: Targets, provenance:
     lines = _set_key(lines, block, "provenance", yaml.safe_dump({"provenance": dict(provenance)}, sort_keys=False, default_flow_style=None, width=200).splitlines())
     new_text = "\n".join(lines) + "\n"
     _check_edit(before, yaml.safe_load(new_text), block, values | {"provenance": provenance}, path)
-    atomic_write_text(path, new_text)  # runs reading the config meanwhile see the old or the new file
+    atomic_write(path, new_text)  # runs reading the config meanwhile see the old or the new file
 
 
 def _block_range(lines: list[str], block: Sequence[str]) -> tuple[int, int, int]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import os
+import io
 import random
 import signal
 import threading
@@ -41,7 +41,7 @@ import torch
 
 from harness import distributed
 from harness.errors import PacerUserError
-from harness.store import CHECKPOINT_FILE, writing_record
+from harness.store import CHECKPOINT_FILE, atomic_write, writing_record
 
 if TYPE_CHECKING:
     from harness.runner import Runner
@@ -118,31 +118,13 @@ def save(runner: Runner, run_dir: Path, preemptions: int) -> Path:
     """Write the runner's state to `<run_dir>/checkpoint.pt` atomically: the previous
     checkpoint stays until the new one is complete on disk."""
     path = path_in(run_dir)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    payload = io.BytesIO()
+    torch.save(capture(runner, preemptions), payload)  # in memory: torch reports a failed file write as a RuntimeError, not as the OSError it is
     with writing_record(path):
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(capture(runner, preemptions), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(path, payload.getvalue())
     for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a process killed while writing
         stale.unlink(missing_ok=True)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (a node that fails right after keeps the new file)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load(run_dir: Path, allowed_classes: Sequence[type] = ()) -> dict[str, object] | None:

@@ -46,7 +46,7 @@ from harness.hparams import Range, SearchSpace, Value, resolve
 from harness.parallel import map_in_processes
 from harness.runner import Runner, RunSettings
 from harness.search import study_points
-from harness.store import atomic_write_text
+from harness.store import atomic_write
 from harness.submissions import check_submission_names, load_submission
 from harness.workloads import CONFIG_DIR, build_workload, workload_config
 
@@ -242,7 +242,7 @@ def write_default(name: str, record: dict[str, object]) -> None:
         f"  study: docs/tuning/{name}.json",
         f"  summary: trial {record['chosen_trial']} ({chosen['source']}) of {len(record['trials'])}; reached the target on {reached} of {len(chosen['results'])} study workloads",
     ]
-    atomic_write_text(path, head + "\n".join(lines) + "\n")  # calibrations may be reading it
+    atomic_write(path, head + "\n".join(lines) + "\n")  # calibrations may be reading it
 
 
 def table(records: Sequence[dict[str, object]]) -> str:
@@ -311,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
         path = TUNING_DIR / f"{name}.json"
         previous = json.loads(path.read_text()) if path.exists() else None
         record = study(name, args.trials, workloads, args.workers, log, previous)
-        atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+        atomic_write(path, json.dumps(record, indent=1) + "\n")
         write_default(name, record)
         log(f"{name}: chose trial {record['chosen_trial']}: {record['default']}")
     return 0

@@ -59,8 +59,13 @@ def setup(device: str) -> None:
     dist.init_process_group(backend="nccl" if device == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
 
 
-def teardown() -> None:
+def teardown(*, wait_for_peers: bool = True) -> None:
+    """Leave the process group; with `wait_for_peers`, once every process has reached this
+    point (a gloo process that leaves while a peer still writes its records can abort at exit).
+    A process leaving on an exception must not wait: its peers may be in a collective it never joins."""
     if dist.is_available() and dist.is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
 
 

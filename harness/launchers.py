@@ -154,8 +154,10 @@ def _torchrun_process(cfg_file: str) -> int:
 
     try:
         run_job(json.loads(Path(cfg_file).read_text(encoding="utf-8")))
-    finally:
-        distributed.teardown()
+    except BaseException:
+        distributed.teardown(wait_for_peers=False)
+        raise
+    distributed.teardown()
     return 0
 
 

@@ -95,16 +95,17 @@ def check_output_folder(path: Path, what: str) -> None:
         raise PacerUserError(f"cannot write {what} to {path}: {existing} is not writable ({reason})")
 
 
-def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
-    """Replace `path` with `text` so that readers see the old or the new file, never a mix.
-    `durable`: also on disk when this returns (fsync of the file and its folder, ~2 ms each).
+def atomic_write(path: Path, content: str | bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `content` (text is written as UTF-8) so that readers see the old or
+    the new file, never a mix. `durable`: also on disk when this returns (fsync of the file and
+    its folder, ~2 ms each).
 
     Raises OSError when the file system refuses (full, read-only); `path` is then unchanged and
     no temporary file is left."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(content.encode() if isinstance(content, str) else content)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
@@ -243,11 +244,11 @@ class RunDir:
     def write_evals_text(self, jsonl: str, *, durable: bool = True) -> None:
         """Replace the eval log with `jsonl`: JSON objects, one a line, each line ending in a newline."""
         with writing_record(self.evals_path):
-            atomic_write_text(self.evals_path, jsonl, durable=durable)
+            atomic_write(self.evals_path, jsonl, durable=durable)
 
     def write_run(self, record: Mapping[str, object], *, durable: bool = True) -> None:
         with writing_record(self.run_path):
-            atomic_write_text(self.run_path, _dumps(record, indent=2, sort_keys=True), durable=durable)
+            atomic_write(self.run_path, _dumps(record, indent=2, sort_keys=True), durable=durable)
 
     def read_run(self) -> dict[str, object] | None:
         """The run record, or None when there is none yet.

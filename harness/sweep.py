@@ -37,7 +37,7 @@ from harness.errors import PacerUserError
 from harness.hparams import SearchSpace
 from harness.job import UNHASHED_KEYS, changed_keys, check_no_hand_tuning, prepare_job, run_folder
 from harness.search import study_points
-from harness.store import TERMINAL_STATUSES, RunDir, atomic_write_text, check_inside, safe_component
+from harness.store import TERMINAL_STATUSES, RunDir, atomic_write, check_inside, safe_component
 from harness.submissions import load_submission
 from harness.workloads import CONFIG_DIR, resolve_variant, workload_config, workload_names
 
@@ -236,7 +236,7 @@ def _manifest_problem(manifest: object) -> str | None:
 def write_manifest(exp_dir: Path, manifest: dict[str, object]) -> None:
     manifest["updated_at"] = _now()
     try:
-        atomic_write_text(exp_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+        atomic_write(exp_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
     except OSError as e:
         raise PacerUserError(f"cannot write the results root {exp_dir.parent}: {e.strerror} ({exp_dir / MANIFEST})") from None
 

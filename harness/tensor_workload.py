@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import io
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +48,7 @@ from harness.spec import (
     Workload,
     parameter_type,
 )
+from harness.store import atomic_write
 
 DATA_DIR_ENV = "PACER_DATA_DIR"
 CLOCKS = ("wall", "normalized")
@@ -249,9 +252,12 @@ class TensorWorkload(BuiltModelParameters, Workload):
             saved = torch.load(path, weights_only=True)
             return Splits(*(Split(**saved[name]) for name in ("train", "validation", "test")), saved["eval_train_size"])
         splits = self.make_splits(self.dataset_seed)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        torch.save(asdict(splits), tmp)
-        os.replace(tmp, path)  # atomic: concurrent runs never read a half-written file
+        payload = io.BytesIO()
+        torch.save(asdict(splits), payload)  # in memory: torch reports a failed file write as a RuntimeError, not as the OSError it is
+        try:
+            atomic_write(path, payload.getvalue(), durable=False)  # concurrent runs never read a half-written file
+        except OSError as e:
+            warnings.warn(f"cannot keep the generated data in {path} ({e.strerror or e}): the next run generates it again", stacklevel=2)
         return splits
 
     @property

@@ -3,6 +3,7 @@ in deterministic mode, the same (step, metrics) eval sequence as an uninterrupte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import torch
 
 from harness import checkpoint
 from harness.cli import compose_config, main
-from harness.errors import PacerUserError
+from harness.errors import PacerUserError, StorageError
 from harness.job import prepare_job, run_job
 from harness.runner import Runner
 from harness.submissions import submission_names
@@ -193,11 +194,10 @@ def test_a_kill_while_writing_leaves_the_previous_checkpoint_usable(tmp_path, mo
     checkpoint.save(runner, tmp_path, preemptions=0)
     runner.outcome.global_step = 5
 
-    def killed_halfway(state, f):
-        f.write(b"half a checkpoint")
-        raise KeyboardInterrupt  # the process dies here
+    def killed_before_the_rename(fd):
+        raise KeyboardInterrupt  # the process dies with the new checkpoint written but not yet in place
 
-    monkeypatch.setattr(checkpoint.torch, "save", killed_halfway)
+    monkeypatch.setattr(os, "fsync", killed_before_the_rename)
     with pytest.raises(KeyboardInterrupt):
         checkpoint.save(runner, tmp_path, preemptions=0)
     assert any(p.name.startswith(".checkpoint.pt.tmp") for p in tmp_path.iterdir())
@@ -286,18 +286,6 @@ def test_a_preempted_job_under_hydras_submitit_local_launcher_is_requeued_and_re
     assert record["status"] == "step_cap" and record["preemptions"] == 1 and evals == [1, 100, 200, 300], (record["status"], evals, err[-2000:])
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 300 KiB tmpfs: a real full disk (mounting needs root, which the CI machine has)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
-
-
 def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues_it(small_disk, tmp_path):
     """The eval or checkpoint the disk refused is neither half-kept nor blamed on the submission:
     the record stays `running`, and once there is room resume=true ends with the eval sequence
@@ -324,6 +312,26 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues_it(small_dis
     reference = _pacer_run(tmp_path, "reference", *args)
     assert reference.wait(timeout=300) == 0
     assert _comparable(after) == _comparable(_evals(tmp_path, "reference"))
+
+
+def test_a_checkpoint_the_full_disk_refuses_is_a_storage_error_and_leaves_the_previous_one(small_disk, tmp_path):
+    """torch.save reports a failed write as a RuntimeError; the checkpoint must still say `disk full`."""
+    runner = _runner(tmp_path, "fullckpt", [*TINY, "workload.hidden=256"])  # a checkpoint larger than torch's write chunks
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)
+    runner.should_stop = lambda: runner.outcome.global_step == 4
+    runner.run()
+    checkpoint.save(runner, small_disk, preemptions=0)
+    filler = small_disk / "filler"
+    with contextlib.suppress(OSError), open(filler, "wb") as f:
+        while True:
+            f.write(b"\0" * 4096)
+            f.flush()
+    os.truncate(filler, filler.stat().st_size - (small_disk / checkpoint.CHECKPOINT_FILE).stat().st_size // 2)  # room for half a checkpoint
+    runner.outcome.global_step = 5
+    with pytest.raises(StorageError, match=r"checkpoint\.pt: No space left on device; every eval"):
+        checkpoint.save(runner, small_disk, preemptions=0)
+    assert sorted(p.name for p in small_disk.iterdir()) == [checkpoint.CHECKPOINT_FILE, "filler"]
+    assert checkpoint.load(small_disk)["outcome"]["global_step"] == 4
 
 
 def test_resume_of_a_damaged_run_record_is_one_line_and_leaves_it(tmp_path, capsys):

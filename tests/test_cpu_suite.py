@@ -156,6 +156,15 @@ def test_generated_data_is_cached_and_reused(tmp_path):
     assert small_workload("teacher_student", tmp_path, condition=10.0).data_cache_path() != path
 
 
+def test_generated_data_the_disk_cannot_keep_is_used_with_a_warning(small_disk, tmp_path):
+    workload = small_workload("teacher_student", small_disk / "data")  # created while there is room
+    (small_disk / "filler").write_bytes(b"\0" * 250_000)
+    with pytest.warns(UserWarning, match=r"cannot keep the generated data in .*\.pt \(No space left on device\): the next run generates it again"):
+        splits = workload.splits
+    assert torch.equal(splits.train.inputs, small_workload("teacher_student", tmp_path).splits.train.inputs)
+    assert sorted(p.name for p in (small_disk / "data").iterdir()) == []
+
+
 @pytest.mark.parametrize(("args", "words"), [
     (["workload=digits_cnn", "variant=nope"], "unknown variant 'nope' of workload digits_cnn (valid: large_bn_init, silu)"),
     (["workload=markov_lm", "workload.validation_target=0.1"], "workload markov_lm: validation target 0.1 of loss (lower is better) is outside"),
