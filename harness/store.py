@@ -362,18 +362,29 @@ def _empty_frame() -> pd.DataFrame:
 
 def _load_runs(paths: list[Path]) -> pd.DataFrame:
     runs: list[dict[str, object]] = []
-    texts: list[bytes] = []
     read: list[Path] = []
     for path in paths:
-        loaded = _read_run(path)
-        if loaded is not None:
-            runs.append(loaded[0])
-            texts.append(loaded[1])
+        row = _read_run(path)
+        if row is not None:
+            runs.append(row)
             read.append(path)
-    return _frame_of(runs, texts, read)
+    return _frame_of(runs, _EvalLogs(read), read)
 
 
-def _frame_of(runs: list[dict[str, object]], texts: list[bytes], paths: list[Path]) -> pd.DataFrame:
+class _EvalLogs(Sequence[bytes]):
+    """The evals.jsonl bytes of each run folder, read when asked for (b"" when absent)."""
+
+    def __init__(self, paths: Sequence[Path]):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return _read_if_present(RunDir(self.paths[index]).evals_path)
+
+
+def _frame_of(runs: list[dict[str, object]], texts: Sequence[bytes], paths: list[Path]) -> pd.DataFrame:
     """The tidy frame of runs' columns (`_run_columns`) and their evals.jsonl contents."""
     if not runs:
         return _empty_frame()
@@ -403,11 +414,11 @@ def _warn_not_numbers(df: pd.DataFrame, not_numbers: pd.DataFrame) -> None:
                       "read as missing", stacklevel=4)
 
 
-def _read_run(path: Path) -> tuple[dict[str, object], bytes] | None:
-    run = RunDir(path)
+def _read_run(path: Path) -> dict[str, object] | None:
+    """The run columns of `path`'s run.json, or None (with a warning naming the file) when it
+    cannot be read or has the wrong shape."""
     try:
-        record = json.loads(run.run_path.read_bytes())
-        text = _read_if_present(run.evals_path)
+        record = json.loads(RunDir(path).run_path.read_bytes())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         warnings.warn(f"skipping unreadable run record {path / RUN_FILE}: {e}", stacklevel=3)
         return None
@@ -418,7 +429,7 @@ def _read_run(path: Path) -> tuple[dict[str, object], bytes] | None:
     if problem := _shape_problem(row):
         warnings.warn(f"skipping run record {path / RUN_FILE}: {problem}", stacklevel=3)
         return None
-    return row, text
+    return row
 
 
 def _shape_problem(row: Mapping[str, object]) -> str | None:
@@ -470,21 +481,18 @@ def _read_if_present(path: Path) -> bytes:
         return b""
 
 
-def _parse_evals(texts: list[bytes], paths: list[Path]) -> tuple[pd.DataFrame, list[int]]:
+def _parse_evals(texts: Sequence[bytes], paths: list[Path]) -> tuple[pd.DataFrame, list[int]]:
     """All eval lines in one Arrow JSON parse; a file with a bad line falls back to the
     line-by-line reader, which keeps the lines before it (a torn tail from a kill)."""
     import pyarrow.json as pajson
 
-    clean = [t if t.endswith(b"\n") or not t else t[: t.rfind(b"\n") + 1] for t in texts]
-    counts = [t.count(b"\n") for t in clean]
-    blob = b"".join(clean)
-    if blob:
-        try:
-            table = pajson.read_json(io.BytesIO(blob))
-            if table.num_rows == sum(counts):
-                return table.to_pandas(), counts
-        except Exception:  # noqa: BLE001 - any parse failure means: find the bad file the slow way
-            pass
+    lines = _CompleteLines(texts)
+    try:
+        table = pajson.read_json(lines)
+        if table.num_rows == sum(lines.counts) and len(lines.counts) == len(texts):
+            return table.to_pandas(), lines.counts
+    except Exception:  # noqa: BLE001 - any parse failure means: find the bad file the slow way
+        pass
     rows: list[dict[str, object]] = []
     counts = []
     for text, path in zip(texts, paths, strict=True):
@@ -492,6 +500,36 @@ def _parse_evals(texts: list[bytes], paths: list[Path]) -> tuple[pd.DataFrame, l
         rows.extend(parsed)
         counts.append(len(parsed))
     return pd.DataFrame.from_records(rows) if rows else pd.DataFrame(index=range(0)), counts
+
+
+class _CompleteLines(io.RawIOBase):
+    """The complete lines of `texts`, one after the other, as one stream for pyarrow's JSON
+    reader; `counts` holds each text's line count once read. A stream, not one joined bytes
+    object: allocating (page-faulting) the hundreds of MB a large results tree holds costs
+    seconds on a VM, more than parsing them."""
+
+    def __init__(self, texts: Sequence[bytes]):
+        self.texts = texts
+        self.counts: list[int] = []
+        self.pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        filled = 0
+        while filled < len(buffer):
+            if not self.pending:
+                if len(self.counts) == len(self.texts):
+                    break
+                text = self.texts[len(self.counts)]
+                complete = text[: text.rfind(b"\n") + 1]  # without a torn last line
+                self.counts.append(complete.count(b"\n"))
+                self.pending = memoryview(complete)
+            n = min(len(buffer) - filled, len(self.pending))
+            buffer[filled : filled + n] = self.pending[:n]
+            self.pending, filled = self.pending[n:], filled + n
+        return filled
 
 
 def _parse_lines(text: bytes, path: Path) -> list[dict[str, object]]:
