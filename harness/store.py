@@ -399,9 +399,11 @@ def _frame_of(runs: list[dict[str, object]], texts: Sequence[bytes], paths: list
     evals = evals.iloc[order].reset_index(drop=True)
     df = pd.concat([evals, run_table.iloc[owner[order]].reset_index(drop=True)], axis=1)
     metric_columns = [c for c in df.columns if "/" in c or c.startswith("accumulated_") or c in EVAL_NUMERIC_COLUMNS]
-    numeric = df[metric_columns].apply(pd.to_numeric, errors="coerce")
-    _warn_not_numbers(df, df[metric_columns].notna() & numeric.isna())
-    df[metric_columns] = numeric
+    mixed = [c for c in metric_columns if not pd.api.types.is_numeric_dtype(df[c])]  # a column holding text as well as numbers
+    if mixed:
+        numeric = df[mixed].apply(pd.to_numeric, errors="coerce")
+        _warn_not_numbers(df, df[mixed].notna() & numeric.isna())
+        df[mixed] = numeric
     return df
 
 
