@@ -389,7 +389,7 @@ def _provenance(workload, algorithms: Sequence[str], trials: int, reruns: int, s
     rows = [_first_reaching(r.evals, f"validation/{metric}", validation, direction) if r.best_validation is not None else None for r in rerun_summaries]
     provenance |= _to_target(rows, rerun_summaries, workload.clock)
     provenance["rerun_eval_cost_sec"] = [_eval_cost(r) for r in rerun_summaries]
-    if hasattr(workload, "optimal_loss"):
+    if workload.optimal_loss is not None:
         provenance["optimal_loss"] = round(float(workload.optimal_loss), 6)
     provenance |= {
         "hardware": _hardware(fp, workload.device),
@@ -431,7 +431,7 @@ def _evals_until(evals: Sequence[Mapping[str, float]], row: Mapping[str, float])
 def _rerun_workers(workload: object, workers: int) -> int:
     """Reruns are timed: on the wall clock one at a time; the normalized clock measures
     the machine's speed while they run, so they share the cores like the trials."""
-    return workers if getattr(workload, "clock", "wall") == "normalized" else 1
+    return workers if workload.clock == "normalized" else 1
 
 
 def _base_name(workload_cfg: Mapping[str, object]) -> str:

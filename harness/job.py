@@ -65,7 +65,7 @@ def prepare_job(cfg: DictConfig | Mapping[str, object], *, create_run_dir: bool 
     distributed.setup(device)
     device = distributed.local_device(device)
     workload = build_workload(plain["workload"], plain.get("variant"), device)
-    if devices > 1 and not getattr(workload, "multi_device", False):
+    if devices > 1 and not workload.multi_device:
         raise PacerUserError(f"workload {workload.name} runs on one device only, not devices={devices}")
     if devices > 1 and workload.clock == "normalized":
         raise PacerUserError(f"workload {workload.name} uses the normalized clock, which times one process: run it with devices=1")
@@ -267,8 +267,8 @@ def _initial_record(job: Job) -> dict[str, object]:
         "ruleset": ruleset_name(job.cfg),
         "submission": job.submission.name,
         "workload": w.name,
-        "base_workload": getattr(w, "base_name", w.name),
-        "variant": getattr(w, "variant", None),
+        "base_workload": w.base_name,
+        "variant": w.variant,
         "study": int(job.cfg["study"]),
         "trial": int(job.cfg["trial"]),
         "seed": job.settings.seed,
@@ -288,8 +288,8 @@ def _initial_record(job: Job) -> dict[str, object]:
         "preemptions": 0,
         "restarts": 0,
         "config": job.cfg,
-        "options": _run_options(w),
-        "fingerprint": fingerprint(w.device, extra=_run_options(w)),
+        "options": dict(w.run_options),
+        "fingerprint": fingerprint(w.device, extra=dict(w.run_options)),
         "started_at": now,
         "updated_at": now,
     }
@@ -308,12 +308,6 @@ def _final_record(record: dict[str, object], outcome: RunOutcome) -> dict[str, o
         "updated_at": _now(),
         "finished_at": _now(),
     }
-
-
-def _run_options(workload: Workload) -> dict[str, object]:
-    """Options that change what is timed (precision, compile, device count): part of the
-    fingerprint, so that scoring compares only runs made with the same ones."""
-    return dict(getattr(workload, "run_options", {}))
 
 
 def _now() -> str:

@@ -85,7 +85,7 @@ def batch_size_for(submission: Submission, workload: Workload) -> tuple[int, str
     does), and a warning when the submission does not know that name: then the workload's
     reference batch size (its config's `batch_size`), which Pacer-only workloads always need
     for AlgoPerf's leaderboard files. Any other exception propagates (the run's `error`)."""
-    name = getattr(workload, "base_name", workload.name)
+    name = workload.base_name
     try:
         with submission_kit.answering_for(workload):
             return int(submission.get_batch_size(name)), None

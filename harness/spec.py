@@ -174,6 +174,15 @@ class Workload(abc.ABC):
     identify the workload to special-case it."""
 
     name: str
+    base_name: str
+    """The base workload's name: `name` itself, or for a held-out variant (`name` is
+    `<base>_<variant>`) the workload it varies, whose name submissions size themselves by."""
+    variant: str | None = None
+    """The held-out variant's name (e.g. "gelu"); None for a base workload."""
+    multi_device: bool = False
+    """Whether the workload trains on several devices of one run (DDP, `devices=N`)."""
+    optimal_loss: float | None = None
+    """The best achievable loss where the data's generator knows it (synthetic workloads), or None."""
     target_metric_name: str
     """Key of the metric, without split prefix (e.g. "accuracy")."""
     target_metric_direction: MetricDirection
@@ -266,6 +275,18 @@ class Workload(abc.ABC):
 
         Returns `<split>/<metric>` for every metric, `<split>/loss`, and
         `<split>/num_examples`, split in {train, validation, test}."""
+
+    @property
+    def run_options(self) -> dict[str, object]:
+        """Options that change what is timed (e.g. precision, compilation), recorded in the
+        run record and in the hardware/software fingerprint so that scoring never compares
+        across them; none by default."""
+        return {}
+
+    def check_targets(self) -> None:
+        """Raise ValueError when a configured target cannot be reached on this data (e.g. a loss
+        below its optimum); called when the workload is built. Nothing to check by default."""
+        return
 
     def reference_computation(self) -> Callable[[], None]:
         """The normalized clock's yardstick (untimed, after `init_model_fn`): a function that

@@ -44,7 +44,7 @@ def answering_for(workload: Workload) -> Iterator[None]:
     run's workload is the built workload's own `batch_size`, with the run's overrides and its
     variant's value (AlgoPerf's `get_batch_size` is passed only the base name)."""
     size = workload.reference_batch_size
-    token = _RUN_BATCH_SIZES.set({workload.name: size, getattr(workload, "base_name", workload.name): size})
+    token = _RUN_BATCH_SIZES.set({workload.name: size, workload.base_name: size})
     try:
         yield
     finally:

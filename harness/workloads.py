@@ -59,9 +59,7 @@ def build_workload(config: Mapping[str, object], variant: str | None = None, dev
     _check_arguments(cls, kwargs, str(cfg["name"]))
     try:
         workload = cls(**kwargs)
-        check_targets = getattr(workload, "check_targets", None)
-        if check_targets is not None:
-            check_targets()
+        workload.check_targets()
     except (TypeError, ValueError) as e:
         path = CONFIG_DIR / "workload" / f"{cfg.get('base_name') or cfg['name']}.yaml"
         raise PacerUserError(f"workload {cfg['name']}: {e} (config: {path})") from None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from torch import nn
 
 from harness.spec import MetricDirection, ParameterType, parameter_type
@@ -28,3 +31,18 @@ def test_best_metric_follows_the_direction_and_skips_non_finite_values():
     assert MetricDirection.MAXIMIZE.best([0.5, float("nan"), 0.9, float("inf")]) == 0.9
     assert MetricDirection.MINIMIZE.best([2.0, float("-inf"), 1.5]) == 1.5
     assert MetricDirection.MINIMIZE.best([float("nan")]) is None
+
+
+def test_a_workload_that_declares_no_optional_trait_gets_the_contracts_defaults():
+    """Everything the harness reads off a workload is declared in `spec.Workload`; a base
+    workload that sets none of the optional traits reads as a one-device base workload."""
+    from conftest import ScriptedWorkload
+
+    workload = ScriptedWorkload()
+    assert (workload.base_name, workload.variant, workload.multi_device, workload.optimal_loss, workload.run_options) == ("scripted", None, False, None, {})
+    workload.check_targets()  # in range: no error
+
+
+def test_the_harness_probes_no_workload_trait_with_getattr():
+    source = "\n".join(path.read_text() for path in (Path(__file__).resolve().parents[1] / "harness").rglob("*.py"))
+    assert not re.findall(r"(?:getattr|hasattr)\((?:workload|w|self\.workload),", source)
