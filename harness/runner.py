@@ -113,7 +113,8 @@ def batch_size_of(batch: Batch) -> int:
 
 
 class Runner:
-    """One training run. Create it, then call `run()` once."""
+    """One training run. Create it, then call `run()` once (or `setup()`, then `step()` while
+    `outcome.status` is "running")."""
 
     def __init__(self, workload: Workload, submission: Submission, hyperparameters: Hyperparameters, settings: RunSettings, on_eval: EvalObserver = lambda row: None,
                  should_stop: Callable[[], bool] = lambda: False, resume_from: Mapping[str, object] | None = None,
@@ -176,17 +177,23 @@ class Runner:
         try:
             self.setup()
             while self.outcome.status == "running":
-                self._train_step()
-                self._after_step()
-                if self.outcome.status == "running":
-                    self.at_step_boundary(self)
-                    if self.should_stop():
-                        self.outcome.status = "preempted"  # the caller checkpoints and requeues
+                self.step()
         except StorageError:
             raise  # the results folder's fault, not the submission's: the run stays resumable
         except Exception:  # noqa: BLE001 - the run, not the caller, must absorb any failure
             self.outcome.status, self.outcome.error = "error", traceback.format_exc()
         return self.outcome
+
+    def step(self) -> None:
+        """One step of a set-up run: the timed training step, then (untimed) the eval and stop
+        decisions, the step-boundary hook and the stop poll. `run()` repeats it; a benchmark
+        may drive it in blocks (benchmarks/runner_overhead.py)."""
+        self._train_step()
+        self._after_step()
+        if self.outcome.status == "running":
+            self.at_step_boundary(self)
+            if self.should_stop():
+                self.outcome.status = "preempted"  # the caller checkpoints and requeues
 
     def _train_step(self) -> None:
         step = self.outcome.global_step
