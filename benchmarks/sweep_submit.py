@@ -22,7 +22,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 from harness.cli import main
-from harness.launchers import check_slurm
+from harness.slurm import check_slurm
 from harness.sweep import MANIFEST
 
 GOAL_SEC = 15.0

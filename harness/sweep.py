@@ -31,7 +31,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from harness import launchers
+from harness import launchers, slurm
 from harness import rng as rnglib
 from harness.errors import PacerUserError
 from harness.hparams import SearchSpace
@@ -272,7 +272,7 @@ def cell_state(entry: Mapping[str, object], run_dir: Path, queue: Mapping[str, s
     """(state, reason) of a manifest entry from its run record and the launcher's queue.
 
     The queue is read before the records, so a job that ends in between counts as done."""
-    in_queue = launchers.queue_state(queue.get(str(entry.get("job_id"))))
+    in_queue = slurm.queue_state(queue.get(str(entry.get("job_id"))))
     record = RunDir(run_dir).read_run()
     if record is not None and not written_by(record, str(entry["hash"])):
         return "failed", FOREIGN_RECORD
@@ -317,7 +317,7 @@ def refresh(manifest: dict[str, object], results_root: Path, exp_dir: Path) -> d
     """Update every entry's `state`/`reason` in place; return the count per state. `exp_dir`
     is the experiment's folder (where the manifest was read), never one the manifest names."""
     jobs = manifest["jobs"]
-    queue = launchers.slurm_queue(manifest["job_name"]) if any(e.get("launcher") == "slurm" and e.get("job_id") for e in jobs.values()) else {}
+    queue = slurm.slurm_queue(manifest["job_name"]) if any(e.get("launcher") == "slurm" and e.get("job_id") for e in jobs.values()) else {}
     queue |= _local_queue(jobs.values())
     counts = dict.fromkeys(STATES, 0)
     for entry in jobs.values():
@@ -385,7 +385,7 @@ def sweep_command(args: Sequence[str]) -> int:
     launcher = settings["launcher"]
     launchers.check_launcher_settings(launcher)
     if launcher["name"] == "slurm":
-        launchers.check_slurm()
+        slurm.check_slurm()
     exp_dir = experiment_dir(settings["results_root"], str(settings["experiment"]))
     cells = expand_grid(parsed.overrides, parsed.submissions, workloads)
     with experiment_lock(exp_dir):
