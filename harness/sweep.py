@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime
 import fcntl
-import hashlib
 import json
 import os
 import time
@@ -35,9 +34,9 @@ from harness import launchers, slurm
 from harness import rng as rnglib
 from harness.errors import PacerUserError
 from harness.hparams import SearchSpace
-from harness.job import UNHASHED_KEYS, changed_keys, check_no_hand_tuning, prepare_job, run_folder
+from harness.job import changed_keys, check_no_hand_tuning, prepare_job, run_folder
 from harness.search import study_points
-from harness.store import TERMINAL_STATUSES, RunDir, atomic_write, check_inside, safe_component
+from harness.store import TERMINAL_STATUSES, RunDir, atomic_write, check_inside, config_hash, safe_component
 from harness.submissions import load_submission
 from harness.workloads import CONFIG_DIR, resolve_variant, workload_config, workload_names
 
@@ -181,11 +180,6 @@ def _study_hparams(ruleset: Mapping[str, object], listed: list[dict[str, object]
     else:
         points = [{} for _ in range(num_trials)]
     return [p | fixed for p in points]
-
-
-def config_hash(cfg: Mapping[str, object]) -> str:
-    comparable = {k: v for k, v in cfg.items() if k not in UNHASHED_KEYS}
-    return hashlib.sha256(json.dumps(comparable, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # --- manifest and lock -------------------------------------------------------------------
