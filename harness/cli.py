@@ -280,8 +280,8 @@ def _own_preempted_run(cfg: Mapping[str, object]) -> bool:
     """True when the config's run folder holds a preempted run of this very config: a job of a
     multirun that its launcher requeued."""
     from harness.job import SWEEP_ONLY_KEYS, run_folder
+    from harness.manifest import written_by
     from harness.store import RunDir, config_hash
-    from harness.sweep import written_by
 
     record = RunDir(run_folder(cfg)).read_run()
     own = config_hash({k: v for k, v in cfg.items() if k not in SWEEP_ONLY_KEYS})
@@ -319,7 +319,7 @@ def sweep_command(args: Sequence[str]) -> int:
 
 
 def status_command(args: Sequence[str]) -> int:
-    from harness.sweep import status_command as status
+    from harness.sweep_status import status_command as status
 
     return status(args)
 
