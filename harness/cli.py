@@ -2,8 +2,9 @@
 
 Each verb is a function taking the remaining arguments and returning an exit code. Bad input
 anywhere surfaces as one line `pacer: error: ...` and exit code 2, before any training. Each
-verb imports what it needs when it runs: `pacer score` and `pacer import-algoperf` never load
-torch or Hydra (importing torch alone takes ~3 s)."""
+verb imports what it needs when it runs: the verbs that train nothing (`score`, `report`,
+`status`, `import-algoperf`) and `--help` never load torch or Hydra (importing torch alone takes
+~3 s; tests/test_cli.py checks)."""
 
 from __future__ import annotations
 
