@@ -2,8 +2,9 @@
 
 Each verb is a function taking the remaining arguments and returning an exit code. Bad input
 anywhere surfaces as one line `pacer: error: ...` and exit code 2, before any training. Each
-verb imports what it needs when it runs: `pacer score` and `pacer import-algoperf` never load
-torch or Hydra (importing torch alone takes ~3 s)."""
+verb imports what it needs when it runs: the verbs that train nothing (`score`, `report`,
+`status`, `import-algoperf`) and `--help` never load torch or Hydra (importing torch alone takes
+~3 s; tests/test_cli.py checks)."""
 
 from __future__ import annotations
 
@@ -280,8 +281,8 @@ def _own_preempted_run(cfg: Mapping[str, object]) -> bool:
     """True when the config's run folder holds a preempted run of this very config: a job of a
     multirun that its launcher requeued."""
     from harness.job import SWEEP_ONLY_KEYS, run_folder
-    from harness.store import RunDir
-    from harness.sweep import config_hash, written_by
+    from harness.manifest import written_by
+    from harness.store import RunDir, config_hash
 
     record = RunDir(run_folder(cfg)).read_run()
     own = config_hash({k: v for k, v in cfg.items() if k not in SWEEP_ONLY_KEYS})
@@ -319,7 +320,7 @@ def sweep_command(args: Sequence[str]) -> int:
 
 
 def status_command(args: Sequence[str]) -> int:
-    from harness.sweep import status_command as status
+    from harness.sweep_status import status_command as status
 
     return status(args)
 

@@ -25,14 +25,12 @@ from harness.fingerprint import fingerprint
 from harness.progress import Progress
 from harness.runner import Runner, RunOutcome, RunSettings
 from harness.spec import Hyperparameters, Workload
-from harness.store import TERMINAL_STATUSES, RunDir, RunExistsError, check_inside, run_path
+from harness.store import TERMINAL_STATUSES, UNHASHED_KEYS, RunDir, RunExistsError, check_inside, run_path
 from harness.submissions import LoadedSubmission, load_submission
 from harness.workloads import build_workload, resolve_variant
 
 DEVICES = ("cpu", "cuda")
 SWEEP_ONLY_KEYS = ("suite", "launcher")
-UNHASHED_KEYS = ("resume", "overwrite", "quiet", "results_root", "checkpoint_every_sec")
-"""Keys that may change between re-runs (and on resume) without making runs incomparable."""
 """Root-config groups that only `pacer sweep` reads; a run's record leaves them out."""
 
 

@@ -9,7 +9,8 @@ a stopped one is continued by the next `pacer sweep`.
 A cell with `devices=N > 1` trains on N processes: the task runs `torchrun` (one per node of
 its allocation) with `python -m harness.launchers <config.json>` as each process, forwards
 stop signals to them, and reads the record that rank 0 wrote. On Slurm, one job array per
-resource class (time limit, nodes, devices per node) asks for the devices of its cells."""
+resource class (time limit, nodes, devices per node) asks for the devices of its cells.
+Asking Slurm whether it answers and what its queue holds is `harness.slurm`'s."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ import math
 import multiprocessing
 import multiprocessing.process
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,11 +38,8 @@ from harness import checkpoint, distributed
 from harness.checks import finite_number, whole_number
 from harness.errors import PacerUserError
 
-SLURM_COMMANDS = ("sbatch", "squeue", "sinfo", "scontrol", "scancel")
 SACCT_NOISE = "Bypassing sacct error"
 RDZV_PORT = 29500  # torchrun's rendezvous on the first node of a multi-node allocation
-QUEUED_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "RESIZING", "SUSPENDED"})
-RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"})
 
 JobConfig = dict[str, object]
 WHOLE_NUMBER_SETTINGS = {"max_attempts": 1, "workers": 1, "gpus_per_node": 1, "cpus_per_task": 1, "array_parallelism": 1}
@@ -186,37 +183,6 @@ def quiet_sacct_warnings() -> None:
 # --- Slurm ------------------------------------------------------------------------------
 
 
-def check_slurm() -> None:
-    """Raise `PacerUserError` unless Slurm's commands exist and the controller answers."""
-    missing = [c for c in SLURM_COMMANDS if shutil.which(c) is None]
-    if missing:
-        raise PacerUserError(f"launcher=slurm needs Slurm's commands on PATH; missing: {', '.join(missing)}")
-    try:
-        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        raise PacerUserError("the Slurm controller did not answer `scontrol ping` within 30 s") from None
-    answer = (ping.stdout + ping.stderr).strip()
-    if ping.returncode != 0 or " is UP" not in answer:
-        raise PacerUserError(f"the Slurm controller is not reachable: {_first_line(answer) or 'scontrol ping failed'}")
-
-
-def slurm_queue(job_name: str) -> dict[str, str]:
-    """Job id (array tasks as `<job>_<task>`) -> Slurm state, for the queued and running jobs."""
-    out = subprocess.run(["squeue", "-h", "-r", "-n", job_name, "-o", "%i %T"], capture_output=True, text=True, timeout=60)
-    if out.returncode != 0:
-        raise PacerUserError(f"squeue failed: {_first_line(out.stderr) or out.returncode}")
-    return dict(line.split(None, 1) for line in out.stdout.splitlines() if line.strip())
-
-
-def queue_state(slurm_state: str | None) -> str | None:
-    """`pending`, `running` or None (not in the queue) for a Slurm state."""
-    if slurm_state in QUEUED_STATES:
-        return "pending"
-    if slurm_state in RUNNING_STATES:
-        return "running"
-    return None
-
-
 @dataclass(frozen=True)
 class Submitted:
     """A grid cell handed to a launcher: its key and the launcher's job id."""
@@ -298,10 +264,6 @@ def _slurm_parameters(launcher: Mapping[str, object], resources: ResourceClass) 
 def _sbatch_error(error: Exception) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return next((line for line in lines if "error" in line.lower() and "sbatch" in line.lower()), lines[-1] if lines else type(error).__name__)
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 # --- local and inline ----------------------------------------------------------------

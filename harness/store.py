@@ -43,10 +43,19 @@ RECORD_FILES = (RUN_FILE, EVALS_FILE, CHECKPOINT_FILE)
 TERMINAL_STATUSES = frozenset({"reached", "budget_exhausted", "diverged", "error", "complete", "step_cap"})
 STATUSES = TERMINAL_STATUSES | {"running", "preempted"}
 """`preempted`: stopped by a signal with a checkpoint saved; `resume=true` continues it."""
+UNHASHED_KEYS = ("resume", "overwrite", "quiet", "results_root", "checkpoint_every_sec")
+"""Keys that may change between re-runs (and on resume) without making runs incomparable."""
 
 
 class RunExistsError(Exception):
     """The run folder already holds a run and neither resume nor overwrite was asked for."""
+
+
+def config_hash(cfg: Mapping[str, object]) -> str:
+    """A short hash of a run's config without its `UNHASHED_KEYS`: equal for the configs of
+    comparable runs, so a record's `config` tells which config wrote it."""
+    comparable = {k: v for k, v in cfg.items() if k not in UNHASHED_KEYS}
+    return hashlib.sha256(json.dumps(comparable, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def run_path(root: Path | str, experiment: str, ruleset: str, submission: str, workload: str, study: int, trial: int) -> Path:

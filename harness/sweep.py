@@ -1,4 +1,4 @@
-"""`pacer sweep` and `pacer status`: a grid of runs, its manifest, and where each cell stands.
+"""`pacer sweep`: a grid of runs and its manifest.
 
 The grid is submission x workload x study x trial. Each cell is one `run_job` config with its
 run seed derived from (experiment seed, workload, study, trial) and, under the external
@@ -13,16 +13,17 @@ runs would no longer be comparable. A record counts as a cell's only when its co
 to the cell's (`written_by`): a record at a cell's path that the cell's job did not write (a
 hand run, a copy, an older sweep) is refused, never adopted, and the sweep's own records are
 recognized without the manifest. A lock file stops two sweeps of one experiment at once.
+
+Reading the manifest and where each cell stands is `harness.manifest`'s, which `pacer status`
+(`harness.sweep_status`) uses without importing torch; this module writes the manifest.
 """
 
 from __future__ import annotations
 
 import datetime
 import fcntl
-import hashlib
 import json
 import os
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,22 +32,19 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from harness import launchers
+from harness import launchers, slurm
 from harness import rng as rnglib
 from harness.errors import PacerUserError
 from harness.hparams import SearchSpace
-from harness.job import UNHASHED_KEYS, changed_keys, check_no_hand_tuning, prepare_job, run_folder
+from harness.job import changed_keys, check_no_hand_tuning, prepare_job, run_folder
+from harness.manifest import FOREIGN_RECORD, MANIFEST, experiment_dir, read_manifest, refresh
 from harness.search import study_points
-from harness.store import TERMINAL_STATUSES, RunDir, atomic_write, check_inside, safe_component
+from harness.store import RunDir, atomic_write, config_hash
 from harness.submissions import load_submission
-from harness.workloads import CONFIG_DIR, resolve_variant, workload_config, workload_names
+from harness.workloads import resolve_variant, workload_config, workload_names
 
-MANIFEST = "sweep.json"
 LOCK = ".sweep.lock"
 GRID_KEYS = ("submission", "workload")
-STATES = ("done", "running", "pending", "failed")
-FOREIGN_RECORD = "a run record this sweep did not write sits at the cell's path (pacer sweep names the difference)"
-"""A cell's failure reason when its path holds a record with another config (`written_by`)."""
 
 
 @dataclass
@@ -183,54 +181,7 @@ def _study_hparams(ruleset: Mapping[str, object], listed: list[dict[str, object]
     return [p | fixed for p in points]
 
 
-def config_hash(cfg: Mapping[str, object]) -> str:
-    comparable = {k: v for k, v in cfg.items() if k not in UNHASHED_KEYS}
-    return hashlib.sha256(json.dumps(comparable, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# --- manifest and lock -------------------------------------------------------------------
-
-
-def experiment_dir(results_root: str | Path, experiment: str) -> Path:
-    """`<results_root>/<experiment>`, where the manifest and the lock live.
-
-    Raises PacerUserError when `experiment` is not one folder name or the folder resolves,
-    through a symbolic link, outside the results root."""
-    path = Path(results_root) / safe_component("experiment", experiment)
-    check_inside(results_root, path)
-    return path
-
-
-def read_manifest(exp_dir: Path) -> dict[str, object]:
-    path = exp_dir / MANIFEST
-    if not path.exists():
-        return {"schema": 1, "experiment": exp_dir.name, "jobs": {}}
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PacerUserError(f"cannot read the sweep manifest {path}: {e}") from None
-    if problem := _manifest_problem(manifest):
-        raise PacerUserError(f"sweep manifest {path}: {problem}; it was not written by pacer sweep (move it aside to start the experiment's manifest anew)")
-    return manifest
-
-
-def _manifest_problem(manifest: object) -> str | None:
-    """What makes a parsed sweep.json unusable, or None."""
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("jobs"), dict):
-        return "not an object with a `jobs` object"
-    for key, entry in manifest["jobs"].items():
-        if not isinstance(entry, dict):
-            return f"job {key} is not an object"
-        for name, kind in (("hash", str), ("run_dir", str), ("attempts", int)):
-            if not isinstance(entry.get(name), kind) or isinstance(entry.get(name), bool):
-                return f"job {key}: {name} is {entry.get(name)!r}"
-        for name in ("state", "reason", "job_id", "log"):
-            if entry.get(name) is not None and not isinstance(entry[name], str):
-                return f"job {key}: {name} is {entry[name]!r}"
-        run_dir = Path(entry["run_dir"])
-        if run_dir.is_absolute() or ".." in run_dir.parts:
-            return f"job {key}: run_dir {entry['run_dir']!r} leaves the results root"
-    return None
+# --- writing the manifest, and the lock --------------------------------------------------
 
 
 def write_manifest(exp_dir: Path, manifest: dict[str, object]) -> None:
@@ -263,79 +214,6 @@ def experiment_lock(exp_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
-
-
-# --- where each cell stands --------------------------------------------------------------
-
-
-def cell_state(entry: Mapping[str, object], run_dir: Path, queue: Mapping[str, str], exp_dir: Path) -> tuple[str, str | None]:
-    """(state, reason) of a manifest entry from its run record and the launcher's queue.
-
-    The queue is read before the records, so a job that ends in between counts as done."""
-    in_queue = launchers.queue_state(queue.get(str(entry.get("job_id"))))
-    record = RunDir(run_dir).read_run()
-    if record is not None and not written_by(record, str(entry["hash"])):
-        return "failed", FOREIGN_RECORD
-    status = record.get("status") if record else None
-    if status in TERMINAL_STATUSES and status != "error":
-        return "done", None
-    if status == "error":
-        return "failed", last_line(record.get("error") or "error")
-    if in_queue:
-        return in_queue, None
-    if not entry.get("job_id"):
-        return "pending", "not submitted"
-    if entry.get("job_id") == "inline" and status is None:
-        return "pending", "not started"
-    return "failed", _lost_reason(status, entry, exp_dir)
-
-
-def _lost_reason(status: str | None, entry: Mapping[str, object], exp_dir: Path) -> str:
-    log_line = _log_line(entry.get("log"), exp_dir)
-    what = {"running": "the job ended while the run was running (killed?)", "preempted": "preempted and not requeued"}.get(status, "the job ended without a run record")
-    return f"{what}{': ' + log_line if log_line else ''}"
-
-
-def _log_line(log: object, exp_dir: Path) -> str:
-    """The last line of a cell's job log, or "" when it has none. A manifest can be edited by
-    anyone: a log that resolves outside the experiment's folder (`/etc/passwd`, a symlink out of
-    it) is not read."""
-    if not log:
-        return ""
-    path = Path(str(log)).resolve()
-    if not path.is_relative_to(exp_dir.resolve()):
-        return "its log is outside the experiment's folder, not read"
-    return last_line(path.read_text(errors="replace")) if path.is_file() else ""
-
-
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
-def refresh(manifest: dict[str, object], results_root: Path, exp_dir: Path) -> dict[str, int]:
-    """Update every entry's `state`/`reason` in place; return the count per state. `exp_dir`
-    is the experiment's folder (where the manifest was read), never one the manifest names."""
-    jobs = manifest["jobs"]
-    queue = launchers.slurm_queue(manifest["job_name"]) if any(e.get("launcher") == "slurm" and e.get("job_id") for e in jobs.values()) else {}
-    queue |= _local_queue(jobs.values())
-    counts = dict.fromkeys(STATES, 0)
-    for entry in jobs.values():
-        entry["state"], entry["reason"] = cell_state(entry, Path(results_root) / entry["run_dir"], queue, exp_dir)
-        counts[entry["state"]] += 1
-    return counts
-
-
-def _local_queue(entries: Iterator[Mapping[str, object]]) -> dict[str, str]:
-    alive = {}
-    for entry in entries:
-        if entry.get("launcher") == "local" and str(entry.get("job_id", "")).isdigit():
-            try:
-                os.kill(int(entry["job_id"]), 0)
-                alive[str(entry["job_id"])] = "RUNNING"
-            except OSError:
-                pass
-    return alive
 
 
 def _now() -> str:
@@ -385,7 +263,7 @@ def sweep_command(args: Sequence[str]) -> int:
     launcher = settings["launcher"]
     launchers.check_launcher_settings(launcher)
     if launcher["name"] == "slurm":
-        launchers.check_slurm()
+        slurm.check_slurm()
     exp_dir = experiment_dir(settings["results_root"], str(settings["experiment"]))
     cells = expand_grid(parsed.overrides, parsed.submissions, workloads)
     with experiment_lock(exp_dir):
@@ -438,11 +316,6 @@ def _refuse_foreign_records(cells: Sequence[Cell], results_root: Path) -> None:
                                  f"(record -> cell: {changed_keys(theirs, cell.cfg, hparams=True)}): move it aside, or sweep into another experiment")
 
 
-def written_by(record: Mapping[str, object], cell_hash: str) -> bool:
-    """True when `record` is the record of the cell with config hash `cell_hash`."""
-    return config_hash(dict(record.get("config") or {})) == cell_hash
-
-
 def _cells_to_launch(manifest: Mapping[str, object], cells: Sequence[Cell], max_attempts: int) -> list[Cell]:
     todo = []
     for cell in cells:
@@ -486,30 +359,3 @@ def _print_submitted(submitted: Sequence[launchers.Submitted], launcher: str, ex
         print(f"follow with: {status} [--wait]")
     else:
         print(f"ran {len(submitted)} jobs; where each cell stands: {status}")
-
-
-def status_command(args: Sequence[str]) -> int:
-    """`pacer status experiment=NAME [results_root=DIR] [--wait]`."""
-    from harness.sweep_status import show_status
-
-    wait = "--wait" in args
-    values = dict(a.split("=", 1) for a in args if "=" in a)
-    unknown = sorted(set(values) - {"experiment", "results_root"}) + [a for a in args if "=" not in a and a != "--wait"]
-    if unknown or "experiment" not in values:
-        raise PacerUserError(f"usage: pacer status experiment=NAME [results_root=DIR] [--wait] (got {' '.join(unknown) or 'no experiment'})")
-    root = values.get("results_root") or str(OmegaConf.load(CONFIG_DIR / "config.yaml")["results_root"])
-    exp_dir = experiment_dir(root, values["experiment"])
-    if not (exp_dir / MANIFEST).exists():
-        raise PacerUserError(f"no sweep manifest for experiment {values['experiment']} under {root} ({exp_dir / MANIFEST})")
-    return show_status(exp_dir, Path(root), wait, poll_sec=2.0)
-
-
-def wait_until_settled(exp_dir: Path, results_root: Path, poll_sec: float) -> Iterator[tuple[dict[str, object], dict[str, int]]]:
-    """Yield (manifest, counts) until nothing is queued or running."""
-    while True:
-        manifest = read_manifest(exp_dir)
-        counts = refresh(manifest, results_root, exp_dir)
-        yield manifest, counts
-        if counts["running"] == 0 and all(e.get("reason") in ("not submitted", "not started") for e in manifest["jobs"].values() if e["state"] == "pending"):
-            return
-        time.sleep(poll_sec)

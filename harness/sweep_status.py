@@ -1,14 +1,33 @@
-"""`pacer status`: where each cell of a sweep stands, as a table; `--wait` follows it."""
+"""`pacer status`: where each cell of a sweep stands, as a table; `--wait` follows it.
+
+It reads the manifest and the run records through `harness.manifest`, without torch."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from harness.sweep import STATES, read_manifest, refresh, wait_until_settled
+from harness import CONFIG_DIR
+from harness.errors import PacerUserError
+from harness.manifest import MANIFEST, STATES, experiment_dir, read_manifest, refresh, wait_until_settled
+
+
+def status_command(args: Sequence[str]) -> int:
+    """`pacer status experiment=NAME [results_root=DIR] [--wait]`."""
+    wait = "--wait" in args
+    values = dict(a.split("=", 1) for a in args if "=" in a)
+    unknown = sorted(set(values) - {"experiment", "results_root"}) + [a for a in args if "=" not in a and a != "--wait"]
+    if unknown or "experiment" not in values:
+        raise PacerUserError(f"usage: pacer status experiment=NAME [results_root=DIR] [--wait] (got {' '.join(unknown) or 'no experiment'})")
+    root = values.get("results_root") or str(OmegaConf.load(CONFIG_DIR / "config.yaml")["results_root"])
+    exp_dir = experiment_dir(root, values["experiment"])
+    if not (exp_dir / MANIFEST).exists():
+        raise PacerUserError(f"no sweep manifest for experiment {values['experiment']} under {root} ({exp_dir / MANIFEST})")
+    return show_status(exp_dir, Path(root), wait, poll_sec=2.0)
 
 
 def show_status(exp_dir: Path, results_root: Path, wait: bool, poll_sec: float) -> int:

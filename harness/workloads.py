@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from pathlib import Path
 
 import hydra.utils
 from omegaconf import OmegaConf
 
+from harness import CONFIG_DIR
 from harness.errors import PacerUserError
 from harness.spec import Workload
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 NON_CONSTRUCTOR_KEYS = ("variants", "provenance", "calibration", "_target_")
 
 

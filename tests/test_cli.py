@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from conftest import pacer
+from conftest import REPO, pacer
 
 from harness.cli import main
+from harness.store import config_hash
 from harness.workloads import CONFIG_DIR
 
 # A tiny mnist1d_mlp with a budget no loaded machine exhausts: these runs test the CLI, not the workload.
@@ -278,6 +282,44 @@ def test_a_warning_is_one_line_without_pythons_source_line(tmp_path):
     assert result.returncode == 0, result.stderr
     err = result.stderr.strip().splitlines()
     assert err == [f"pacer: warning: skipping run record {record}: study is 'x', not a whole number >= 0"]
+
+
+TRAINING_MODULES = ("torch", "hydra", "submitit", "harness.job", "harness.launchers", "harness.checkpoint", "harness.runner")
+"""What a verb that only reads records must not import: torch alone costs seconds."""
+READING_VERBS = [
+    (["--help"], 0),
+    (["status", "experiment=exp", "results_root=ROOT"], 1),  # one cell failed: its line is in the table
+    (["status", "experiment=exp", "results_root=ROOT", "--wait"], 1),
+    (["score", "ROOT"], 0),
+    (["report", "ROOT", "--out", "ROOT/report"], 0),
+    (["import-algoperf", "--help"], 0),
+]
+
+
+def _swept_records(root: Path) -> None:
+    """Under `root`: experiment `exp`'s records and a manifest of two cells, one done (its record
+    is this sweep's) and one whose local job ended without a record."""
+    from scoring_fixtures import write_run
+
+    done = write_run(root, "adamw", "w1", 0, 0, reach_at=10.0)
+    jobs = {"adamw/w1/study_0/trial_0": {"hash": config_hash({}), "run_dir": str(done.path.relative_to(root)), "launcher": "local", "job_id": "ended", "attempts": 1},
+            "adamw/w1/study_0/trial_1": {"hash": "h", "run_dir": "exp/external/adamw/w1/study_0/trial_1", "launcher": "local", "job_id": "lost", "attempts": 1}}
+    (root / "exp" / "sweep.json").write_text(json.dumps({"schema": 1, "experiment": "exp", "job_name": "pacer-exp", "jobs": jobs}))
+
+
+def _imported_modules(importtime_stderr: str) -> set[str]:
+    """The modules named by `python -X importtime`'s lines on stderr."""
+    return {line.rsplit("|", 1)[1].strip() for line in importtime_stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize(("args", "exit_code"), READING_VERBS, ids=[" ".join(a[:2]) + (" --wait" if "--wait" in a else "") for a, _ in READING_VERBS])
+def test_verbs_that_only_read_records_import_no_torch(args, exit_code, tmp_path):
+    _swept_records(tmp_path)
+    command = [sys.executable, "-X", "importtime", "-m", "harness", *(a.replace("ROOT", str(tmp_path)) for a in args)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)  # as a user runs it: this interpreter has torch already
+    assert result.returncode == exit_code, result.stderr[-2000:]
+    training = sorted(m for m in _imported_modules(result.stderr) if any(m == t or m.startswith(f"{t}.") for t in TRAINING_MODULES))
+    assert training == []
 
 
 VERB_BAD_INPUT = [
