@@ -18,14 +18,17 @@ gives one ratio. Three figures per pair, each printed as the median over the pai
   seconds, measured within the run itself.
 
 Evals are off after step 1 (the first blocks, which hold it and the warm-up, are dropped).
+Hydra overrides after `--` choose another cell, e.g. `-- workload.clock=wall` (no reference
+probes) or `-- workload=teacher_student`.
 
-    .venv/bin/python benchmarks/runner_overhead.py [--block 50] [--pairs 200]
+    .venv/bin/python benchmarks/runner_overhead.py [--block 50] [--pairs 200] [-- OVERRIDE ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -42,8 +45,8 @@ from harness.workloads import build_workload
 WARMUP_PAIRS = 5
 
 
-def setup():
-    cfg = compose_config([])
+def setup(overrides: list[str]):
+    cfg = compose_config(overrides)
     workload = build_workload(cfg.workload)
     submission = load_submission(cfg.submission)
     hp = hparamslib.resolve(submission.search_space, submission.default, {}, "benchmark")
@@ -108,9 +111,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--block", type=int, default=50, help="steps per block")
     parser.add_argument("--pairs", type=int, default=200, help="pairs of blocks measured (after 5 warm-up pairs)")
-    args = parser.parse_args()
+    split = sys.argv.index("--") if "--" in sys.argv else len(sys.argv)
+    args = parser.parse_args(sys.argv[1:split])
     torch.set_num_threads(1)
-    workload, submission, hp = setup()
+    workload, submission, hp = setup(sys.argv[split + 1:])
     _ = workload.splits  # build the data before timing
     bare = BareLoop(workload, submission, hp)
     runner = RunnerLoop(workload, submission, hp, (WARMUP_PAIRS + args.pairs) * args.block)
@@ -125,7 +129,7 @@ def main() -> None:
             charged.append(100 * (charged_sec / bare_sec - 1))
             wall.append(100 * (runner_sec / bare_sec - 1))
             bookkeeping.append(100 * (runner_sec - charged_sec) / charged_sec)
-    print(f"mnist1d_mlp ({workload.clock} clock), nadamw, batch {workload.reference_batch_size}, {args.pairs} pairs of {args.block}-step blocks, torch threads {torch.get_num_threads()}")
+    print(f"{workload.name} ({workload.clock} clock), {submission.name}, batch {workload.reference_batch_size}, {args.pairs} pairs of {args.block}-step blocks, torch threads {torch.get_num_threads()}")
     print(f"bare loop: median {1e3 * statistics.median(bare_step_sec):.3f} ms per step")
     for label, values, goal in (("charged (what the submission pays)", charged, "; goal: upper end < +2%"), ("wall (charged + untimed work between steps)", wall, ""),
                                 ("bookkeeping outside the submission phase", bookkeeping, "")):
