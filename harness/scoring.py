@@ -507,6 +507,7 @@ def score_frame(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mi
     if df.empty:
         raise PacerUserError("no runs to score")
     notes = check_comparable(df, allow_mixed)
+    check_held_out_names(rules.held_out, set(df["workload"].astype(str)))
     trials, dup_notes = dedupe_reruns(trial_times(df))
     ruleset = ruleset or infer_ruleset(trials)
     rules, rules_note = round_rules(trials, rules)
@@ -544,6 +545,18 @@ def misses_for_missing_cells(times: pd.DataFrame, examples: int = 10) -> tuple[p
         return times, None
     shown = ", ".join(cells[:examples]) + (", ..." if len(cells) > examples else "")
     return times.fillna(np.inf), f"{len(cells)} submission/workload cell(s) have no run and count as misses: {shown}"
+
+
+def check_held_out_names(held_out: Sequence[str], workloads: set[str]) -> None:
+    """Raise PacerUserError for a held-out name that no run has and no AlgoPerf round draws (a
+    typo would otherwise turn the held-out rule off for that variant in silence). A round's
+    variant may have no run: AlgoPerf then counts it as missed."""
+    from harness.algoperf_import import VERSIONS, algoperf_round
+
+    drawn = {variant for version in VERSIONS for variant in algoperf_round(version).held_out}
+    unknown = [name for name in held_out if name not in workloads and name not in drawn]
+    if unknown:
+        raise PacerUserError(f"held-out workload {unknown[0]!r} has no runs to score (workloads with runs: {', '.join(sorted(workloads))})")
 
 
 def round_rules(trials: pd.DataFrame, rules: ScoringRules) -> tuple[ScoringRules, str | None]:

@@ -20,7 +20,7 @@ def status_command(args: Sequence[str]) -> int:
     """`pacer status experiment=NAME [results_root=DIR] [--wait]`."""
     wait = "--wait" in args
     values = dict(a.split("=", 1) for a in args if "=" in a)
-    unknown = sorted(set(values) - {"experiment", "results_root"}) + [a for a in args if "=" not in a and a != "--wait"]
+    unknown = [a for a in args if a != "--wait" and not ("=" in a and a.split("=", 1)[0] in ("experiment", "results_root"))]
     if unknown or "experiment" not in values:
         raise PacerUserError(f"usage: pacer status experiment=NAME [results_root=DIR] [--wait] (got {' '.join(unknown) or 'no experiment'})")
     root = values.get("results_root") or str(OmegaConf.load(CONFIG_DIR / "config.yaml")["results_root"])

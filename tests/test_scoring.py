@@ -108,6 +108,13 @@ def test_held_out_rule_variant_miss_makes_the_base_a_miss(tmp_path: Path) -> Non
     assert off.scores["a"] == pytest.approx(0.5) and off.scores["b"] == pytest.approx((4 - 2) / 3 / 2 + 0.5)
 
 
+def test_a_held_out_name_without_runs_is_refused_unless_a_round_draws_it(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w": [[10]]}, "b": {"w": [[20]]}})
+    with pytest.raises(PacerUserError, match=r"^held-out workload 'w_typo' has no runs to score \(workloads with runs: w\)$"):
+        score(tmp_path, ScoringRules(bootstrap=0, held_out=("w_typo",), held_out_rule=True))
+    score(tmp_path, ScoringRules(bootstrap=0, held_out=("imagenet_resnet_large_bn_init",), held_out_rule=True))  # v0.5's draw: a miss if absent
+
+
 def test_held_out_rule_base_miss_makes_the_variant_a_miss() -> None:
     t = np.array([[np.inf, 5.0], [10.0, np.inf], [10.0, 5.0]])  # columns: base, variant
     out = apply_held_out(t, [(1, 0)], None)
