@@ -42,7 +42,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from omegaconf import OmegaConf
 
 from harness import rng as rnglib
@@ -54,9 +53,10 @@ from harness.job import SWEEP_ONLY_KEYS, run_folder, run_job
 from harness.parallel import map_in_processes
 from harness.search import study_points
 from harness.spec import MetricDirection
-from harness.store import TERMINAL_STATUSES, RunDir, atomic_write
+from harness.store import TERMINAL_STATUSES, RunDir
 from harness.submissions import load_submission
 from harness.workloads import CONFIG_DIR, build_workload, resolve_variant
+from harness.yaml_edit import set_values
 
 REFERENCE_ALGORITHMS = ("adamw", "nadamw", "sgd_nesterov", "momentum")
 BUDGET_FACTOR = 4 / 3
@@ -462,10 +462,10 @@ def _best_value_of(summaries: Sequence[RunSummary], direction: MetricDirection) 
 
 def write_targets(path: Path, variant: str | None, targets: Targets, provenance: Mapping[str, object]) -> None:
     """Set the targets and provenance of the base workload (or of `variant`) in `path`,
-    leaving every other line of the file as it was; the result is checked by reloading it."""
-    text = path.read_text()
-    before = yaml.safe_load(text)
-    block = ["variants", variant] if variant else []
+    leaving every other line of the file as it was.
+
+    Raises ValueError when the edit would change more than those keys (the file is then
+    unchanged)."""
     values: dict[str, object] = {
         "validation_target": targets.validation, "test_target": targets.test, "max_runtime_sec": targets.max_runtime_sec,
         "eval_period_sec": targets.eval_period_sec, "step_hint": targets.step_hint,
@@ -475,58 +475,7 @@ def write_targets(path: Path, variant: str | None, targets: Targets, provenance:
         host = timing["hardware"]
         values |= {"eval_every_steps": targets.eval_every_steps,
                    "reference": {"step_sec": targets.reference_sec, "host": host["id"], "cpu": host["cpu"], "threads": 1, "measured": timing["date"]}}
-    lines = text.splitlines()
-    for key, value in values.items():
-        lines = _set_key(lines, block, key, yaml.safe_dump({key: value}, sort_keys=False).splitlines())
-    lines = _set_key(lines, block, "provenance", yaml.safe_dump({"provenance": dict(provenance)}, sort_keys=False, default_flow_style=None, width=200).splitlines())
-    new_text = "\n".join(lines) + "\n"
-    _check_edit(before, yaml.safe_load(new_text), block, values | {"provenance": provenance}, path)
-    atomic_write(path, new_text)  # runs reading the config meanwhile see the old or the new file
-
-
-def _block_range(lines: list[str], block: Sequence[str]) -> tuple[int, int, int]:
-    """(first line, end line, indent) of the mapping at `block` (top level for [])."""
-    start, end, indent = 0, len(lines), 0
-    for name in block:
-        found = next((i for i in range(start, end) if _indent(lines[i]) == indent and lines[i].strip().startswith(f"{name}:")), None)
-        if found is None:
-            raise PacerUserError(f"cannot find {'.'.join(block)} in the workload config")
-        start, indent = found + 1, indent + 2
-        end = next((i for i in range(start, end) if lines[i].strip() and not lines[i].lstrip().startswith("#") and _indent(lines[i]) < indent), end)
-    return start, end, indent
-
-
-def _set_key(lines: list[str], block: Sequence[str], key: str, dumped: list[str]) -> list[str]:
-    """Replace (or append) `key` and its nested lines in `block` with `dumped`."""
-    start, end, indent = _block_range(lines, block)
-    new = [" " * indent + line for line in dumped]
-    at = next((i for i in range(start, end) if _indent(lines[i]) == indent and lines[i].strip().startswith(f"{key}:")), None)
-    if at is None:
-        last = max((i for i in range(start, end) if lines[i].strip()), default=start - 1)
-        return lines[:last + 1] + new + lines[last + 1:]
-    stop = next((i for i in range(at + 1, end) if lines[i].strip() and _indent(lines[i]) <= indent), end)
-    return lines[:at] + new + lines[stop:]
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" "))
-
-
-def _check_edit(before: dict, after: dict, block: Sequence[str], values: Mapping[str, object], path: Path) -> None:
-    def strip(doc: dict) -> dict:
-        doc = yaml.safe_load(yaml.safe_dump(doc))
-        inner = doc
-        for name in block:
-            inner = inner[name]
-        for key in values:
-            inner.pop(key, None)
-        return doc
-
-    target = after
-    for name in block:
-        target = target[name]
-    if strip(before) != strip(after) or any(target.get(k) != yaml.safe_load(yaml.safe_dump(v)) for k, v in values.items()):
-        raise RuntimeError(f"calibrate: editing {path} would change more than the targets; file left unchanged")
+    set_values(path, ["variants", variant] if variant else [], values | {"provenance": dict(provenance)})  # runs reading the config meanwhile see the old or the new file
 
 
 def summary_table(result: Mapping[str, object]) -> str:
