@@ -93,7 +93,7 @@ def sync(device: str) -> None:
 def runner_seconds_per_step(args: argparse.Namespace, batch: Batch, compile_model: bool) -> float:
     """Wall time per step of the Pacer runner over steps warmup+1 .. warmup+steps."""
     config = workload_config("imagenet_resnet50") | {"precision": args.precision, "compile": compile_model, "image_size": args.image_size}
-    config = {k: v for k, v in config.items() if k not in ("variants", "provenance", "_target_")}
+    config = {k: v for k, v in config.items() if k not in ("variants", "_target_")}
     workload = SyntheticImagenetResNet50(batch, **(config | {"device": args.device}))
     started: list[float] = []
 

@@ -11,14 +11,16 @@
    budget (`max_runtime_sec`) = 4/3 x the median submission time those reruns took to reach it;
    `step_hint` = the median number of steps they took;
    `eval_period_sec` = so that an eval costs ~15% of training time (within budget/40..budget/10).
-4. The targets and a provenance block are written into `configs/workload/<name>.yaml` (into
-   the variant's block for `variant=...`), editing only those keys; a table is printed.
+4. The targets are written into `configs/workload/<name>.yaml` (into the variant's block for
+   `variant=...`), editing only those keys, and the provenance (algorithms, trials, every
+   rerun's results, hardware, load, date) into `records/calibration/<name>.json`
+   (`harness.calibration_records`); a table is printed.
 
 `retime=true` keeps the targets and re-measures only the budget: it reruns the committed best
 configuration with the provenance's seeds, step budget and eval schedule, one run at a time,
 times each rerun to the committed validation target, and writes `max_runtime_sec`,
-`eval_period_sec` and a `provenance.retimed` block (hardware, load, times, and whether the
-steps to target matched the calibration's). This is how budgets move to other hardware, or are
+`eval_period_sec` and a `retimed` entry in the provenance (hardware, load, times, and whether
+the steps to target matched the calibration's). This is how budgets move to other hardware, or are
 re-measured on a quiet machine, for the cost of the reruns alone.
 
 Every run goes through `harness.job.run_job` and keeps its record under the results root.
@@ -42,10 +44,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from omegaconf import OmegaConf
 
 from harness import rng as rnglib
+from harness.calibration_records import RECORDS_DIR, provenance_of, record_path, write_provenance
 from harness.checks import whole_number
 from harness.errors import PacerUserError
 from harness.fingerprint import fingerprint, matmul_gflops, package_version
@@ -54,9 +56,10 @@ from harness.job import SWEEP_ONLY_KEYS, run_folder, run_job
 from harness.parallel import map_in_processes
 from harness.search import study_points
 from harness.spec import MetricDirection
-from harness.store import TERMINAL_STATUSES, RunDir, atomic_write
+from harness.store import TERMINAL_STATUSES, RunDir
 from harness.submissions import load_submission
 from harness.workloads import CONFIG_DIR, build_workload, resolve_variant
+from harness.yaml_edit import set_values
 
 REFERENCE_ALGORITHMS = ("adamw", "nadamw", "sgd_nesterov", "momentum")
 BUDGET_FACTOR = 4 / 3
@@ -66,7 +69,8 @@ INT_FLAGS = ("trials", "reruns", "steps", "eval_every", "workers")
 BOOL_FLAGS = ("write", "reuse", "retime")
 WRITTEN_KEYS = ("validation_target", "test_target", "max_runtime_sec", "eval_period_sec", "step_hint", "provenance", "variants", "reference", "eval_every_steps")
 """Workload keys that calibration writes (or that hold other calibrations): ignored when deciding
-whether a finished run can be reused."""
+whether a finished run can be reused. `provenance` is in the workload configs of runs recorded
+before it moved to records/calibration/."""
 RUN_CONTROL_KEYS = ("overwrite", "resume", "quiet")
 SUBMISSION_DEFAULT_KEYS = ("default", "provenance")
 """Submission keys that a default-point study rewrites: a reused run is checked on the
@@ -148,11 +152,12 @@ def calibrate_command(args: Sequence[str]) -> int:
 
 
 def calibrate(base: dict[str, object], *, trials: int, reruns: int, steps: int | None, eval_every: int | None, algorithms: Sequence[str],
-              write: bool, workers: int = 1, reuse: bool = True) -> dict[str, object]:
+              write: bool, workers: int = 1, reuse: bool = True, records_dir: Path = RECORDS_DIR) -> dict[str, object]:
     """Run the whole procedure on the composed config `base`.
 
-    Returns the targets, the provenance (written into the workload YAML when `write`), every
-    trial's and rerun's summary, the workload's name and its metric."""
+    Returns the targets (written into the workload YAML when `write`), the provenance (written
+    into its record under `records_dir` when `write`), every trial's and rerun's summary, the
+    workload's name and its metric."""
     started = time.monotonic()
     variant = base.get("variant")
     workload_cfg = resolve_variant(base["workload"], variant)
@@ -173,16 +178,21 @@ def calibrate(base: dict[str, object], *, trials: int, reruns: int, steps: int |
     provenance = _provenance(workload, algorithms, trials, reruns, steps, eval_every, seed, best, rerun_summaries, summaries, time.monotonic() - started, conditions)
     targets = targets_from_provenance(provenance)
     if write:
-        write_targets(CONFIG_DIR / "workload" / f"{_base_name(workload_cfg)}.yaml", variant, targets, provenance)
+        write_targets(_config_path(workload_cfg), record_path(_base_name(workload_cfg), records_dir), variant, targets, provenance)
     return {"targets": targets, "provenance": provenance, "trials": summaries, "reruns": rerun_summaries, "workload": workload.name, "metric": workload.target_metric_name}
 
 
-def retime(base: dict[str, object], *, write: bool, eval_every: int | None = None, workers: int = 1) -> dict[str, object]:
-    """Re-measure the budget of the committed calibration of `base`'s workload (see the module doc)."""
+def retime(base: dict[str, object], *, write: bool, eval_every: int | None = None, workers: int = 1, records_dir: Path = RECORDS_DIR) -> dict[str, object]:
+    """Re-measure the budget of the committed calibration of `base`'s workload, whose record is
+    under `records_dir` (see the module doc).
+
+    Raises PacerUserError when the record has no `pacer calibrate` provenance for it, or when no
+    rerun reaches its validation target."""
     started = time.monotonic()
     variant = base.get("variant")
     workload_cfg = resolve_variant(base["workload"], variant)
-    provenance = workload_cfg.get("provenance")
+    record = record_path(_base_name(workload_cfg), records_dir)
+    provenance = provenance_of(record, variant)
     label = f"{workload_cfg['name']}" + (f" variant {variant}" if variant else "")
     if not isinstance(provenance, Mapping) or provenance.get("method") != "pacer calibrate":
         raise PacerUserError(f"calibrate: {label} has no `pacer calibrate` provenance to re-time; run a full calibration")
@@ -215,7 +225,7 @@ def retime(base: dict[str, object], *, write: bool, eval_every: int | None = Non
     new_provenance = {k: v for k, v in provenance.items() if k != "retimed"} | {"retimed": json.loads(json.dumps(retimed))}
     targets = targets_from_provenance(new_provenance)
     if write:
-        write_targets(CONFIG_DIR / "workload" / f"{_base_name(workload_cfg)}.yaml", variant, targets, new_provenance)
+        write_targets(_config_path(workload_cfg), record, variant, targets, new_provenance)
     return {"workload": _label(workload_cfg), "targets": targets, "before": workload_cfg, "retimed": retimed, "reruns": reruns}
 
 
@@ -438,6 +448,10 @@ def _base_name(workload_cfg: Mapping[str, object]) -> str:
     return str(workload_cfg.get("base_name") or workload_cfg["name"])
 
 
+def _config_path(workload_cfg: Mapping[str, object]) -> Path:
+    return CONFIG_DIR / "workload" / f"{_base_name(workload_cfg)}.yaml"
+
+
 def _label(workload_cfg: Mapping[str, object]) -> str:
     return str(workload_cfg["name"])
 
@@ -458,14 +472,14 @@ def _best_value_of(summaries: Sequence[RunSummary], direction: MetricDirection) 
     return direction.best(s.best_validation for s in summaries if s.best_validation is not None)
 
 
-# --- writing the workload YAML -----------------------------------------------------------------
+# --- writing the calibration ------------------------------------------------------------------
 
-def write_targets(path: Path, variant: str | None, targets: Targets, provenance: Mapping[str, object]) -> None:
-    """Set the targets and provenance of the base workload (or of `variant`) in `path`,
-    leaving every other line of the file as it was; the result is checked by reloading it."""
-    text = path.read_text()
-    before = yaml.safe_load(text)
-    block = ["variants", variant] if variant else []
+def write_targets(config: Path, record: Path, variant: str | None, targets: Targets, provenance: Mapping[str, object]) -> None:
+    """Set the targets of the base workload (or of `variant`) in the workload YAML `config`,
+    leaving every other line as it was, and their provenance in the calibration record `record`.
+
+    Raises ValueError when the YAML edit would change more than the targets (nothing is then
+    written), OSError when the file system refuses."""
     values: dict[str, object] = {
         "validation_target": targets.validation, "test_target": targets.test, "max_runtime_sec": targets.max_runtime_sec,
         "eval_period_sec": targets.eval_period_sec, "step_hint": targets.step_hint,
@@ -475,58 +489,8 @@ def write_targets(path: Path, variant: str | None, targets: Targets, provenance:
         host = timing["hardware"]
         values |= {"eval_every_steps": targets.eval_every_steps,
                    "reference": {"step_sec": targets.reference_sec, "host": host["id"], "cpu": host["cpu"], "threads": 1, "measured": timing["date"]}}
-    lines = text.splitlines()
-    for key, value in values.items():
-        lines = _set_key(lines, block, key, yaml.safe_dump({key: value}, sort_keys=False).splitlines())
-    lines = _set_key(lines, block, "provenance", yaml.safe_dump({"provenance": dict(provenance)}, sort_keys=False, default_flow_style=None, width=200).splitlines())
-    new_text = "\n".join(lines) + "\n"
-    _check_edit(before, yaml.safe_load(new_text), block, values | {"provenance": provenance}, path)
-    atomic_write(path, new_text)  # runs reading the config meanwhile see the old or the new file
-
-
-def _block_range(lines: list[str], block: Sequence[str]) -> tuple[int, int, int]:
-    """(first line, end line, indent) of the mapping at `block` (top level for [])."""
-    start, end, indent = 0, len(lines), 0
-    for name in block:
-        found = next((i for i in range(start, end) if _indent(lines[i]) == indent and lines[i].strip().startswith(f"{name}:")), None)
-        if found is None:
-            raise PacerUserError(f"cannot find {'.'.join(block)} in the workload config")
-        start, indent = found + 1, indent + 2
-        end = next((i for i in range(start, end) if lines[i].strip() and not lines[i].lstrip().startswith("#") and _indent(lines[i]) < indent), end)
-    return start, end, indent
-
-
-def _set_key(lines: list[str], block: Sequence[str], key: str, dumped: list[str]) -> list[str]:
-    """Replace (or append) `key` and its nested lines in `block` with `dumped`."""
-    start, end, indent = _block_range(lines, block)
-    new = [" " * indent + line for line in dumped]
-    at = next((i for i in range(start, end) if _indent(lines[i]) == indent and lines[i].strip().startswith(f"{key}:")), None)
-    if at is None:
-        last = max((i for i in range(start, end) if lines[i].strip()), default=start - 1)
-        return lines[:last + 1] + new + lines[last + 1:]
-    stop = next((i for i in range(at + 1, end) if lines[i].strip() and _indent(lines[i]) <= indent), end)
-    return lines[:at] + new + lines[stop:]
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" "))
-
-
-def _check_edit(before: dict, after: dict, block: Sequence[str], values: Mapping[str, object], path: Path) -> None:
-    def strip(doc: dict) -> dict:
-        doc = yaml.safe_load(yaml.safe_dump(doc))
-        inner = doc
-        for name in block:
-            inner = inner[name]
-        for key in values:
-            inner.pop(key, None)
-        return doc
-
-    target = after
-    for name in block:
-        target = target[name]
-    if strip(before) != strip(after) or any(target.get(k) != yaml.safe_load(yaml.safe_dump(v)) for k, v in values.items()):
-        raise RuntimeError(f"calibrate: editing {path} would change more than the targets; file left unchanged")
+    set_values(config, ["variants", variant] if variant else [], values)  # runs reading the config meanwhile see the old or the new file
+    write_provenance(record, variant, provenance)
 
 
 def summary_table(result: Mapping[str, object]) -> str:

@@ -9,7 +9,7 @@ exit status 2, before any run.
 For each submission, the candidate points are: the first `trials - 1` scrambled-Halton points of
 its search space (`harness.search.study_points`, seed 0, study 0; values rounded to 3
 significant digits), its current default, and every configuration that `pacer calibrate` found
-best on a study workload (`provenance.best` in the workload's config) that is a point of this
+best on a study workload (`best` in its records/calibration/<workload>.json) that is a point of this
 space (the same hyperparameter names, every value inside it); duplicates run once. Each runs
 once on every study workload (CPU-suite workloads, default `STUDY_WORKLOADS`) as the
 benchmark would run it, but by steps: seed 0, an eval every `calibration.eval_every_steps`, at
@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from harness.calibration_records import provenance_of, record_path
 from harness.errors import PacerUserError
 from harness.hparams import Range, SearchSpace, Value, resolve
 from harness.parallel import map_in_processes
@@ -139,7 +140,7 @@ def calibration_points(space: SearchSpace, workloads: Sequence[str]) -> list[tup
     """The configurations `pacer calibrate` found best on `workloads` that are points of `space`."""
     points = []
     for workload in workloads:
-        best = ((workload_config(workload).get("provenance") or {}).get("best")) or {}
+        best = (provenance_of(record_path(workload), None) or {}).get("best") or {}
         point = dict(best.get("hyperparameters") or {})
         if point and set(point) == set(space.params) and _inside(space, point):
             points.append((f"calibration_best:{workload}/{best['submission']}", point))

@@ -15,7 +15,7 @@ from harness import CONFIG_DIR
 from harness.errors import PacerUserError
 from harness.spec import Workload
 
-NON_CONSTRUCTOR_KEYS = ("variants", "provenance", "calibration", "_target_")
+NON_CONSTRUCTOR_KEYS = ("variants", "calibration", "_target_")
 
 
 def workload_names() -> list[str]:

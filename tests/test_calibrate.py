@@ -1,5 +1,6 @@
 """`pacer calibrate` end to end on digits_cnn with tiny N and R: AlgoPerf's target rules,
-determinism of the step-based parts, and the YAML edit that keeps the rest of the file."""
+determinism of the step-based parts, the YAML edit that keeps the rest of the file, and the
+provenance in records/calibration/."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from harness.calibrate import calibrate, parse_flags, retime, retime_summary, targets_from_provenance, write_targets
+from harness.calibrate import WRITTEN_KEYS, calibrate, parse_flags, retime, retime_summary, targets_from_provenance, write_targets
+from harness.calibration_records import read_record, record_path, write_provenance
 from harness.cli import compose_config
 from harness.errors import PacerUserError
 from harness.workloads import CONFIG_DIR
@@ -82,34 +84,43 @@ def test_finished_runs_of_the_same_config_are_reused(tmp_path):
     assert all(written()[p] != middle[p] for p in middle)
 
 
-def test_writing_targets_keeps_the_rest_of_the_file(first, tmp_path):
-    path = tmp_path / "digits_cnn.yaml"
+def _changed_keys(before: dict, after: dict) -> set[str]:
+    return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+
+
+def test_writing_targets_keeps_the_rest_of_the_file_and_puts_the_provenance_in_the_record(first, tmp_path):
+    path, record = tmp_path / "digits_cnn.yaml", tmp_path / "records" / "digits_cnn.json"
     shutil.copy(CONFIG_DIR / "workload" / "digits_cnn.yaml", path)
-    before_text = path.read_text()
-    write_targets(path, "silu", first["targets"], first["provenance"])
+    record.parent.mkdir()
+    shutil.copy(record_path("digits_cnn"), record)
+    before_text, before_record = path.read_text(), read_record(record)
+    write_targets(path, record, "silu", first["targets"], first["provenance"])
     after = yaml.safe_load(path.read_text())
     before = yaml.safe_load(before_text)
     assert after["variants"]["silu"]["validation_target"] == first["targets"].validation
-    assert after["variants"]["silu"]["provenance"]["rerun_best_validation"] == first["provenance"]["rerun_best_validation"]
+    assert _changed_keys(before["variants"]["silu"], after["variants"]["silu"]) <= set(WRITTEN_KEYS) - {"provenance"}  # settings and targets only
+    assert read_record(record) == before_record | {"variants": before_record["variants"] | {"silu": first["provenance"]}}
     assert after["validation_target"] == before["validation_target"] and after["variants"]["large_bn_init"] == before["variants"]["large_bn_init"]
     assert path.read_text().splitlines()[:2] == before_text.splitlines()[:2]  # comments survive
-    write_targets(path, None, first["targets"], first["provenance"])
+    write_targets(path, record, None, first["targets"], first["provenance"])
     again = yaml.safe_load(path.read_text())
-    assert again["step_hint"] == first["targets"].step_hint and again["provenance"]["method"] == "pacer calibrate"
-    assert again["variants"] == after["variants"]
+    assert again["step_hint"] == first["targets"].step_hint and _changed_keys(after, again) <= set(WRITTEN_KEYS) - {"provenance", "variants"}
+    assert read_record(record)["base"] == first["provenance"] and list(read_record(record)) == ["base", "variants"]
 
 
 def _calibrated_base(first, root: Path, **workload) -> dict[str, object]:
-    """A config whose workload carries `first`'s calibration, as `write=true` would commit it."""
+    """A config whose workload carries `first`'s targets, with their provenance in a record
+    under root/records, as `write=true` would commit them."""
     base = _base(root)
     t = first["targets"]
     base["workload"] |= {"validation_target": t.validation, "test_target": t.test, "max_runtime_sec": t.max_runtime_sec,
-                         "eval_period_sec": t.eval_period_sec, "step_hint": t.step_hint, "provenance": first["provenance"]} | workload
+                         "eval_period_sec": t.eval_period_sec, "step_hint": t.step_hint} | workload
+    write_provenance(record_path("digits_cnn", root / "records"), None, first["provenance"])
     return base
 
 
 def test_retime_keeps_the_targets_and_remeasures_the_budget_on_the_same_steps(first, tmp_path):
-    result = retime(_calibrated_base(first, tmp_path), write=False)
+    result = retime(_calibrated_base(first, tmp_path), write=False, records_dir=tmp_path / "records")
     old, new, retimed = first["targets"], result["targets"], result["retimed"]
     assert (new.validation, new.test, new.step_hint, new.reached) == (old.validation, old.test, old.step_hint, old.reached)
     assert retimed["same_steps_as_calibration"] and retimed["rerun_steps_to_target"] == first["provenance"]["rerun_steps_to_target"]
@@ -122,9 +133,9 @@ def test_retime_keeps_the_targets_and_remeasures_the_budget_on_the_same_steps(fi
 
 def test_retime_refuses_a_workload_without_calibration_or_a_target_it_cannot_reach(first, tmp_path):
     with pytest.raises(PacerUserError, match="no `pacer calibrate` provenance to re-time"):
-        retime(_calibrated_base(first, tmp_path, provenance=None), write=False)
+        retime(_calibrated_base(first, tmp_path), write=False, records_dir=tmp_path / "no_records")
     with pytest.raises(PacerUserError, match="reached its validation target 1.0 here"):
-        retime(_calibrated_base(first, tmp_path, validation_target=1.0), write=False)
+        retime(_calibrated_base(first, tmp_path, validation_target=1.0), write=False, records_dir=tmp_path / "records")
 
 
 def test_bad_flags_are_rejected():

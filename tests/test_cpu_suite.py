@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from harness import hparams as hparamslib
 from harness.calibrate import targets_from_provenance
+from harness.calibration_records import read_record, record_path
 from harness.cli import main
 from harness.errors import PacerUserError
 from harness.runner import Runner, RunSettings
@@ -83,12 +84,13 @@ def test_every_variant_builds_and_differs(name, tmp_path):
 
 
 def _blocks(name: str):
-    """(label, resolved config, the block's own provenance) for the base and each variant."""
+    """(label, resolved config, its provenance from the calibration record) for the base and each variant."""
     config = workload_config(name)
-    yield name, config, config["provenance"]
-    for variant, block in config["variants"].items():
-        assert "provenance" in block, f"{name}_{variant}: every variant says where its targets come from"
-        yield f"{name}_{variant}", resolve_variant(config, variant), block["provenance"]
+    record = read_record(record_path(name))
+    yield name, config, record["base"]
+    for variant in config["variants"]:
+        assert variant in record["variants"], f"{name}_{variant}: every variant says where its targets come from"
+        yield f"{name}_{variant}", resolve_variant(config, variant), record["variants"][variant]
 
 
 @pytest.mark.parametrize("name", SUITE)

@@ -10,10 +10,13 @@ import pytest
 from omegaconf import OmegaConf
 
 from harness import default_study
+from harness.calibration_records import provenance_of, record_path
 from harness.hparams import FeasiblePoints, Range, SearchSpace
 from harness.runner import RunSettings
 from harness.submissions import load_submission
 from harness.workloads import CONFIG_DIR, workload_config
+
+CALIBRATION_BEST = provenance_of(record_path("mnist1d_cnn"), None)["best"]
 
 
 def _trial(index: int, steps: list[int | None], best: list[float | None], directions=("max", "max")) -> dict[str, object]:
@@ -67,17 +70,17 @@ def test_rounded_points_stay_in_range():
 
 
 def test_candidates_add_calibration_bests_that_are_points_of_the_space_once():
-    best = workload_config("mnist1d_cnn")["provenance"]["best"]["hyperparameters"]
+    best = CALIBRATION_BEST["hyperparameters"]
     space = SearchSpace({name: FeasiblePoints([value]) for name, value in best.items()}, "test")
     sources = [source for source, _ in default_study.candidate_points(space, best, 3, ["mnist1d_cnn", "teacher_student"])]
     # Every Halton point of a one-point space is that point, and so are the default and the
     # calibration best: one candidate, which names its sources.
-    assert sources == ["halton = prior_default = calibration_best:mnist1d_cnn/" + workload_config("mnist1d_cnn")["provenance"]["best"]["submission"]]
+    assert sources == ["halton = prior_default = calibration_best:mnist1d_cnn/" + CALIBRATION_BEST["submission"]]
     narrower = SearchSpace({name: FeasiblePoints([value]) for name, value in best.items()} | {"learning_rate": Range(1e-4, 1e-3, "log")}, "test")
     assert not any(source.startswith("calibration_best") for source, _ in default_study.candidate_points(narrower, {}, 3, ["mnist1d_cnn"]))  # it lies outside
     wider = SearchSpace({name: FeasiblePoints([value]) for name, value in best.items()} | {"learning_rate": Range(1e-4, 1.0, "log")}, "test")
     candidates = dict((source, point) for source, point in default_study.candidate_points(wider, {}, 2, ["mnist1d_cnn"]))
-    assert candidates["calibration_best:mnist1d_cnn/" + workload_config("mnist1d_cnn")["provenance"]["best"]["submission"]] == best
+    assert candidates["calibration_best:mnist1d_cnn/" + CALIBRATION_BEST["submission"]] == best
 
 
 def test_reuse_needs_the_same_steps_threads_and_a_guard_that_cannot_have_cut_the_run():

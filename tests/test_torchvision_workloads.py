@@ -23,6 +23,7 @@ from vision_data import make_cifar10, make_mnist, write_idx
 
 from harness import cli
 from harness import hparams as hparamslib
+from harness.calibration_records import read_record, record_path
 from harness.errors import PacerUserError
 from harness.runner import Runner, RunSettings
 from harness.spec import ForwardPassMode
@@ -121,7 +122,8 @@ def test_every_variant_builds_with_its_own_targets(name: str, data: dict[str, Pa
 @pytest.mark.parametrize("name", NAMES)
 def test_targets_are_provisional_and_say_how_to_calibrate(name: str) -> None:
     config = workload_config(name)
-    blocks = [(name, config, config["provenance"])] + [(f"{name}_{v}", config | b, b["provenance"]) for v, b in config["variants"].items()]
+    record = read_record(record_path(name))
+    blocks = [(name, config, record["base"])] + [(f"{name}_{v}", config | b, record["variants"][v]) for v, b in config["variants"].items()]
     for label, cfg, provenance in blocks:
         for key in ("validation_target", "test_target", "max_runtime_sec", "eval_period_sec", "step_hint", "batch_size", "eval_batch_size"):
             assert isinstance(cfg[key], (int, float)) and cfg[key] > 0, f"{label}: {key}"

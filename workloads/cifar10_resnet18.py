@@ -5,7 +5,7 @@ fetched into an empty `data_dir`) by `workloads.data.torchvision_files`, which t
 workload `cifar10` shares; tests never download. The 50,000
 training images are split 45,000 train / 5,000 validation (the last 5,000); the 10,000 test
 images are the test split. Standard augmentation: pad by 4 and random 32x32 crop, horizontal
-flip; per-channel normalisation. Targets are provisional (see the config's `provenance`)
+flip; per-channel normalisation. Targets are provisional (see records/calibration/cifar10_resnet18.json)
 until `pacer calibrate` sets them on a GPU.
 """
 

@@ -4,8 +4,8 @@ The source is an order-`order` Markov chain over `vocab` symbols whose next-symb
 distributions are drawn from a Dirichlet(`concentration`) by the dataset seed; sequences
 start in the chain's stationary distribution and have random lengths (padded, weight 0).
 Because the source is known, so is the best possible loss: the entropy rate
-H = sum_c pi(c) H(P(. | c)) in nats per token, which `optimal_loss` computes and the config's
-provenance reports beside the target. Only tokens predicted from a full context are weighted,
+H = sum_c pi(c) H(P(. | c)) in nats per token, which `optimal_loss` computes and its calibration
+record (records/calibration/markov_lm.json) reports beside the target. Only tokens predicted from a full context are weighted,
 so the expected loss of the true source on them is exactly H.
 
 Exercises token and position embeddings, causal self-attention, LayerNorm (pre- or post-),
