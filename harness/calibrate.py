@@ -9,7 +9,7 @@
 3. validation target = median of the reruns' best validation metrics;
    test target = worst best-test metric among the reruns that reached the validation target;
    budget (`max_runtime_sec`) = 4/3 x the median submission time those reruns took to reach it;
-   `step_hint` = the median number of steps they took;
+   `step_hint` = the step budget the trials and reruns had (AlgoPerf's meaning);
    `eval_period_sec` = so that an eval costs ~15% of training time (within budget/40..budget/10).
 4. The targets are written into `configs/workload/<name>.yaml` (into the variant's block for
    `variant=...`), editing only those keys, and the provenance (algorithms, trials, every

@@ -19,6 +19,9 @@ from harness.slurm import queue_state, slurm_queue
 from harness.store import TERMINAL_STATUSES, RunDir, check_inside, config_hash, safe_component
 
 MANIFEST = "sweep.json"
+LOCK = ".sweep.lock"
+"""Held (flock) by the `pacer sweep` process of the experiment while it launches and, with the
+local and inline launchers, while its jobs run."""
 STATES = ("done", "running", "pending", "failed")
 FOREIGN_RECORD = "a run record this sweep did not write sits at the cell's path (pacer sweep names the difference)"
 """A cell's failure reason when its path holds a record with another config (`written_by`)."""
@@ -74,8 +77,10 @@ def written_by(record: Mapping[str, object], cell_hash: str) -> bool:
     return config_hash(dict(record.get("config") or {})) == cell_hash
 
 
-def cell_state(entry: Mapping[str, object], run_dir: Path, queue: Mapping[str, str], exp_dir: Path) -> tuple[str, str | None]:
-    """(state, reason) of a manifest entry from its run record and the launcher's queue.
+def cell_state(entry: Mapping[str, object], run_dir: Path, queue: Mapping[str, str], exp_dir: Path, locked: frozenset[tuple[int, int, int]] = frozenset()) -> tuple[str, str | None]:
+    """(state, reason) of a manifest entry from its run record, the launcher's queue and
+    `locked` (`flocked_files()`: a live run holds a lock on its folder, which tells a running
+    cell of a local sweep before the sweep has written its job ids).
 
     The queue is read before the records, so a job that ends in between counts as done."""
     in_queue = queue_state(queue.get(str(entry.get("job_id"))))
@@ -89,6 +94,8 @@ def cell_state(entry: Mapping[str, object], run_dir: Path, queue: Mapping[str, s
         return "failed", last_line(record.get("error") or "error")
     if in_queue:
         return in_queue, None
+    if status == "running" and _file_id(run_dir) in locked:
+        return "running", None
     if not entry.get("job_id"):
         return "pending", "not submitted"
     if entry.get("job_id") == "inline" and status is None:
@@ -125,9 +132,10 @@ def refresh(manifest: dict[str, object], results_root: Path, exp_dir: Path) -> d
     jobs = manifest["jobs"]
     queue = slurm_queue(manifest["job_name"]) if any(e.get("launcher") == "slurm" and e.get("job_id") for e in jobs.values()) else {}
     queue |= _local_queue(jobs.values())
+    locked = flocked_files()
     counts = dict.fromkeys(STATES, 0)
     for entry in jobs.values():
-        entry["state"], entry["reason"] = cell_state(entry, Path(results_root) / entry["run_dir"], queue, exp_dir)
+        entry["state"], entry["reason"] = cell_state(entry, Path(results_root) / entry["run_dir"], queue, exp_dir, locked)
         counts[entry["state"]] += 1
     return counts
 
@@ -145,11 +153,42 @@ def _local_queue(entries: Iterator[Mapping[str, object]]) -> dict[str, str]:
 
 
 def wait_until_settled(exp_dir: Path, results_root: Path, poll_sec: float) -> Iterator[tuple[dict[str, object], dict[str, int]]]:
-    """Yield (manifest, counts) until nothing is queued or running."""
+    """Yield (manifest, counts) until nothing is queued or running and no `pacer sweep` of the
+    experiment is still at work (a local sweep runs its queue without a scheduler to ask)."""
     while True:
         manifest = read_manifest(exp_dir)
         counts = refresh(manifest, results_root, exp_dir)
         yield manifest, counts
-        if counts["running"] == 0 and all(e.get("reason") in ("not submitted", "not started") for e in manifest["jobs"].values() if e["state"] == "pending"):
+        unqueued = all(e.get("reason") in ("not submitted", "not started") for e in manifest["jobs"].values() if e["state"] == "pending")
+        if counts["running"] == 0 and unqueued and not sweep_at_work(exp_dir):
             return
         time.sleep(poll_sec)
+
+
+def sweep_at_work(exp_dir: Path) -> bool:
+    """Whether a `pacer sweep` process holds the experiment's lock."""
+    return (exp_dir / LOCK).exists() and _file_id(exp_dir / LOCK) in flocked_files()
+
+
+def flocked_files() -> frozenset[tuple[int, int, int]]:
+    """(device major, device minor, inode) of every file or folder that some process holds a
+    flock on, from Linux's /proc/locks (read only: testing a lock by taking it could refuse a
+    run starting at that moment). Empty where there is no /proc/locks."""
+    try:
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return frozenset()
+    held = set()
+    for fields in (line.split() for line in text.splitlines()):
+        if len(fields) >= 6 and fields[1] == "FLOCK":  # waiters ("->") are not holders
+            major, minor, inode = fields[5].split(":")
+            held.add((int(major, 16), int(minor, 16), int(inode)))
+    return frozenset(held)
+
+
+def _file_id(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)

@@ -507,7 +507,7 @@ def score_frame(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mi
     if df.empty:
         raise PacerUserError("no runs to score")
     notes = check_comparable(df, allow_mixed)
-    check_held_out_names(rules.held_out, set(df["workload"].astype(str)))
+    notes += check_held_out_names(rules.held_out, set(df["workload"].astype(str)))
     trials, dup_notes = dedupe_reruns(trial_times(df))
     ruleset = ruleset or infer_ruleset(trials)
     rules, rules_note = round_rules(trials, rules)
@@ -547,16 +547,20 @@ def misses_for_missing_cells(times: pd.DataFrame, examples: int = 10) -> tuple[p
     return times.fillna(np.inf), f"{len(cells)} submission/workload cell(s) have no run and count as misses: {shown}"
 
 
-def check_held_out_names(held_out: Sequence[str], workloads: set[str]) -> None:
+def check_held_out_names(held_out: Sequence[str], workloads: set[str]) -> list[str]:
     """Raise PacerUserError for a held-out name that no run has and no AlgoPerf round draws (a
     typo would otherwise turn the held-out rule off for that variant in silence). A round's
-    variant may have no run: AlgoPerf then counts it as missed."""
+    variant may have no run: AlgoPerf then counts it as missed. Returns a warning when no
+    held-out name has a run at all (e.g. a round's draw on results of another suite)."""
     from harness.algoperf_import import VERSIONS, algoperf_round
 
     drawn = {variant for version in VERSIONS for variant in algoperf_round(version).held_out}
     unknown = [name for name in held_out if name not in workloads and name not in drawn]
     if unknown:
         raise PacerUserError(f"held-out workload {unknown[0]!r} has no runs to score (workloads with runs: {', '.join(sorted(workloads))})")
+    if held_out and not set(held_out) & workloads:
+        return [f"no held-out workload ({', '.join(held_out)}) has a run here, so the held-out rule changes nothing"]
+    return []
 
 
 def round_rules(trials: pd.DataFrame, rules: ScoringRules) -> tuple[ScoringRules, str | None]:

@@ -37,13 +37,12 @@ from harness import rng as rnglib
 from harness.errors import PacerUserError
 from harness.hparams import SearchSpace
 from harness.job import changed_keys, check_no_hand_tuning, prepare_job, run_folder
-from harness.manifest import FOREIGN_RECORD, MANIFEST, experiment_dir, read_manifest, refresh
+from harness.manifest import FOREIGN_RECORD, LOCK, MANIFEST, experiment_dir, read_manifest, refresh
 from harness.search import study_points
 from harness.store import RunDir, atomic_write, config_hash
 from harness.submissions import load_submission
 from harness.workloads import resolve_variant, workload_config, workload_names
 
-LOCK = ".sweep.lock"
 GRID_KEYS = ("submission", "workload")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from omegaconf import OmegaConf
 from harness import launchers
 from harness.cli import compose_config, main
 from harness.job import prepare_job
+from harness.manifest import wait_until_settled
 from harness.search import trial_point
 from harness.submissions import load_submission
 from harness.sweep import MANIFEST, expand_grid, experiment_lock
@@ -206,3 +208,33 @@ def test_a_bad_cell_is_refused_before_any_cell_is_launched(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("pacer: error: cell nadamw/mnist1d_mlp_gelu/study_0/trial_0: workload mnist1d_mlp_gelu: hidden=-1 must be an integer >= 1") and "\n" not in err
     assert not tmp_path.exists() or not list(tmp_path.rglob("run.json")) and not list(tmp_path.rglob("sweep.json"))
+
+
+def test_status_of_a_local_sweep_at_work_sees_its_running_cells_and_wait_follows_it(tmp_path, capsys):
+    """A local sweep writes its job ids only once its jobs have run: until then a cell is running
+    when its run holds the lock on its folder, and `--wait` follows while the sweep holds its own."""
+    assert _sweep(tmp_path) == 0
+    exp_dir = tmp_path / "demo"
+    manifest = json.loads((exp_dir / MANIFEST).read_text())
+    for entry in manifest["jobs"].values():
+        entry.pop("job_id"), entry.pop("launcher")  # as the sweep left them before its jobs ran
+    (exp_dir / MANIFEST).write_text(json.dumps(manifest))
+    run_dir = tmp_path / next(iter(manifest["jobs"].values()))["run_dir"]
+    record = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps(record | {"status": "running"}))
+    capsys.readouterr()
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a live run holds
+        main(["status", f"results_root={tmp_path}", "experiment=demo"])
+        assert "1 done, 1 running, 0 pending, 0 failed" in capsys.readouterr().out
+    finally:
+        os.close(fd)
+    main(["status", f"results_root={tmp_path}", "experiment=demo"])
+    assert "1 done, 0 running, 1 pending, 0 failed" in capsys.readouterr().out  # no live run: not started
+
+    following = wait_until_settled(exp_dir, tmp_path, poll_sec=0)
+    with experiment_lock(exp_dir):
+        next(following), next(following)  # the sweep is at work: --wait goes on
+    with pytest.raises(StopIteration):
+        next(following)
