@@ -118,13 +118,22 @@ def save(runner: Runner, run_dir: Path, preemptions: int) -> Path:
     """Write the runner's state to `<run_dir>/checkpoint.pt` atomically: the previous
     checkpoint stays until the new one is complete on disk."""
     path = path_in(run_dir)
-    payload = io.BytesIO()
-    torch.save(capture(runner, preemptions), payload)  # in memory: torch reports a failed file write as a RuntimeError, not as the OSError it is
     with writing_record(path):
-        atomic_write(path, payload.getvalue())
+        torch_save_atomically(capture(runner, preemptions), path)
     for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a process killed while writing
         stale.unlink(missing_ok=True)
     return path
+
+
+def torch_save_atomically(obj: object, path: Path, *, durable: bool = True) -> None:
+    """`torch.save(obj)` into `path` through `store.atomic_write` (readers see the old or the new
+    file). Serialized in memory first: torch reports a file write the disk refuses part-way as a
+    RuntimeError, where the OSError it is lets the caller say "disk full".
+
+    Raises OSError when the file system refuses; `path` is then unchanged."""
+    payload = io.BytesIO()
+    torch.save(obj, payload)
+    atomic_write(path, payload.getvalue(), durable=durable)
 
 
 def load(run_dir: Path, allowed_classes: Sequence[type] = ()) -> dict[str, object] | None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import io
 import json
 import math
 import os
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import rng as rnglib
+from harness.checkpoint import torch_save_atomically
 from harness.checks import check_choice, finite_number, seconds, whole_number
 from harness.spec import (
     Batch,
@@ -48,7 +48,6 @@ from harness.spec import (
     Workload,
     parameter_type,
 )
-from harness.store import atomic_write
 
 DATA_DIR_ENV = "PACER_DATA_DIR"
 CLOCKS = ("wall", "normalized")
@@ -252,10 +251,8 @@ class TensorWorkload(BuiltModelParameters, Workload):
             saved = torch.load(path, weights_only=True)
             return Splits(*(Split(**saved[name]) for name in ("train", "validation", "test")), saved["eval_train_size"])
         splits = self.make_splits(self.dataset_seed)
-        payload = io.BytesIO()
-        torch.save(asdict(splits), payload)  # in memory: torch reports a failed file write as a RuntimeError, not as the OSError it is
         try:
-            atomic_write(path, payload.getvalue(), durable=False)  # concurrent runs never read a half-written file
+            torch_save_atomically(asdict(splits), path, durable=False)  # concurrent runs never read a half-written file
         except OSError as e:
             warnings.warn(f"cannot keep the generated data in {path} ({e.strerror or e}): the next run generates it again", stacklevel=2)
         return splits
