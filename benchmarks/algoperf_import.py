@@ -35,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.algoperf_import import algoperf_round, algoperf_targets  # noqa: E402
+from harness.scoring.algoperf_import import algoperf_round, algoperf_targets  # noqa: E402
 
 STUDIES, TRIALS = 5, 5
 FRAMEWORKS = ("jax", "pytorch")

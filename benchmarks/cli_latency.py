@@ -5,7 +5,7 @@
 Writes a results tree as a finished sweep leaves it (kept and reused when --root already holds
 it): `pacer sweep --dry` of 2 submissions x the CPU suite's 5 workloads x 5 studies x 20 trials
 (launcher=inline) writes the real manifest, then each cell gets a run record through
-harness.store.RunDir with the cell's own config: 96% finished, 2% errors (the failure lines of
+harness.core.store.RunDir with the cell's own config: 96% finished, 2% errors (the failure lines of
 the table), 2% never started. No eval logs: status reads only run.json.
 
 Then times each command as a user runs it, in a fresh process from the folder that holds
@@ -36,8 +36,8 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 from harness.cli import main
-from harness.store import RunDir
-from harness.sweep import Cell, expand_grid, parse_sweep_args
+from harness.core.store import RunDir
+from harness.experiments.sweep import Cell, expand_grid, parse_sweep_args
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "latency"

@@ -41,9 +41,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from harness.cli import compose_config
-from harness.job import run_job
-from harness.parallel import map_in_processes
-from harness.store import RunDir, run_path
+from harness.core.store import RunDir, run_path
+from harness.experiments.job import run_job
+from harness.experiments.parallel import map_in_processes
 
 CONDITIONS = ("quiet", "competitor", "two_runs", "oversubscribed")
 COMPETITOR = (

@@ -24,11 +24,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from harness.cli import compose_config
-from harness.errors import PacerUserError
-from harness.job import run_job
-from harness.spec import MetricDirection
-from harness.store import RunDir, run_path
-from harness.submissions import check_submission_names, submission_names
+from harness.core.errors import PacerUserError
+from harness.core.spec import MetricDirection
+from harness.core.store import RunDir, run_path
+from harness.experiments.job import run_job
+from harness.plugins.submissions import check_submission_names, submission_names
 
 SUITE = ("mnist1d_mlp", "mnist1d_cnn", "digits_cnn", "teacher_student", "markov_lm")
 

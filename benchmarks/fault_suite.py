@@ -64,7 +64,7 @@ import os
 
 import torch
 
-from harness import submission_kit
+from harness.plugins import submission_kit
 from submissions.nadamw import data_selection, get_batch_size, init_optimizer_state  # noqa: F401
 
 KIND, _, AT = os.environ.get("PACER_FAULT", "none@-1").partition("@")
@@ -164,7 +164,7 @@ def audit(root: Path, run_dir: Path, before: list[dict[str, object]], reference:
           landed: str | None = None) -> Trial:
     """Count what the fault cost `run_dir` (see the module docstring). `landed`: the record's
     counter (`preemptions`, `restarts`) that shows the fault hit the run before it ended."""
-    from harness.store import STATUSES, TERMINAL_STATUSES, load_results
+    from harness.core.store import STATUSES, TERMINAL_STATUSES, load_results
 
     corrupted, note = 0, ""
     try:
@@ -559,8 +559,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _torn_write_child(strike_at: int, args: Sequence[str]) -> None:
     """`pacer ARGS` in this process, SIGKILLed halfway through writing its eval number `strike_at`."""
-    from harness import store
     from harness.cli import main as pacer_main
+    from harness.core import store
 
     append, calls = store.RunDir.append_eval, [0]
 

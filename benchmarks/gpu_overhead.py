@@ -1,4 +1,4 @@
-"""How much Pacer's runner costs on a GPU: imagenet_resnet50 steps/s through `harness.runner`
+"""How much Pacer's runner costs on a GPU: imagenet_resnet50 steps/s through `harness.core.runner`
 against a bare torchvision training loop, on the same synthetic batch, batch size and
 precision, with and without `torch.compile`.
 
@@ -29,11 +29,11 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without installing
 
-from harness.fingerprint import cpu_model
-from harness.runner import Runner, RunSettings
-from harness.spec import Batch, EvalResults, Hyperparameters, InputQueue
-from harness.submission_kit import WarmupLinearDecay
-from harness.workloads import workload_config
+from harness.core.fingerprint import cpu_model
+from harness.core.runner import Runner, RunSettings
+from harness.core.spec import Batch, EvalResults, Hyperparameters, InputQueue
+from harness.plugins.submission_kit import WarmupLinearDecay
+from harness.plugins.workloads import workload_config
 from submissions import momentum
 from workloads.imagenet_resnet50 import ImagenetResNet50
 from workloads.models.resnet import resnet50

@@ -2,7 +2,7 @@
 
 In one process and one torch thread, the same model, data, batch size and optimizer (NAdamW's
 default point with its schedule) train twice side by side: a bare PyTorch loop and a
-`harness.runner.Runner` driven step by step (`Runner.step`, the code `run()` repeats). They
+`harness.core.runner.Runner` driven step by step (`Runner.step`, the code `run()` repeats). They
 alternate in short blocks (`--block` steps each, bare first in even pairs, runner first in
 odd ones), so that the shared VM's slow swings in speed hit both alike; each pair of blocks
 gives one ratio. Three figures per pair, each printed as the median over the pairs with its
@@ -35,12 +35,12 @@ import numpy as np
 import torch
 from scipy.stats import quantile_test
 
-from harness import hparams as hparamslib
-from harness import rng as rnglib
 from harness.cli import compose_config
-from harness.runner import Runner, RunSettings
-from harness.submissions import load_submission
-from harness.workloads import build_workload
+from harness.core import rng as rnglib
+from harness.core.runner import Runner, RunSettings
+from harness.plugins import hparams as hparamslib
+from harness.plugins.submissions import load_submission
+from harness.plugins.workloads import build_workload
 
 WARMUP_PAIRS = 5
 

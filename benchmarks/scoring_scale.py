@@ -2,14 +2,14 @@
 
     PYTHONPATH=. python benchmarks/scoring_scale.py [--root DIR] [--runs-per-cell 10] [--drop-os-cache]
 
-Writes a synthetic results tree through harness.store (20 submissions x 10 workloads x 5 studies
+Writes a synthetic results tree through harness.core.store (20 submissions x 10 workloads x 5 studies
 x 10 trials; kept and reused when --root already holds it), then times, on real records:
 
 * the baseline: reading the bytes of every run.json and evals.jsonl, nothing else (the floor of
   any cold load; the cold lines are printed as ratios to it);
 * cold: `pacer score`'s path reading every run.json and evals.jsonl (then writing the cache);
 * warm: the same path reading the Parquet cache (what a second `pacer score` does);
-* the report (`harness.report.write_report`), warm.
+* the report (`harness.scoring.report.write_report`), warm.
 
 The first read of the tree warms the OS page cache. `--drop-os-cache` (root only) empties it
 before the baseline and before the cold score, so that both read from the disk.
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.report import write_report
-from harness.scoring import ScoringRules, score_roots
-from harness.store import EVALS_FILE, RUN_FILE, RunDir, find_runs, load_results, run_path
+from harness.core.store import EVALS_FILE, RUN_FILE, RunDir, find_runs, load_results, run_path
+from harness.scoring.report import write_report
+from harness.scoring.rules import ScoringRules, score_roots
 
 SUBMISSIONS, WORKLOADS, STUDIES, EVALS = 20, 10, 5, 100
 

@@ -22,8 +22,8 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 from harness.cli import main
-from harness.manifest import MANIFEST
-from harness.slurm import check_slurm
+from harness.experiments.manifest import MANIFEST
+from harness.experiments.slurm import check_slurm
 
 GOAL_SEC = 15.0
 

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from harness.errors import PacerUserError
+from harness.core.errors import PacerUserError
 
 PREEMPTED_EXIT_CODE = 3
 
@@ -39,7 +39,7 @@ options:
 
 def config_groups() -> dict[str, list[str]]:
     """Config group name -> its options, from the folders under configs/."""
-    from harness.workloads import CONFIG_DIR
+    from harness.plugins.workloads import CONFIG_DIR
 
     return {d.name: sorted(p.stem for p in d.glob("*.yaml") if not p.stem.startswith("_")) for d in CONFIG_DIR.iterdir() if d.is_dir()}
 
@@ -47,7 +47,7 @@ def config_groups() -> dict[str, list[str]]:
 def normalize_overrides(args: Sequence[str]) -> list[str]:
     """Check group choices early (one line listing the valid names) and let `hparams.x=v`
     add keys to the open `hparams` mapping."""
-    from harness.submissions import file_submission_config, is_submission_file
+    from harness.plugins.submissions import file_submission_config, is_submission_file
 
     groups = config_groups()
     out = []
@@ -67,7 +67,7 @@ def normalize_overrides(args: Sequence[str]) -> list[str]:
 
 def submission_files(overrides: Sequence[str]) -> list[str]:
     """The AlgoPerf files given as `submission=path/to/file.py`."""
-    from harness.submissions import is_submission_file
+    from harness.plugins.submissions import is_submission_file
 
     return [value for key, _, value in (o.partition("=") for o in overrides) if key == "submission" and is_submission_file(value)]
 
@@ -83,14 +83,14 @@ def compose_config(overrides: Sequence[str]):
     """Compose configs/config.yaml with overrides through Hydra, as a single run sees it.
 
     `submission=path/to/submission.py` (an AlgoPerf file) is not a config-group choice: the
-    submission group becomes that file's config (`harness.submissions.file_submission_config`)."""
+    submission group becomes that file's config (`harness.plugins.submissions.file_submission_config`)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
-    from harness.submissions import file_submission_config
-    from harness.workloads import CONFIG_DIR
+    from harness.plugins.submissions import file_submission_config
+    from harness.plugins.workloads import CONFIG_DIR
 
     files = submission_files(overrides)
     overrides = [o for o in overrides if not (o.startswith("submission=") and o.partition("=")[2] in files)]
@@ -131,8 +131,8 @@ def run_command(args: Sequence[str]) -> int:
         folders = check_multirun_folders(overrides)
         _hydra_multirun(overrides)
         return _multirun_exit_code(folders)
-    from harness import distributed
-    from harness.job import prepare_job, run_job
+    from harness.core import distributed
+    from harness.experiments.job import prepare_job, run_job
 
     cfg = compose_config(overrides)
     if isinstance(cfg.devices, int) and cfg.devices > 1 and not distributed.launched():
@@ -187,7 +187,7 @@ def _hydra_error_line(error: Exception) -> str:
         return f"{first} {missing}"
     from omegaconf import OmegaConf
 
-    from harness.workloads import CONFIG_DIR
+    from harness.plugins.workloads import CONFIG_DIR
 
     keys = [k for k in OmegaConf.load(CONFIG_DIR / "config.yaml") if k not in ("defaults", "hydra")]
     return f"{first} {missing} (valid top-level keys: {', '.join(keys)}, and the config groups' keys)"
@@ -211,7 +211,7 @@ def check_multirun_folders(overrides: Sequence[str]) -> list[Path]:
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
-    from harness.job import prepare_job, run_folder
+    from harness.experiments.job import prepare_job, run_folder
 
     job_args = [o for o in overrides if o not in ("-m", "--multirun") and not o.startswith(("hydra.", "hydra/"))]
     try:
@@ -239,7 +239,7 @@ def check_multirun_folders(overrides: Sequence[str]) -> list[Path]:
 def _multirun_exit_code(folders: Sequence[Path]) -> int:
     """0 when every job's run finished (reached, budget, complete, step cap, diverged); else 1,
     with a line per unfinished run (an error, a preemption that was not requeued, a lost job)."""
-    from harness.store import TERMINAL_STATUSES, RunDir
+    from harness.core.store import TERMINAL_STATUSES, RunDir
 
     unfinished = []
     for folder in folders:
@@ -259,9 +259,9 @@ def _hydra_multirun(overrides: Sequence[str]) -> None:
     import hydra
     from omegaconf import OmegaConf
 
-    from harness.job import run_job
-    from harness.launchers import quiet_sacct_warnings, requeue_through_submitit
-    from harness.workloads import CONFIG_DIR
+    from harness.experiments.job import run_job
+    from harness.experiments.launchers import quiet_sacct_warnings, requeue_through_submitit
+    from harness.plugins.workloads import CONFIG_DIR
 
     quiet_sacct_warnings()  # hydra/launcher=submitit_slurm polls sacct, absent without accounting
 
@@ -280,9 +280,9 @@ def _hydra_multirun(overrides: Sequence[str]) -> None:
 def _own_preempted_run(cfg: Mapping[str, object]) -> bool:
     """True when the config's run folder holds a preempted run of this very config: a job of a
     multirun that its launcher requeued."""
-    from harness.job import SWEEP_ONLY_KEYS, run_folder
-    from harness.manifest import written_by
-    from harness.store import RunDir, config_hash
+    from harness.core.store import RunDir, config_hash
+    from harness.experiments.job import SWEEP_ONLY_KEYS, run_folder
+    from harness.experiments.manifest import written_by
 
     record = RunDir(run_folder(cfg)).read_run()
     own = config_hash({k: v for k, v in cfg.items() if k not in SWEEP_ONLY_KEYS})
@@ -290,37 +290,37 @@ def _own_preempted_run(cfg: Mapping[str, object]) -> bool:
 
 
 def calibrate_command(args: Sequence[str]) -> int:
-    from harness.calibrate import calibrate_command as command
+    from harness.experiments.calibrate import calibrate_command as command
 
     return command(args)
 
 
 def score_command(args: Sequence[str]) -> int:
-    from harness.score_cli import score_command as command
+    from harness.scoring.score_cli import score_command as command
 
     return command(args)
 
 
 def report_command(args: Sequence[str]) -> int:
-    from harness.score_cli import report_command as command
+    from harness.scoring.score_cli import report_command as command
 
     return command(args)
 
 
 def import_algoperf_command(args: Sequence[str]) -> int:
-    from harness.algoperf_import import import_command
+    from harness.scoring.algoperf_import import import_command
 
     return import_command(args)
 
 
 def sweep_command(args: Sequence[str]) -> int:
-    from harness.sweep import sweep_command as sweep
+    from harness.experiments.sweep import sweep_command as sweep
 
     return sweep(args)
 
 
 def status_command(args: Sequence[str]) -> int:
-    from harness.sweep_status import status_command as status
+    from harness.experiments.sweep_status import status_command as status
 
     return status(args)
 

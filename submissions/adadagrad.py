@@ -36,8 +36,7 @@ from collections.abc import Mapping
 
 import torch
 
-from harness import submission_kit
-from harness.spec import (
+from harness.core.spec import (
     Batch,
     EvalResults,
     Hyperparameters,
@@ -51,6 +50,7 @@ from harness.spec import (
     Tensor,
     Workload,
 )
+from harness.plugins import submission_kit
 
 INITIAL_BATCH_DIVISOR = 8
 """The first batch is the reference batch size divided by this (at least 2 K examples)."""

@@ -22,8 +22,7 @@ from collections.abc import Mapping
 
 import pytorch_optimizer
 
-from harness import submission_kit
-from harness.spec import (
+from harness.core.spec import (
     Batch,
     EvalResults,
     Hyperparameters,
@@ -35,6 +34,7 @@ from harness.spec import (
     Rng,
     Workload,
 )
+from harness.plugins import submission_kit
 
 
 def get_batch_size(workload_name: str) -> int:

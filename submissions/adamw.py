@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from harness import submission_kit
-from harness.spec import Hyperparameters, ModelAuxiliaryState, OptimizerState, ParameterContainer, Rng, Workload
+from harness.core.spec import Hyperparameters, ModelAuxiliaryState, OptimizerState, ParameterContainer, Rng, Workload
+from harness.plugins import submission_kit
 
 
 def get_batch_size(workload_name: str) -> int:

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import torch
 
-from harness import submission_kit
-from harness.spec import Hyperparameters, ModelAuxiliaryState, OptimizerState, ParameterContainer, Rng, Tensor, Workload
+from harness.core.spec import Hyperparameters, ModelAuxiliaryState, OptimizerState, ParameterContainer, Rng, Tensor, Workload
+from harness.plugins import submission_kit
 
 
 class GradientWindow:

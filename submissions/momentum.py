@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from harness import submission_kit
-from harness.spec import Hyperparameters, ModelAuxiliaryState, OptimizerState, ParameterContainer, Rng, Workload
+from harness.core.spec import Hyperparameters, ModelAuxiliaryState, OptimizerState, ParameterContainer, Rng, Workload
+from harness.plugins import submission_kit
 
 
 def sgd_optimizer_state(workload: Workload, model_params: ParameterContainer, hyperparameters: Hyperparameters, *, nesterov: bool) -> OptimizerState:

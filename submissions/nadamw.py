@@ -16,8 +16,8 @@ import math
 
 import torch
 
-from harness import submission_kit
-from harness.spec import Hyperparameters, ModelAuxiliaryState, OptimizerState, ParameterContainer, Rng, Workload
+from harness.core.spec import Hyperparameters, ModelAuxiliaryState, OptimizerState, ParameterContainer, Rng, Workload
+from harness.plugins import submission_kit
 
 
 class NAdamW(torch.optim.Optimizer):

@@ -24,8 +24,7 @@ from collections.abc import Mapping
 
 import schedulefree
 
-from harness import submission_kit
-from harness.spec import (
+from harness.core.spec import (
     Batch,
     EvalResults,
     Hyperparameters,
@@ -37,6 +36,7 @@ from harness.spec import (
     Rng,
     Workload,
 )
+from harness.plugins import submission_kit
 
 RECALIBRATION_BATCHES = 8
 

@@ -8,7 +8,7 @@ Hyperparameters: as `momentum.py`. Memory: one extra float per parameter.
 
 from __future__ import annotations
 
-from harness.spec import Hyperparameters, ModelAuxiliaryState, OptimizerState, ParameterContainer, Rng, Workload
+from harness.core.spec import Hyperparameters, ModelAuxiliaryState, OptimizerState, ParameterContainer, Rng, Workload
 from submissions.momentum import data_selection, get_batch_size, sgd_optimizer_state, update_params
 
 __all__ = ["data_selection", "get_batch_size", "init_optimizer_state", "update_params"]

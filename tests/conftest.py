@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness import submission_kit
-from harness.spec import MetricDirection, TrainingCompleteError
-from harness.tensor_workload import Split, Splits, TensorWorkload
+from harness.core.spec import MetricDirection, TrainingCompleteError
+from harness.plugins import submission_kit
+from harness.plugins.tensor_workload import Split, Splits, TensorWorkload
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE_SIZES: dict[str, dict[str, int]] = {

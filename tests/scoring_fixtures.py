@@ -1,11 +1,11 @@
-"""Run records for scoring tests, written through harness.store so the format stays one."""
+"""Run records for scoring tests, written through harness.core.store so the format stays one."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.store import RunDir, run_path
+from harness.core.store import RunDir, run_path
 
 TARGET = 0.9
 FINGERPRINT = {"id": "fp-test", "cpu": "test cpu", "torch": "2.x", "pacer": "0.1.0", "git_commit": "abc123"}

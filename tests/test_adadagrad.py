@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from harness import submission_kit
-from harness.runner import Runner, RunSettings
-from harness.spec import Hyperparameters, LossType, MetricDirection
-from harness.tensor_workload import Split, Splits, TensorWorkload
+from harness.core.runner import Runner, RunSettings
+from harness.core.spec import Hyperparameters, LossType, MetricDirection
+from harness.plugins import submission_kit
+from harness.plugins.tensor_workload import Split, Splits, TensorWorkload
 from submissions import adadagrad
 
 DIM, NOISE = 10, 0.1

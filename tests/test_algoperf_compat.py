@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 from scoring_fixtures import write_run, write_table
 
-from harness import algoperf_import
-from harness.algoperf_compat import score_algoperf
-from harness.algoperf_import import ImportSummary, algoperf_targets, import_algoperf
-from harness.errors import PacerUserError
-from harness.scoring import ScoringRules, score_frame, score_roots
-from harness.store import load_results
+from harness.core.errors import PacerUserError
+from harness.core.store import load_results
+from harness.scoring import algoperf_import
+from harness.scoring.algoperf_compat import score_algoperf
+from harness.scoring.algoperf_import import ImportSummary, algoperf_targets, import_algoperf
+from harness.scoring.rules import ScoringRules, score_frame, score_roots
 
 NO_BOOT = ScoringRules(bootstrap=0)
 # Typed from AlgoPerf's workload modules (algoperf/workloads/*/workload.py and the variant subclasses).
@@ -504,13 +504,13 @@ def test_score_and_import_verbs_do_not_load_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, harness.cli, harness.score_cli, harness.algoperf_import; print('torch' in sys.modules)"
+    code = "import sys, harness.cli, harness.scoring.score_cli, harness.scoring.algoperf_import; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"  # importing torch alone takes ~3 s of every `pacer score`
 
 
 def test_import_warnings_group_by_kind_with_counts() -> None:
-    from harness.algoperf_import import group_problems
+    from harness.scoring.algoperf_import import group_problems
 
     problems = [("a.csv", "dropping 3 cut-short row(s)"), ("b.csv", "dropping 12 cut-short row(s)"), ("mnist_jax", "skipped unknown workload folder (not in AlgoPerf v0.5)")]
     assert group_problems(problems) == {"dropping N cut-short row(s)": (2, "a.csv"), "skipped unknown workload folder (not in AlgoPerf v0.5)": (1, "mnist_jax")}

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from harness import algoperf_api
 from harness.cli import main
-from harness.hparams import SearchSpace
+from harness.plugins import algoperf_api
+from harness.plugins.hparams import SearchSpace
 
 STYLE = REPO / "tests" / "algoperf_style"
 TINY = ["workload.num_samples=600", "workload.hidden=16", "max_runtime_sec=600", "--quiet"]
@@ -157,7 +157,7 @@ def test_stand_ins_only_for_packages_the_file_imports_and_no_real_one_provides(t
     assert algoperf_api.install_for("from algorithmic_efficiency import spec\n") == ["algorithmic_efficiency"]
     from algorithmic_efficiency import spec
 
-    from harness.spec import ForwardPassMode
+    from harness.core.spec import ForwardPassMode
 
     assert spec.ForwardPassMode is ForwardPassMode and spec.RandomState is int
 
@@ -171,8 +171,8 @@ def test_list_form_points_are_the_feasible_values():
 
 
 def test_a_submission_config_names_the_file_and_its_format():
-    from harness.errors import PacerUserError
-    from harness.submissions import load_submission
+    from harness.core.errors import PacerUserError
+    from harness.plugins.submissions import load_submission
 
     loaded = load_submission({"name": "listed", "file": str(STYLE / "list_space" / "submission.py"), "format": "algoperf"})
     assert loaded.search_space.points is not None and len(loaded.search_space.points) == 2 and callable(loaded.impl.update_params)

@@ -13,11 +13,11 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from harness.calibrate import WRITTEN_KEYS, calibrate, parse_flags, retime, retime_summary, targets_from_provenance, write_targets
-from harness.calibration_records import read_record, record_path, write_provenance
 from harness.cli import compose_config
-from harness.errors import PacerUserError
-from harness.workloads import CONFIG_DIR
+from harness.core.errors import PacerUserError
+from harness.experiments.calibrate import WRITTEN_KEYS, calibrate, parse_flags, retime, retime_summary, targets_from_provenance, write_targets
+from harness.experiments.calibration_records import read_record, record_path, write_provenance
+from harness.plugins.workloads import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"trials": 1, "reruns": 3, "steps": 6, "eval_every": 2, "algorithms": ["adamw", "nadamw", "sgd_nesterov", "momentum"], "write": False}

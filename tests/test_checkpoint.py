@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import checkpoint
 from harness.cli import compose_config, main
-from harness.errors import PacerUserError, StorageError
-from harness.job import prepare_job, run_job
-from harness.runner import Runner
-from harness.submissions import submission_names
+from harness.core import checkpoint
+from harness.core.errors import PacerUserError, StorageError
+from harness.core.runner import Runner
+from harness.experiments.job import prepare_job, run_job
+from harness.plugins.submissions import submission_names
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["workload.num_samples=1000", "workload.hidden=32", "eval_every_steps=4", "max_steps=24", "max_runtime_sec=600", "quiet=true", "+hparams.dropout_rate=0.1"]

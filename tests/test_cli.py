@@ -17,8 +17,8 @@ import pytest
 from conftest import REPO, pacer
 
 from harness.cli import main
-from harness.store import config_hash
-from harness.workloads import CONFIG_DIR
+from harness.core.store import config_hash
+from harness.plugins.workloads import CONFIG_DIR
 
 # A tiny mnist1d_mlp with a budget no loaded machine exhausts: these runs test the CLI, not the workload.
 TINY_RUN = ["workload.num_samples=600", "workload.hidden=16", "max_steps=2", "max_runtime_sec=600", "--quiet"]
@@ -284,7 +284,7 @@ def test_a_warning_is_one_line_without_pythons_source_line(tmp_path):
     assert err == [f"pacer: warning: skipping run record {record}: study is 'x', not a whole number >= 0"]
 
 
-TRAINING_MODULES = ("torch", "hydra", "submitit", "harness.job", "harness.launchers", "harness.checkpoint", "harness.runner")
+TRAINING_MODULES = ("torch", "hydra", "submitit", "harness.experiments.job", "harness.experiments.launchers", "harness.core.checkpoint", "harness.core.runner")
 """What a verb that only reads records must not import: torch alone costs seconds."""
 READING_VERBS = [
     (["--help"], 0),

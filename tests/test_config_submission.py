@@ -13,11 +13,11 @@ import torch
 from omegaconf import OmegaConf
 
 from harness import cli
-from harness.config_submission import ConfigSubmission
-from harness.errors import PacerUserError
-from harness.hparams import resolve
-from harness.submissions import SUBMISSIONS_DIR, load_submission, submission_names
-from harness.workloads import CONFIG_DIR
+from harness.core.errors import PacerUserError
+from harness.plugins.config_submission import ConfigSubmission
+from harness.plugins.hparams import resolve
+from harness.plugins.submissions import SUBMISSIONS_DIR, load_submission, submission_names
+from harness.plugins.workloads import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 

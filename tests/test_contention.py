@@ -1,4 +1,4 @@
-"""Contention readings (harness/contention.py) and their place in the run record."""
+"""Contention readings (harness/core/contention.py) and their place in the run record."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from test_cli import TINY_RUN
 
 from harness.cli import main
-from harness.contention import MAX_RUN_QUEUE_WAIT, SchedSnapshot, assess, snapshot
+from harness.core.contention import MAX_RUN_QUEUE_WAIT, SchedSnapshot, assess, snapshot
 
 SECOND = 10**9
 

@@ -15,14 +15,14 @@ import torch
 from conftest import SMALL_SIZES, SUITE_SIZES
 from omegaconf import OmegaConf
 
-from harness import hparams as hparamslib
-from harness.calibrate import targets_from_provenance
-from harness.calibration_records import read_record, record_path
 from harness.cli import main
-from harness.errors import PacerUserError
-from harness.runner import Runner, RunSettings
-from harness.submissions import load_submission
-from harness.workloads import CONFIG_DIR, build_workload, resolve_variant, workload_config
+from harness.core.errors import PacerUserError
+from harness.core.runner import Runner, RunSettings
+from harness.experiments.calibrate import targets_from_provenance
+from harness.experiments.calibration_records import read_record, record_path
+from harness.plugins import hparams as hparamslib
+from harness.plugins.submissions import load_submission
+from harness.plugins.workloads import CONFIG_DIR, build_workload, resolve_variant, workload_config
 from workloads.markov_lm import markov_split
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""harness.default_study: the ranking rule, the per-workload step settings, and a whole
+"""harness.experiments.default_study: the ranking rule, the per-workload step settings, and a whole
 (tiny) study that writes its record and the chosen default."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
-from harness import default_study
-from harness.calibration_records import provenance_of, record_path
-from harness.hparams import FeasiblePoints, Range, SearchSpace
-from harness.runner import RunSettings
-from harness.submissions import load_submission
-from harness.workloads import CONFIG_DIR, workload_config
+from harness.core.runner import RunSettings
+from harness.experiments import default_study
+from harness.experiments.calibration_records import provenance_of, record_path
+from harness.plugins.hparams import FeasiblePoints, Range, SearchSpace
+from harness.plugins.submissions import load_submission
+from harness.plugins.workloads import CONFIG_DIR, workload_config
 
 CALIBRATION_BEST = provenance_of(record_path("mnist1d_cnn"), None)["best"]
 

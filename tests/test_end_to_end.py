@@ -13,7 +13,7 @@ import time
 import pytest
 from conftest import REPO
 
-from harness.store import load_results
+from harness.core.store import load_results
 
 # The workload is pinned here, not read from configs/workload/mnist1d_mlp.yaml, so that its
 # production sizes can change without slowing these tests. The target is below the calibrated
@@ -55,7 +55,7 @@ def test_pacer_run_reaches_the_target_and_keeps_a_complete_record(results_root):
 
 def test_same_seed_gives_the_same_eval_sequence(results_root):
     from harness.cli import compose_config
-    from harness.job import run_job
+    from harness.experiments.job import run_job
 
     sequences = []
     for experiment in ("a", "b"):

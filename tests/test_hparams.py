@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from harness.errors import PacerUserError
-from harness.hparams import SearchSpace, resolve
-from harness.search import study_points, trial_point
+from harness.core.errors import PacerUserError
+from harness.plugins.hparams import SearchSpace, resolve
+from harness.plugins.search import study_points, trial_point
 
 SPACE = {"learning_rate": {"min": 1e-4, "max": 1e-1, "scaling": "log"}, "beta2": {"feasible_points": [0.99, 0.999]}}
 

@@ -1,4 +1,4 @@
-"""harness.parallel: the same results, in order, whether run here or in worker processes."""
+"""harness.experiments.parallel: the same results, in order, whether run here or in worker processes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from conftest import REPO
 
-from harness.parallel import map_in_processes
+from harness.experiments.parallel import map_in_processes
 
 
 def threads_and_square(x: int) -> tuple[int, int]:
@@ -42,7 +42,7 @@ def test_workers_die_with_a_killed_parent(tmp_path):
         import sys
         sys.path[:0] = [{str(tmp_path)!r}, {str(REPO)!r}]
         from sleeper import sleep_and_say
-        from harness.parallel import map_in_processes
+        from harness.experiments.parallel import map_in_processes
         map_in_processes(sleep_and_say, [{str(tmp_path / "a")!r}, {str(tmp_path / "b")!r}], 2)
     """)
     parent = subprocess.Popen([sys.executable, "-c", script])

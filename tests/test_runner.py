@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import FakeSubmission, ScriptedWorkload
 
-from harness.runner import Runner, RunSettings
-from harness.spec import Hyperparameters, MetricDirection
+from harness.core.runner import Runner, RunSettings
+from harness.core.spec import Hyperparameters, MetricDirection
 
 NO_HPARAMS = Hyperparameters({})
 

@@ -16,10 +16,10 @@ from conftest import SUITE_SIZES, FakeSubmission, ScriptedWorkload
 from test_cpu_suite import default_nadamw
 from test_timer import FakeTime
 
-from harness import timer
-from harness.runner import Runner, RunSettings
-from harness.spec import Hyperparameters
-from harness.workloads import build_workload, workload_config
+from harness.core import timer
+from harness.core.runner import Runner, RunSettings
+from harness.core.spec import Hyperparameters
+from harness.plugins.workloads import build_workload, workload_config
 
 STEP_SEC, PROBE_SEC = 0.01, 0.001
 """Simulated seconds of one training step and one reference computation on the calibration host."""

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.spec import ForwardPassMode, Hyperparameters
-from harness.tensor_workload import Split, Splits, TensorWorkload
+from harness.core.spec import ForwardPassMode, Hyperparameters
+from harness.plugins.tensor_workload import Split, Splits, TensorWorkload
 from submissions import schedule_free_adamw as sf
 
 HPARAMS = Hyperparameters({"learning_rate": 0.01, "one_minus_beta1": 0.1, "beta2": 0.999, "weight_decay": 0.01,

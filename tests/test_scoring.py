@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 from scoring_fixtures import write_run, write_table
 
-from harness.errors import PacerUserError
-from harness.scoring import (
+from harness.core.errors import PacerUserError
+from harness.core.store import RunDir, load_results
+from harness.scoring.rules import (
     ScoringRules,
     apply_held_out,
     bootstrap_times,
@@ -24,7 +25,6 @@ from harness.scoring import (
     score_frame,
     trapezoid_scores,
 )
-from harness.store import RunDir, load_results
 
 REPO = Path(__file__).resolve().parents[1]
 NO_BOOT = ScoringRules(bootstrap=0)

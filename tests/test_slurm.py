@@ -18,10 +18,10 @@ from omegaconf import OmegaConf
 from vision_data import make_imagenet
 
 from harness.cli import compose_config, main
-from harness.errors import PacerUserError
-from harness.job import run_job
-from harness.launchers import ResourceClass, _slurm_parameters, resource_class
-from harness.sweep import MANIFEST, expand_grid
+from harness.core.errors import PacerUserError
+from harness.experiments.job import run_job
+from harness.experiments.launchers import ResourceClass, _slurm_parameters, resource_class
+from harness.experiments.sweep import MANIFEST, expand_grid
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_DIR = REPO / "tests" / "slurm"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from harness.spec import MetricDirection, ParameterType, parameter_type
+from harness.core.spec import MetricDirection, ParameterType, parameter_type
 
 
 def test_metric_direction():

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from harness.errors import PacerUserError
-from harness.store import RunDir, load_results, run_path, safe_component
+from harness.core.errors import PacerUserError
+from harness.core.store import RunDir, load_results, run_path, safe_component
 
 
 def make_run(root, trial=0, evals=((1, 0.5), (2, 0.7)), status="reached"):
@@ -63,7 +63,7 @@ def test_loader_skips_corrupt_records_with_a_warning(tmp_path):
 
 
 def test_existing_run_is_refused_unless_resume_or_overwrite(tmp_path):
-    from harness.store import RunExistsError
+    from harness.core.store import RunExistsError
 
     run = make_run(tmp_path)
     with pytest.raises(RunExistsError):

@@ -18,12 +18,12 @@ import torch
 from conftest import SMALL_SIZES, SUITE_SIZES
 from omegaconf import OmegaConf
 
-from harness import rng as rnglib
-from harness.hparams import resolve
-from harness.runner import Runner, RunSettings, keyword_caller
-from harness.spec import ForwardPassMode, Hyperparameters, Workload
-from harness.submissions import LoadedSubmission, load_submission, submission_names
-from harness.workloads import CONFIG_DIR, build_workload, suite_workloads, workload_config
+from harness.core import rng as rnglib
+from harness.core.runner import Runner, RunSettings, keyword_caller
+from harness.core.spec import ForwardPassMode, Hyperparameters, Workload
+from harness.plugins.hparams import resolve
+from harness.plugins.submissions import LoadedSubmission, load_submission, submission_names
+from harness.plugins.workloads import CONFIG_DIR, build_workload, suite_workloads, workload_config
 
 STEPS = 20
 PROBE_EXAMPLES = 512

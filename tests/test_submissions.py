@@ -11,12 +11,12 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from harness.errors import PacerUserError
-from harness.hparams import resolve
-from harness.spec import LossType
-from harness.submissions import SUBMISSIONS_DIR, check_submission_names, load_submission, submission_names
-from harness.tensor_workload import Split, Splits, TensorWorkload
-from harness.workloads import CONFIG_DIR
+from harness.core.errors import PacerUserError
+from harness.core.spec import LossType
+from harness.plugins.hparams import resolve
+from harness.plugins.submissions import SUBMISSIONS_DIR, check_submission_names, load_submission, submission_names
+from harness.plugins.tensor_workload import Split, Splits, TensorWorkload
+from harness.plugins.workloads import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ("adamw", "nadamw", "sgd_nesterov", "momentum", "adamp", "sgdp", "lion", "adabelief", "soap",

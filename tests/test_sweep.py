@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from harness import launchers
 from harness.cli import compose_config, main
-from harness.job import prepare_job
-from harness.manifest import wait_until_settled
-from harness.search import trial_point
-from harness.submissions import load_submission
-from harness.sweep import MANIFEST, expand_grid, experiment_lock
+from harness.experiments import launchers
+from harness.experiments.job import prepare_job
+from harness.experiments.manifest import wait_until_settled
+from harness.experiments.sweep import MANIFEST, expand_grid, experiment_lock
+from harness.plugins.search import trial_point
+from harness.plugins.submissions import load_submission
 
 TINY = ["workload=[mnist1d_mlp]", "max_steps=3", "eval_every_steps=2", "workload.num_samples=600", "workload.hidden=16", "max_runtime_sec=600"]
 

@@ -1,4 +1,4 @@
-"""The clock (harness/timer.py): phases, and the normalized clock on a fake time source, so
+"""The clock (harness/core/timer.py): phases, and the normalized clock on a fake time source, so
 that "a machine twice as slow" is exact rather than a sleep."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import types
 import pytest
 import torch
 
-from harness import timer
-from harness.timer import PROBE_SHARE, Clock, Reference
+from harness.core import timer
+from harness.core.timer import PROBE_SHARE, Clock, Reference
 
 
 class FakeTime:

@@ -22,13 +22,13 @@ from omegaconf import OmegaConf
 from vision_data import make_cifar10, make_mnist, write_idx
 
 from harness import cli
-from harness import hparams as hparamslib
-from harness.calibration_records import read_record, record_path
-from harness.errors import PacerUserError
-from harness.runner import Runner, RunSettings
-from harness.spec import ForwardPassMode
-from harness.submissions import load_submission
-from harness.workloads import CONFIG_DIR, build_workload, suite_workloads, workload_config
+from harness.core.errors import PacerUserError
+from harness.core.runner import Runner, RunSettings
+from harness.core.spec import ForwardPassMode
+from harness.experiments.calibration_records import read_record, record_path
+from harness.plugins import hparams as hparamslib
+from harness.plugins.submissions import load_submission
+from harness.plugins.workloads import CONFIG_DIR, build_workload, suite_workloads, workload_config
 from workloads.data.torchvision_files import CIFAR10, FASHION_MNIST, MNIST, TorchvisionFiles
 
 REPO = Path(__file__).resolve().parents[1]

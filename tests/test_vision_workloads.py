@@ -17,11 +17,11 @@ import torchvision
 from vision_data import make_cifar10, make_imagenet
 
 from harness.cli import compose_config, main
-from harness.errors import PacerUserError
-from harness.job import _initial_record, prepare_job, run_job
-from harness.loader_workload import LoaderWorkload, ShardedStream, _EvalShard
-from harness.spec import ForwardPassMode
-from harness.workloads import build_workload, workload_config
+from harness.core.errors import PacerUserError
+from harness.core.spec import ForwardPassMode
+from harness.experiments.job import _initial_record, prepare_job, run_job
+from harness.plugins.loader_workload import LoaderWorkload, ShardedStream, _EvalShard
+from harness.plugins.workloads import build_workload, workload_config
 from workloads.models.resnet import Bottleneck, resnet18, resnet50
 from workloads.models.vit import ViT
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import PacerUserError
-from harness.workloads import build_workload, workload_config
+from harness.core.errors import PacerUserError
+from harness.plugins.workloads import build_workload, workload_config
 
 NAN = float("nan")
 BAD_SETTINGS = [

@@ -1,11 +1,11 @@
-"""`harness.yaml_edit`: values set in place, every other line (comments, order) kept."""
+"""`harness.experiments.yaml_edit`: values set in place, every other line (comments, order) kept."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from harness.yaml_edit import set_in_text, set_values
+from harness.experiments.yaml_edit import set_in_text, set_values
 
 CONFIG = """\
 # A workload; the header comment stays.

@@ -16,9 +16,9 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 from torchvision import transforms
 
-from harness.checks import flag, whole_number
-from harness.errors import PacerUserError
-from harness.loader_workload import Example, LoaderWorkload, VisionDatasets
+from harness.core.checks import flag, whole_number
+from harness.core.errors import PacerUserError
+from harness.plugins.loader_workload import Example, LoaderWorkload, VisionDatasets
 from workloads.data.torchvision_files import CIFAR10, local_copy
 from workloads.models.resnet import resnet18
 

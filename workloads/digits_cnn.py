@@ -15,9 +15,9 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from harness.checks import check_choice, finite_number, whole_number
-from harness.spec import MetricDirection
-from harness.tensor_workload import Split, Splits, TensorWorkload
+from harness.core.checks import check_choice, finite_number, whole_number
+from harness.core.spec import MetricDirection
+from harness.plugins.tensor_workload import Split, Splits, TensorWorkload
 from workloads.mnist1d_mlp import ACTIVATIONS
 
 NUM_DIGITS = 1797

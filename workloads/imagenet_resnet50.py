@@ -19,9 +19,9 @@ from torch.utils.data import Subset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
-from harness.checks import check_choice, finite_number, whole_number
-from harness.errors import PacerUserError
-from harness.loader_workload import LoaderWorkload, VisionDatasets, fixed_subset
+from harness.core.checks import check_choice, finite_number, whole_number
+from harness.core.errors import PacerUserError
+from harness.plugins.loader_workload import LoaderWorkload, VisionDatasets, fixed_subset
 from workloads.models.resnet import ACTIVATIONS, resnet50
 
 LAYOUT = ("data_dir/train/<wnid>/<image>.JPEG and data_dir/val/<wnid>/<image>.JPEG (torchvision ImageFolder), "

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import rng as rnglib
-from harness.checks import finite_number, flag, whole_number
-from harness.spec import Batch, Rng
+from harness.core import rng as rnglib
+from harness.core.checks import finite_number, flag, whole_number
+from harness.core.spec import Batch, Rng
 from workloads.imagenet_resnet50 import ImagenetWorkload
 from workloads.models.vit import ViT
 

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.checks import check_choice, finite_number, flag, whole_number
-from harness.spec import MetricDirection, ParameterType, Tensor
-from harness.tensor_workload import Split, Splits, TensorWorkload
+from harness.core.checks import check_choice, finite_number, flag, whole_number
+from harness.core.spec import MetricDirection, ParameterType, Tensor
+from harness.plugins.tensor_workload import Split, Splits, TensorWorkload
 
 MLP_ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness.checks import whole_number
+from harness.core.checks import whole_number
 from workloads.data.torchvision_files import MNIST, TorchvisionImages
 from workloads.mnist1d_mlp import ACTIVATIONS
 

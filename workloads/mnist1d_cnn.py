@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness.checks import check_choice, whole_number
-from harness.spec import Tensor
+from harness.core.checks import check_choice, whole_number
+from harness.core.spec import Tensor
 from workloads.mnist1d_mlp import ACTIVATIONS, Mnist1dWorkload
 
 GROUPS = 4

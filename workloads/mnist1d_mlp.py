@@ -13,9 +13,9 @@ import torch
 from mnist1d.data import get_dataset_args, make_dataset
 from torch import nn
 
-from harness.checks import check_choice, whole_number
-from harness.spec import MetricDirection
-from harness.tensor_workload import Split, Splits, TensorWorkload
+from harness.core.checks import check_choice, whole_number
+from harness.core.spec import MetricDirection
+from harness.plugins.tensor_workload import Split, Splits, TensorWorkload
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 MIN_SAMPLES = 10

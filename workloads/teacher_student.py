@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.checks import check_choice, finite_number, whole_number
-from harness.spec import LossType, MetricDirection, Tensor
-from harness.tensor_workload import Split, Splits, TensorWorkload
+from harness.core.checks import check_choice, finite_number, whole_number
+from harness.core.spec import LossType, MetricDirection, Tensor
+from harness.plugins.tensor_workload import Split, Splits, TensorWorkload
 from workloads.mnist1d_mlp import ACTIVATIONS
 
 

@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.checks import check_choice, flag, whole_number
-from harness.errors import PacerUserError
-from harness.spec import MetricDirection
-from harness.tensor_workload import Split, Splits, TensorWorkload, check_writable
+from harness.core.checks import check_choice, flag, whole_number
+from harness.core.errors import PacerUserError
+from harness.core.spec import MetricDirection
+from harness.plugins.tensor_workload import Split, Splits, TensorWorkload, check_writable
 from workloads.mnist1d_mlp import ACTIVATIONS
 
 Arrays = tuple[torch.Tensor, torch.Tensor]

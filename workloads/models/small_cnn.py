@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from harness.checks import check_choice, whole_numbers
+from harness.core.checks import check_choice, whole_numbers
 
 GROUPS = 8
 NORMS: dict[str, Callable[[int], nn.Module] | None] = {

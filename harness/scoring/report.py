@@ -1,0 +1,268 @@
+"""`pacer report`: a self-contained HTML page and a Markdown leaderboard from results trees.
+
+Every plot is a PNG embedded as base64, so the page opens from disk with no other file. Each
+submission keeps one colour in every plot.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from harness.core.errors import PacerUserError  # noqa: E402
+from harness.scoring.rules import ScoreResult, ScoringRules, load_roots, performance_profiles, score_results  # noqa: E402
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}.miss{color:#b00}img{max-width:100%}code{font-size:90%}
+.contended{color:#b60;font-weight:bold}"""
+CONTENDED_MARK = "&#9888;"
+"""The mark (a warning sign) beside a time whose runs include one flagged contended."""
+Colour = tuple[float, float, float, float]
+CLOCK_AXIS = {"wall": "s", "normalized": "reference s"}
+
+
+def submission_colours(submissions: Sequence[str]) -> dict[str, Colour]:
+    """One colour per submission, fixed by the sorted names (the same in every plot)."""
+    cmap = plt.get_cmap("tab10" if len(submissions) <= 10 else "tab20")
+    return {s: cmap(i % cmap.N) for i, s in enumerate(sorted(submissions))}
+
+
+def write_report(roots: Sequence[Path] | Path, out_dir: Path, *, rules: ScoringRules | None = None, compat: str | None = None,
+                 allow_mixed: bool = False, log_x: bool = False, cache: bool = True) -> Path:
+    """Score `roots` and write `out_dir/index.html` and `out_dir/leaderboard.md`; return the HTML path."""
+    roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
+    df = load_roots(roots, cache)
+    result = score_results(df, rules, allow_mixed=allow_mixed, compat=compat)
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PacerUserError(f"cannot create the report folder {out_dir}: {e.strerror}") from None
+    colours = submission_colours(list(result.scores.index))
+    best = best_trials(result)
+    sections = [
+        ("Leaderboard", leaderboard_html(result)),
+        ("Performance profiles", _img(profile_figure(result, colours, log_x))),
+        ("Time to target per workload", times_html(result)),
+        ("Training curves (best trial of each submission)", _img(curves_figure(df, best, colours))),
+        ("Best hyperparameters", hyperparameters_html(best)),
+        ("Provenance", provenance_html(df, result, compat)),
+    ]
+    if not result.contended_runs().empty:
+        sections.insert(3, ("Contended runs", contended_html(result)))
+    body = "\n".join(f"<h2>{html.escape(title)}</h2>\n{content}" for title, content in sections)
+    page = f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Pacer leaderboard</title><style>{STYLE}</style></head>\n<body><h1>Pacer leaderboard</h1>\n{body}\n</body></html>\n"
+    path = out_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
+    (out_dir / "leaderboard.md").write_text(leaderboard_markdown(result), encoding="utf-8")
+    return path
+
+
+def _fmt_time(value: float) -> str:
+    return "miss" if value is None or not math.isfinite(value) else f"{value:,.1f}"
+
+
+def _rows(board: pd.DataFrame) -> list[dict[str, str]]:
+    """The leaderboard's cells as text; "ci" and "p1" only when the board has intervals."""
+    rows = []
+    for name, row in board.iterrows():
+        cells = {"rank": str(int(row["rank"])), "submission": str(name), "score": f"{row.score:.4f}"}
+        if _has_intervals(board):
+            cells |= {"ci": f"[{row.score_lo:.3f}, {row.score_hi:.3f}]", "p1": f"{row.p_rank1:.2f}"}
+        rows.append(cells | {"reached": f"{int(row.reached)}/{int(row.workloads)}"})
+    return rows
+
+
+def _has_intervals(board: pd.DataFrame) -> bool:
+    return "score_lo" in board and "p_rank1" in board
+
+
+def leaderboard_html(result: ScoreResult) -> str:
+    """The leaderboard table, with the interval columns only when there are intervals, and the notes above it."""
+    board = result.leaderboard()
+    titles = ["rank", "submission", "score", *(["95% CI", "P(rank 1)"] if _has_intervals(board) else []), "workloads reached"]
+    head = "<tr>" + "".join("<th class='l'>submission</th>" if t == "submission" else f"<th>{t}</th>" for t in titles) + "</tr>"
+    cells = "".join("<tr>" + "".join(f"<td class='l'>{html.escape(v)}</td>" if k == "submission" else f"<td>{v}</td>" for k, v in r.items()) + "</tr>"
+                    for r in _rows(board))
+    intervals = " Intervals: bootstrap over studies and trials." if _has_intervals(board) else ""
+    note = f"<p>Ruleset <b>{html.escape(result.ruleset)}</b>; {html.escape(result.clock_note())}; score = normalised area under the performance profile" \
+           f" for &tau; in [1, {result.rules.max_ratio:g}] (1 = fastest on every workload).{intervals}</p>"
+    for extra in (result.intervals_note, result.rules_note):
+        if extra:
+            note += f"<p class='intervals-note'>{html.escape(extra)}</p>"
+    return f"{note}<table>{head}{cells}</table>"
+
+
+def leaderboard_markdown(result: ScoreResult) -> str:
+    """leaderboard.md: the ruleset and clock, the table, then the intervals note and the contended count."""
+    board = result.leaderboard()
+    rows = _rows(board)
+    titles = ["rank", "submission", "score", *(["95% CI", "P(rank 1)"] if _has_intervals(board) else []), "workloads reached"]
+    align = {"submission": ":---", "95% CI": ":---:"}
+    lines = ["| " + " | ".join(titles) + " |", "|" + "|".join(align.get(t, "---:") for t in titles) + "|"]
+    lines += ["| " + " | ".join(markdown_text(v) if k == "submission" else v for k, v in r.items()) + " |" for r in rows]
+    notes = [markdown_text(n) for n in (result.intervals_note, result.rules_note) if n]
+    flagged = len(result.contended_runs())
+    if flagged:
+        notes.append(f"Contended runs: {flagged} (their machine was oversubscribed; their times may be inflated); the report lists them.")
+    header = markdown_text(f"Ruleset: {result.ruleset}; {result.clock_note()}")
+    return f"{header}\n\n" + "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in notes)
+
+
+def markdown_text(text: str) -> str:
+    """`text` (a name from a run record) as literal text in one Markdown line or table cell:
+    no raw HTML (`<script>`, `<img onerror=...>`), no `|` that adds a column, no `[..](..)`
+    link or image, no line break that ends the row."""
+    escaped = html.escape(" ".join(str(text).splitlines()), quote=False)
+    return escaped.translate({ord(c): "\\" + c for c in "\\|[]"})
+
+
+def times_html(result: ScoreResult) -> str:
+    """Median time per workload with its bootstrap interval (the spread) where there is one,
+    misses marked, and a warning sign where a run behind the cell was flagged contended."""
+    head = "<tr><th class='l'>submission</th>" + "".join(f"<th>{html.escape(w)}</th>" for w in result.times.columns) + "</tr>"
+    flagged = result.contended_runs().groupby(["submission", "workload"]).size()
+    rows = []
+    for submission, row in result.times.iterrows():
+        cells = []
+        for workload, value in row.items():
+            spread = ""
+            if result.time_ci is not None and (submission, workload) in result.time_ci.index:
+                lo, hi = result.time_ci.loc[(submission, workload)]
+                spread = f"<br><small>[{_fmt_time(lo)}, {_fmt_time(hi)}]</small>"
+            count = int(flagged.get((submission, workload), 0))
+            mark = f" <span class='contended' title='{count} contended run(s)'>{CONTENDED_MARK}</span>" if count else ""
+            cls = " class='miss'" if not math.isfinite(value) else ""
+            cells.append(f"<td{cls}>{_fmt_time(value)}{mark}{spread}</td>")
+        rows.append(f"<tr><td class='l'>{html.escape(str(submission))}</td>{''.join(cells)}</tr>")
+    below = "; below, the 95% bootstrap interval" if result.time_ci is not None and len(result.time_ci) else ""
+    marked = f" {CONTENDED_MARK}: a run behind the time was flagged contended (see Contended runs)." if len(flagged) else ""
+    return f"<p>Time to the validation target (median over studies); {html.escape(result.clock_note())}{below}.{marked}</p>" \
+           f"<table>{head}{''.join(rows)}</table>"
+
+
+def contended_html(result: ScoreResult) -> str:
+    """The scored runs flagged contended, with the reasons their records give."""
+    runs = result.contended_runs()
+    head = "<tr><th class='l'>run</th><th class='l'>submission</th><th class='l'>workload</th><th class='l'>reasons</th></tr>"
+    rows = "".join(f"<tr><td class='l'><code>{html.escape(str(r.run_dir))}</code></td><td class='l'>{html.escape(str(r.submission))}</td>"
+                   f"<td class='l'>{html.escape(str(r.workload))}</td><td class='l'>{html.escape(str(r.get('contention_reasons') or 'not recorded'))}</td></tr>"
+                   for _, r in runs.iterrows())
+    return f"<p class='contended'>{CONTENDED_MARK} {len(runs)} run(s) ran on an oversubscribed machine; their times may be inflated.</p><table>{head}{rows}</table>"
+
+
+def best_trials(result: ScoreResult) -> pd.DataFrame:
+    """Per submission and workload, the run that reached the target fastest (else the one with most evals)."""
+    trials = result.trials.sort_values(["time_to_validation", "num_evals"], ascending=[True, False], kind="stable")
+    return trials.drop_duplicates(["submission", "workload"]).sort_values(["workload", "submission"])
+
+
+def profile_figure(result: ScoreResult, colours: Mapping[str, Colour], log_x: bool) -> plt.Figure:
+    taus = np.geomspace(1.0, result.rules.max_ratio, 301) if log_x else np.linspace(1.0, result.rules.max_ratio, 301)
+    profiles = performance_profiles(result.ratios, taus, result.rules.num_workloads or result.ratios.shape[1])
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    lines = [ax.step(taus, rho.to_numpy(), where="post", color=colours[submission], linewidth=2)[0] for submission, rho in profiles.iterrows()]
+    labels = [f"{plot_text(submission)} ({result.scores[submission]:.3f})" for submission in profiles.index]
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel("τ: time-to-target ratio to the best submission" + (" (log scale)" if log_x else ""))
+    ax.set_ylabel("ρ(τ): fraction of workloads within τ")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(lines, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="submission (score)")  # given, so that `_name` is not left out
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(df: pd.DataFrame, best: pd.DataFrame, colours: Mapping[str, Colour]) -> plt.Figure:
+    workloads = sorted(best["workload"].unique())
+    cols = min(3, len(workloads))
+    rows = math.ceil(len(workloads) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 2, 3.3 * rows), squeeze=False)
+    chosen = df[df["run_dir"].isin(set(best["run_dir"]))]
+    for ax, workload in zip(axes.flat, workloads, strict=False):
+        runs = best[best["workload"] == workload]
+        metric, target = str(runs["target_metric"].iloc[0]), float(runs["validation_target"].iloc[0])
+        for _, run in runs.iterrows():
+            evals = chosen[chosen["run_dir"] == run["run_dir"]]
+            column = f"validation/{metric}"
+            if column in evals and evals[column].notna().any():
+                ax.plot(evals["accumulated_submission_time"], evals[column], color=colours[run["submission"]], linewidth=1.6)
+        ax.axhline(target, color="black", linestyle="--", linewidth=1)
+        ax.set_title(plot_text(workload))
+        clock = str(runs["clock"].iloc[0]) if "clock" in runs else "wall"
+        ax.set_xlabel(f"submission time ({CLOCK_AXIS.get(clock, 'mixed clocks')})")
+        ax.set_ylabel(plot_text(f"validation {metric}"))
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(workloads):]:
+        ax.axis("off")
+    handles = [plt.Line2D([], [], color=c, linewidth=2) for c in colours.values()] + [plt.Line2D([], [], color="black", linestyle="--")]
+    fig.legend(handles, [*map(plot_text, colours), "target"], loc="upper left", bbox_to_anchor=(1.0, 0.98))
+    fig.tight_layout()
+    return fig
+
+
+def plot_text(name: str) -> str:
+    """A name from a run record as plain text in a matplotlib label, title or legend: `$`
+    escaped, so that `my$\\foo$sub` is not parsed as mathtext (an unknown symbol raises)."""
+    return str(name).replace("$", r"\$")
+
+
+def hyperparameters_html(best: pd.DataFrame) -> str:
+    head = "<tr><th class='l'>workload</th><th class='l'>submission</th><th>time to target (s)</th><th class='l'>hyperparameters</th></tr>"
+    rows = []
+    for _, run in best.iterrows():
+        params = json.loads(run["hyperparameters"]) if isinstance(run.get("hyperparameters"), str) else {}
+        text = ", ".join(f"{k}={_short(v)}" for k, v in sorted(params.items())) or "(none)"
+        rows.append(f"<tr><td class='l'>{html.escape(str(run['workload']))}</td><td class='l'>{html.escape(str(run['submission']))}</td>"
+                    f"<td>{_fmt_time(run['time_to_validation'])}</td><td class='l'><code>{html.escape(text)}</code></td></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def provenance_html(df: pd.DataFrame, result: ScoreResult, compat: str | None) -> str:
+    runs = df.drop_duplicates("run_dir")
+
+    def values(column: str) -> str:
+        if column not in runs:
+            return "n/a"
+        found = sorted({str(v) for v in runs[column].dropna()})
+        return ", ".join(found) if found else "n/a"
+
+    studies = result.trials.groupby(["submission", "workload"])["study"].nunique()
+    trials = result.trials.groupby(["submission", "workload", "study"])["trial"].nunique()
+    dates = pd.to_datetime(runs.get("started_at"), errors="coerce", utc=True).dropna() if "started_at" in runs else pd.Series([], dtype="datetime64[ns, UTC]")
+    items = [
+        ("ruleset", result.ruleset), ("clock", result.clock_note()), ("scoring", f"AlgoPerf code path ({compat})" if compat else "Pacer (AlgoPerf's written rules, closed form)"),
+        ("runs", str(len(runs))), ("studies per workload", f"{studies.min()}–{studies.max()}" if len(studies) else "0"),
+        ("trials per study", f"{trials.min()}–{trials.max()}" if len(trials) else "0"),
+        ("hardware fingerprint", values("fingerprint_id")), ("CPU", values("cpu")), ("GPU", values("hardware")),
+        ("torch", values("torch_version")), ("pacer", values("pacer_version")), ("git commit", values("git_commit")),
+        ("run dates", f"{dates.min():%Y-%m-%d %H:%M} – {dates.max():%Y-%m-%d %H:%M} UTC" if len(dates) else "n/a"),
+    ]
+    items += [("warning", w) for w in result.warnings]
+    return "<table>" + "".join(f"<tr><th class='l'>{html.escape(k)}</th><td class='l'>{html.escape(v)}</td></tr>" for k, v in items) + "</table>"
+
+
+def _img(fig: plt.Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"<img alt='plot' src='data:image/png;base64,{data}'>"
