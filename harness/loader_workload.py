@@ -5,8 +5,8 @@ A concrete workload supplies `check_data` (a cheap look at the data directory th
 examples, augmentation included; an example is a tuple or dict of host tensors and numbers),
 `build_model`, `device_batch` (a collated host batch -> the model's `Batch` on the device),
 `eval_batch` and `summarize` (the metrics), and may replace `collate`, `forward`,
-`model_to_device`, `loss_fn` (with `loss_type`) and `augment_batch`. `harness.image_workload.ImageClassifierWorkload` is the layer for image
-classifiers. This base supplies the rest of `harness.spec.Workload`:
+`model_to_device`, `loss_fn` (with `loss_type`) and `augment_batch`.
+`harness.image_workload.ImageClassifierWorkload` is the layer for image classifiers. This base supplies the rest of `harness.spec.Workload`:
 
 * the training stream: DataLoader workers, pinned memory, persistent workers; every
   example's augmentation is seeded by its position in the stream, so the stream depends on
