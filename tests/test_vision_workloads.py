@@ -130,7 +130,7 @@ def test_eval_counts_every_example_once(data: dict[str, Path]) -> None:
     validation = workload.datasets.validation
     images = torch.stack([validation[i][0] for i in range(len(validation))])
     labels = torch.tensor([validation[i][1] for i in range(len(validation))])
-    logits, _ = workload.model_fn(model, workload.device_batch(images, labels), None, ForwardPassMode.EVAL, 0, update_batch_norm=False)
+    logits, _ = workload.model_fn(model, workload.device_batch((images, labels)), None, ForwardPassMode.EVAL, 0, update_batch_norm=False)
     assert result["validation/num_examples"] == len(validation) == 9
     assert result["validation/loss"] == pytest.approx(float(workload.loss_fn(labels, logits)["summed"].detach()) / 9, rel=1e-5)
 
@@ -139,7 +139,7 @@ def _shard_indices(size: int, rank: int, world: int, batch: int) -> list[tuple[i
     shard = _EvalShard(list(range(size)), rank, world, batch)
     shard.dataset = [(i, i) for i in range(size)]
     assert len(shard) % batch == 0
-    return [(item[0], (item[1], item[2])) for item in (shard[i] for i in range(len(shard)))]
+    return [(example[0], (example[1], weight)) for example, weight in (shard[i] for i in range(len(shard)))]
 
 
 @pytest.mark.parametrize(("workload", "breakage", "expected"), [

@@ -18,12 +18,13 @@ from torchvision import transforms
 
 from harness.core.checks import flag, whole_number
 from harness.core.errors import PacerUserError
-from harness.plugins.loader_workload import Example, LoaderWorkload, VisionDatasets
+from harness.plugins.image_workload import ImageClassifierWorkload, ImageExample
+from harness.plugins.loader_workload import SplitDatasets
 from workloads.data.torchvision_files import CIFAR10, local_copy
 from workloads.models.resnet import resnet18
 
 
-class TensorImages(Dataset[Example]):
+class TensorImages(Dataset[ImageExample]):
     """In-memory uint8 images with a per-example transform."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: nn.Module | None = None):
@@ -32,12 +33,12 @@ class TensorImages(Dataset[Example]):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> Example:
+    def __getitem__(self, i: int) -> ImageExample:
         image = self.images[i]
         return (self.transform(image) if self.transform else image), int(self.labels[i])
 
 
-class Cifar10ResNet18(LoaderWorkload):
+class Cifar10ResNet18(ImageClassifierWorkload):
     mean = (125.307, 122.961, 113.8575)
     std = (51.5865, 50.847, 51.255)
 
@@ -52,11 +53,11 @@ class Cifar10ResNet18(LoaderWorkload):
         if len(self._train_arrays[1]) <= self.validation_size:
             raise PacerUserError(f"workload {self.name}: validation_size={self.validation_size} leaves no training images (have {len(self._train_arrays[1])})")
 
-    def make_datasets(self) -> VisionDatasets:
+    def make_datasets(self) -> SplitDatasets:
         (images, labels), (test_images, test_labels) = self._train_arrays, self._test_arrays
         n_train = len(labels) - self.validation_size
         augment = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()])
-        return VisionDatasets(
+        return SplitDatasets(
             train=TensorImages(images[:n_train], labels[:n_train], augment),
             eval_train=Subset(TensorImages(images, labels), range(min(self.eval_train_size, n_train))),
             validation=TensorImages(images[n_train:], labels[n_train:]),

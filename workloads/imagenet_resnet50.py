@@ -21,7 +21,8 @@ from torchvision.datasets import ImageFolder
 
 from harness.core.checks import check_choice, finite_number, whole_number
 from harness.core.errors import PacerUserError
-from harness.plugins.loader_workload import LoaderWorkload, VisionDatasets, fixed_subset
+from harness.plugins.image_workload import ImageClassifierWorkload
+from harness.plugins.loader_workload import SplitDatasets, fixed_subset
 from workloads.models.resnet import ACTIVATIONS, resnet50
 
 LAYOUT = ("data_dir/train/<wnid>/<image>.JPEG and data_dir/val/<wnid>/<image>.JPEG (torchvision ImageFolder), "
@@ -72,7 +73,7 @@ def eval_transform(image_size: int, resize_size: int) -> transforms.Compose:
     return transforms.Compose([transforms.Resize(resize_size), transforms.CenterCrop(image_size), transforms.PILToTensor()])
 
 
-class ImagenetWorkload(LoaderWorkload):
+class ImagenetWorkload(ImageClassifierWorkload):
     """ImageNet data and preprocessing, shared with `imagenet_vit`."""
 
     mean = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -94,12 +95,12 @@ class ImagenetWorkload(LoaderWorkload):
         if largest >= self.num_classes:  # a label past the head: an index error (a device-side assert on CUDA) at the first step
             raise PacerUserError(f"workload {self.name}: num_classes={self.num_classes} is too few for {self.data_dir}, whose classes go up to index {largest}; expected {LAYOUT}")
 
-    def make_datasets(self) -> VisionDatasets:
+    def make_datasets(self) -> SplitDatasets:
         evaluate = eval_transform(self.image_size, self.resize_size)
         train = ImageFolder(str(self.data_dir / "train"), transform=train_transform(self.image_size, self.randaugment))
         train_for_eval = copy.copy(train)  # the same file list (scanned once), another transform
         train_for_eval.transform = evaluate
-        return VisionDatasets(
+        return SplitDatasets(
             train=train,
             eval_train=Subset(train_for_eval, fixed_subset(len(train_for_eval), self.eval_train_size, self.dataset_seed)),
             validation=ImageFolder(str(self.data_dir / "val"), transform=evaluate),

@@ -2,8 +2,9 @@
 
 `pacer run ... devices=N` re-launches itself through `torchrun_command` (one process per
 device; NCCL on GPU, gloo on CPU). Inside each process `setup` joins the process group;
-the rest of Pacer asks `rank()`, `world_size()` and `is_main()` and reduces through
-`all_reduce`. With one device none of this is active and every helper is a no-op."""
+the rest of Pacer asks `rank()`, `world_size()` and `is_main()`, reduces through
+`all_reduce` and gathers through `all_gather_object`. With one device none of this is
+active and every helper is a no-op."""
 
 from __future__ import annotations
 
@@ -79,6 +80,16 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     if active():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
     return tensor
+
+
+def all_gather_object(obj: object) -> list[object]:
+    """Every process's picklable `obj`, in rank order (a collective: every process calls it
+    at the same point). Without DDP: `[obj]`."""
+    if not active():
+        return [obj]
+    gathered: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def any_rank(flag: bool) -> bool:

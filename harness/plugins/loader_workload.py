@@ -1,18 +1,23 @@
-"""The shared base of image-classification workloads that stream their data from disk.
+"""The shared base of workloads that stream their data from disk through DataLoaders.
 
-A concrete workload (one file in `workloads/`) supplies `check_data` (a cheap look at the
-data directory that raises `PacerUserError` naming the expected layout), `make_datasets`
-(datasets of `(uint8 CHW image, label)`, augmentation included) and `build_model`. This base
-supplies the rest of `harness.core.spec.Workload`:
+A concrete workload supplies `check_data` (a cheap look at the data directory that raises
+`PacerUserError` naming the expected layout), `make_datasets` (the four `SplitDatasets` of
+examples, augmentation included; an example is a tuple or dict of host tensors and numbers),
+`build_model`, `device_batch` (a collated host batch -> the model's `Batch` on the device),
+`eval_batch` and `summarize` (the metrics), and may replace `collate`, `forward`,
+`model_to_device`, `loss_fn` (with `loss_type`) and `augment_batch`.
+`harness.plugins.image_workload.ImageClassifierWorkload` is the layer for image classifiers. This base supplies the rest of `harness.core.spec.Workload`:
 
 * the training stream: DataLoader workers, pinned memory, persistent workers; every
   example's augmentation is seeded by its position in the stream, so the stream depends on
-  the data seed alone (not on the number of workers or devices); images travel as uint8 and
-  are normalised (and made channels-last) on the device;
+  the data seed alone (not on the number of workers or devices); a `take(n)` of other than
+  the loader's batch reads and collates its examples in the training process;
 * DDP: the global batch is split across ranks, the model is wrapped in
-  `DistributedDataParallel`, evaluation is sharded and its sums all-reduced;
+  `DistributedDataParallel`, evaluation is sharded;
 * evaluation that counts every example exactly once: each rank's shard is padded to whole
-  batches and the padding carries weight 0;
+  batches and the padding carries weight 0; per-batch weighted sums are all-reduced and the
+  per-example outputs of the real examples are gathered, in dataset order, for metrics that
+  are not sums (average precision, BLEU);
 * the options `precision` (bf16 autocast, strict fp32 or TF32 matmuls) and `compile`.
 """
 
@@ -21,15 +26,15 @@ from __future__ import annotations
 import abc
 import contextlib
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from harness.core import distributed
 from harness.core import rng as rnglib
@@ -41,7 +46,6 @@ from harness.core.spec import (
     InputQueue,
     LossOutput,
     LossType,
-    MetricDirection,
     ModelAuxiliaryState,
     ParameterContainer,
     Rng,
@@ -51,18 +55,32 @@ from harness.core.spec import (
 from harness.plugins.tensor_workload import BuiltModelParameters, frozen_batch_norm_statistics, set_dropout
 
 PRECISIONS = ("bf16", "fp32", "tf32")
-Example = tuple[Tensor, int]
-"""A uint8 (3, H, W) image and its class."""
+Example = tuple[object, ...] | Mapping[str, object]
+"""One example as a dataset returns it: host tensors and numbers."""
+HostBatch = tuple[object, ...] | Mapping[str, object]
+"""Examples collated on the host (by `LoaderWorkload.collate`)."""
 
 
 @dataclass(frozen=True)
-class VisionDatasets:
+class SplitDatasets:
     train: Dataset[Example]
     """Augmented training examples."""
     eval_train: Dataset[Example]
     """A fixed subset of the training set with the evaluation transform."""
     validation: Dataset[Example]
     test: Dataset[Example]
+
+
+@dataclass
+class BatchEval:
+    """What `LoaderWorkload.eval_batch` returns for one evaluation batch of B examples."""
+
+    sums: dict[str, Tensor] = field(default_factory=dict)
+    """Scalars already weighted by `batch["weights"]` (padding has weight 0), e.g. summed
+    loss: added over batches and all-reduced over ranks."""
+    per_example: Sequence[object] = ()
+    """Empty, or one picklable entry per example of the batch (B of them, padding included;
+    the base drops the padding's): gathered over ranks for metrics that are not sums."""
 
 
 class _Seeded(Dataset[Example]):
@@ -93,9 +111,13 @@ class ShardedStream:
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         k = self.first_batch
         while True:
-            start = k * self.global_batch + self.rank * self.local
-            yield [self._key(p) for p in range(start, start + self.local)]
+            yield [self.local_key(t) for t in range(k * self.local, (k + 1) * self.local)]
             k += 1
+
+    def local_key(self, taken: int) -> tuple[int, int]:
+        """The `(index, seed)` key of this rank's example number `taken` (from 0)."""
+        batch, offset = divmod(taken, self.local)
+        return self._key(batch * self.global_batch + self.rank * self.local + offset)
 
     def _key(self, position: int) -> tuple[int, int]:
         epoch, i = divmod(position, self.size)
@@ -117,27 +139,41 @@ class LoaderInputQueue(InputQueue):
         self._restart()
 
     def _restart(self) -> None:
-        stream = ShardedStream(len(self.dataset), self.rng, self.global_batch, distributed.rank(), self.world, self.taken // self.local)
-        self.loader = self.workload.data_loader(_Seeded(self.dataset), batch_sampler=stream, workers=self.workload.num_workers)
+        self.stream = ShardedStream(len(self.dataset), self.rng, self.global_batch, distributed.rank(), self.world, 0)
+        self.next_batch = math.ceil(self.taken / self.local)  # on this rank; a part-taken batch is read by `_read`
+        stream = ShardedStream(len(self.dataset), self.rng, self.global_batch, distributed.rank(), self.world, self.next_batch)
+        self.loader = self.workload.data_loader(_Seeded(self.dataset), batch_sampler=stream, workers=self.workload.num_workers,
+                                                collate_fn=self.workload.collate)
         self.batches = iter(self.loader)
-        skip = self.taken % self.local
-        self.pending: list[tuple[Tensor, Tensor]] = [tuple(t[skip:] for t in next(self.batches))] if skip else []
 
     def take(self, n: int) -> Batch:
+        """The next `n` examples of the global stream (`n / world` of them on this rank) as one
+        device batch. A take of the loader's next whole batch comes from its workers; any
+        other take reads its examples in this process and collates them with
+        `workload.collate` (the same examples, since each is seeded by its position, but
+        slower), and skips the loader batches it overlaps.
+
+        Raises:
+            ValueError: `n` is not divisible by the number of devices.
+        """
         need = _split_evenly(n, self.world, "take(n)")
-        parts, have = [], 0
-        while have < need:
-            images, labels = self.pending.pop(0) if self.pending else next(self.batches)
-            used = min(need - have, len(labels))
-            parts.append((images[:used], labels[:used]))
-            if used < len(labels):
-                self.pending.insert(0, (images[used:], labels[used:]))
-            have += used
+        if need == self.local and self.taken == self.next_batch * self.local:
+            host = next(self.batches)
+            self.next_batch += 1
+        else:
+            host = self._read(need)
         step = self.taken // self.local
         self.taken += need
-        images, labels = (torch.cat(p) for p in zip(*parts, strict=True)) if len(parts) > 1 else parts[0]
-        batch = self.workload.device_batch(images, labels)
-        return self.workload.augment_batch(batch, rnglib.fold_in(self.rng, -1 - step))
+        return self.workload.augment_batch(self.workload.device_batch(host), rnglib.fold_in(self.rng, -1 - step))
+
+    def _read(self, need: int) -> HostBatch:
+        """This rank's next `need` examples, read and collated in this process."""
+        seeded = _Seeded(self.dataset)
+        examples = [seeded[self.stream.local_key(t)] for t in range(self.taken, self.taken + need)]
+        while self.next_batch < math.ceil((self.taken + need) / self.local):
+            next(self.batches)
+            self.next_batch += 1
+        return self.workload.collate(examples)
 
     def __next__(self) -> Batch:
         return self.take(self.global_batch)
@@ -150,9 +186,10 @@ class LoaderInputQueue(InputQueue):
         self._restart()
 
 
-class _EvalShard(Dataset[tuple[Tensor, int, float]]):
-    """This rank's examples (rank, rank + world, ...) padded to whole batches; the padding
-    repeats example 0 with weight 0, so every rank runs the same number of full batches."""
+class _EvalShard(Dataset[tuple[Example, float]]):
+    """This rank's examples (rank, rank + world, ...) padded to whole batches, each with its
+    weight; the padding repeats example 0 with weight 0, so every rank runs the same number
+    of full batches."""
 
     def __init__(self, dataset: Dataset[Example], rank: int, world: int, batch: int):
         self.dataset, self.rank, self.world, self.size = dataset, rank, world, len(dataset)
@@ -161,23 +198,42 @@ class _EvalShard(Dataset[tuple[Tensor, int, float]]):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> tuple[Tensor, int, float]:
+    def __getitem__(self, i: int) -> tuple[Example, float]:
         index = self.rank + i * self.world
         if index < self.size:
-            return (*self.dataset[index], 1.0)
-        return (*self.dataset[0], 0.0)
+            return self.dataset[index], 1.0
+        return self.dataset[0], 0.0
+
+
+class _WeightedCollate:
+    """Collates `(example, weight)` pairs into `(host batch, float32 (B,) weights)`; a class,
+    not a closure, so that DataLoader workers can receive it."""
+
+    def __init__(self, collate: Callable[[list[Example]], HostBatch]):
+        self.collate = collate
+
+    def __call__(self, items: list[tuple[Example, float]]) -> tuple[HostBatch, Tensor]:
+        examples, weights = zip(*items, strict=True)
+        return self.collate(list(examples)), torch.tensor(weights, dtype=torch.float32)
+
+
+def _in_dataset_order(per_rank: Sequence[Sequence[object]]) -> list[object]:
+    """Per-rank outputs of examples (rank, rank + world, ...) -> one list in dataset order."""
+    world, total = len(per_rank), sum(len(outputs) for outputs in per_rank)
+    return [per_rank[j % world][j // world] for j in range(total)]
 
 
 class LoaderWorkload(BuiltModelParameters, Workload):
-    """Base for image classifiers fed by DataLoaders. Keyword arguments are the config's keys."""
+    """Base for workloads fed by DataLoaders. Keyword arguments are the config's keys.
 
-    target_metric_name = "accuracy"
-    target_metric_direction = MetricDirection.MAXIMIZE
+    The subclass declares `target_metric_name` (a key of `summarize`'s result) and
+    `target_metric_direction`."""
+
     multi_device = True
     """Runs under DDP (`pacer run ... devices=N`)."""
-    mean: tuple[float, float, float]
-    """Per-channel mean of the images on the 0-255 scale."""
-    std: tuple[float, float, float]
+    collate: Callable[[list[Example]], HostBatch] = staticmethod(default_collate)
+    """Examples -> host batch. It runs in the DataLoader workers: a static method or another
+    picklable callable, not a bound method."""
 
     def __init__(
         self,
@@ -196,7 +252,6 @@ class LoaderWorkload(BuiltModelParameters, Workload):
         eval_num_workers: int = 4,
         precision: str = "fp32",
         compile: bool = False,
-        channels_last: bool = True,
         dataset_seed: int = 0,
         device: str = "cpu",
         base_name: str | None = None,
@@ -209,12 +264,11 @@ class LoaderWorkload(BuiltModelParameters, Workload):
         self.eval_batch_size, self.dataset_seed = whole_number("eval_batch_size", eval_batch_size), whole_number("dataset_seed", dataset_seed, minimum=0)
         self.data_dir, self.eval_train_size = Path(data_dir).expanduser(), whole_number("eval_train_size", eval_train_size)
         self.num_workers, self.eval_num_workers = whole_number("num_workers", num_workers, minimum=0), whole_number("eval_num_workers", eval_num_workers, minimum=0)
-        self.precision, self.compile, self.channels_last = check_choice("precision", precision, PRECISIONS), flag("compile", compile), flag("channels_last", channels_last)
+        self.precision, self.compile = check_choice("precision", precision, PRECISIONS), flag("compile", compile)
         self.device = torch.device(device)
-        self._datasets: VisionDatasets | None = None
+        self._datasets: SplitDatasets | None = None
         self._eval_loaders: dict[str, DataLoader] = {}
         self._model: nn.Module | None = None
-        self._normalizer: tuple[Tensor, Tensor] | None = None
         self.check_data()
 
     # --- what a concrete workload provides -------------------------------------------
@@ -224,12 +278,37 @@ class LoaderWorkload(BuiltModelParameters, Workload):
         """Cheaply check `data_dir`; raise `PacerUserError` naming the expected layout."""
 
     @abc.abstractmethod
-    def make_datasets(self) -> VisionDatasets:
+    def make_datasets(self) -> SplitDatasets:
         """The four datasets; `eval_train` must not depend on anything but `dataset_seed`."""
 
     @abc.abstractmethod
     def build_model(self) -> nn.Module:
         """A freshly initialised model (the torch RNG is seeded by the caller)."""
+
+    @abc.abstractmethod
+    def device_batch(self, host_batch: HostBatch, weights: Tensor | None = None) -> Batch:
+        """A collated host batch of B examples -> the model's batch on `self.device`, with
+        `weights` (float32 (B,), 1 for real examples and 0 for evaluation padding) moved to
+        `batch["weights"]` when given."""
+
+    @abc.abstractmethod
+    def eval_batch(self, params: ParameterContainer, model_state: ModelAuxiliaryState, batch: Batch) -> BatchEval:
+        """One evaluation batch (from `device_batch`, with `weights`): weighted sums and/or
+        per-example outputs. Called under `torch.no_grad()`."""
+
+    @abc.abstractmethod
+    def summarize(self, sums: Mapping[str, float], per_example: Sequence[object]) -> dict[str, float]:
+        """A split's metrics from the `BatchEval.sums` added over all its examples (plus
+        `num_examples`, the summed weights) and every real example's `per_example` output,
+        in dataset order. The base adds `num_examples` to the result."""
+
+    def forward(self, model: nn.Module, batch: Batch) -> Tensor:
+        """The model's output (e.g. logits) for a device batch; `model(batch["inputs"])` by default."""
+        return model(batch["inputs"])
+
+    def model_to_device(self, model: nn.Module) -> nn.Module:
+        """Move a freshly built model to `self.device` (e.g. in a memory format)."""
+        return model.to(self.device)
 
     def augment_batch(self, batch: Batch, rng: Rng) -> Batch:
         """Batch-level augmentation on the device (e.g. mixup); none by default."""
@@ -251,7 +330,7 @@ class LoaderWorkload(BuiltModelParameters, Workload):
     # --- data ---------------------------------------------------------------------------
 
     @property
-    def datasets(self) -> VisionDatasets:
+    def datasets(self) -> SplitDatasets:
         if self._datasets is None:
             self._datasets = self.make_datasets()
         return self._datasets
@@ -277,18 +356,6 @@ class LoaderWorkload(BuiltModelParameters, Workload):
             dataset, num_workers=workers, pin_memory=self.device.type == "cuda",
             persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None, **kwargs)
 
-    def device_batch(self, images: Tensor, labels: Tensor, weights: Tensor | None = None) -> Batch:
-        """uint8 (B, 3, H, W) on the host -> normalised float inputs on the device."""
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        inputs = images.to(self.device, non_blocking=True).to(dtype=torch.float32, memory_format=memory_format)
-        if self._normalizer is None:
-            self._normalizer = (torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1), torch.tensor(self.std, device=self.device).view(1, 3, 1, 1))
-        mean, std = self._normalizer
-        batch = {"inputs": (inputs - mean) / std, "targets": labels.to(self.device, non_blocking=True)}
-        if weights is not None:
-            batch["weights"] = weights.to(self.device, dtype=torch.float32, non_blocking=True)
-        return batch
-
     def build_input_queue(self, data_rng: Rng, global_batch_size: int) -> LoaderInputQueue:
         return LoaderInputQueue(self, self.datasets.train, global_batch_size, data_rng)
 
@@ -299,7 +366,7 @@ class LoaderWorkload(BuiltModelParameters, Workload):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(rng)
             model = self.build_model()
-        model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        model = self.model_to_device(model)
         if dropout_rate is not None:
             set_dropout(model, dropout_rate)
         if distributed.active():
@@ -326,13 +393,12 @@ class LoaderWorkload(BuiltModelParameters, Workload):
             model.train(training)
         if dropout_rate is not None:
             set_dropout(model, dropout_rate)
-        inputs = augmented_and_preprocessed_input_batch["inputs"]
         with self._autocast():
             if mode is ForwardPassMode.TRAIN and not update_batch_norm:
                 with frozen_batch_norm_statistics(model):
-                    logits = model(inputs)
+                    logits = self.forward(model, augmented_and_preprocessed_input_batch)
             else:
-                logits = model(inputs)
+                logits = self.forward(model, augmented_and_preprocessed_input_batch)
         return logits.float(), model_state
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
@@ -345,7 +411,8 @@ class LoaderWorkload(BuiltModelParameters, Workload):
         return LossType.SOFTMAX_CROSS_ENTROPY
 
     def loss_fn(self, label_batch: Tensor, logits_batch: Tensor, mask_batch: Tensor | None = None, label_smoothing: float = 0.0) -> LossOutput:
-        """Cross-entropy against class indices or (mixup) class probabilities."""
+        """Cross-entropy of (B, C) logits against (B,) class indices or (B, C) class
+        probabilities (mixup); `mask_batch` (B,) weighs the examples."""
         per_example = F.cross_entropy(logits_batch, label_batch, reduction="none", label_smoothing=label_smoothing)
         if mask_batch is not None:
             per_example = per_example * mask_batch
@@ -368,20 +435,27 @@ class LoaderWorkload(BuiltModelParameters, Workload):
             dataset = {"train": self.datasets.eval_train, "validation": self.datasets.validation, "test": self.datasets.test}[split]
             local = math.ceil(global_batch_size / distributed.world_size())
             shard = _EvalShard(dataset, distributed.rank(), distributed.world_size(), local)
-            self._eval_loaders[split] = self.data_loader(shard, workers=self.eval_num_workers, batch_size=local, shuffle=False)
+            self._eval_loaders[split] = self.data_loader(shard, workers=self.eval_num_workers, batch_size=local, shuffle=False,
+                                                         collate_fn=_WeightedCollate(self.collate))
         return self._eval_loaders[split]
 
     def _evaluate_split(self, split: str, global_batch_size: int, params: ParameterContainer, model_state: ModelAuxiliaryState) -> dict[str, float]:
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, correct, examples
+        sums: dict[str, Tensor] = {}
+        outputs: list[object] = []
+        gathers, count = False, 0.0
         with torch.no_grad():
-            for images, labels, weights in self._eval_loader(split, global_batch_size):
-                batch = self.device_batch(images, labels, weights)
-                logits, _ = self.model_fn(params, batch, model_state, ForwardPassMode.EVAL, 0, update_batch_norm=False)
-                loss = self.loss_fn(batch["targets"], logits, batch["weights"])["summed"]
-                correct = ((logits.argmax(-1) == batch["targets"]) * batch["weights"]).sum()
-                sums += torch.stack([loss.double(), correct.double(), batch["weights"].sum().double()])
-        loss, correct, count = distributed.all_reduce(sums).tolist()
-        return {"loss": loss / count, "accuracy": correct / count, "num_examples": count}
+            for host_batch, weights in self._eval_loader(split, global_batch_size):
+                result = self.eval_batch(params, model_state, self.device_batch(host_batch, weights))
+                for key, value in result.sums.items():
+                    sums[key] = sums.get(key, 0.0) + value.double()
+                if result.per_example:  # padding included, so the same on every rank
+                    gathers = True
+                    outputs += [output for output, weight in zip(result.per_example, weights.tolist(), strict=True) if weight]
+                count += float(weights.sum())
+        totals = torch.stack([*sums.values(), torch.tensor(count, dtype=torch.float64, device=self.device)])
+        *values, count = distributed.all_reduce(totals).tolist()
+        per_example = _in_dataset_order(distributed.all_gather_object(outputs)) if gathers else []
+        return {**self.summarize(dict(zip(sums, values, strict=True)) | {"num_examples": count}, per_example), "num_examples": count}
 
 
 def _split_evenly(n: int, parts: int, what: str) -> int:
