@@ -256,8 +256,11 @@ class LoaderWorkload(BuiltModelParameters, Workload):
         device: str = "cpu",
         base_name: str | None = None,
         variant: str | None = None,
+        rules: str | None = None,
     ):
-        self.name, self.base_name, self.variant = name, base_name or name, variant
+        """`rules`: the AlgoPerf version (e.g. "v1.0") whose targets, budget, eval period and
+        step hint the config's `by_rules` table supplied; None for a workload without one."""
+        self.name, self.base_name, self.variant, self.rules = name, base_name or name, variant, rules
         self.validation_target_value, self.test_target_value = finite_number("validation_target", validation_target), finite_number("test_target", test_target)
         self.max_allowed_runtime_sec, self.eval_period_time_sec = seconds("max_runtime_sec", max_runtime_sec), seconds("eval_period_sec", eval_period_sec, zero_ok=True)
         self.step_hint, self.reference_batch_size = whole_number("step_hint", step_hint), whole_number("batch_size", batch_size)
@@ -314,13 +317,20 @@ class LoaderWorkload(BuiltModelParameters, Workload):
         """Batch-level augmentation on the device (e.g. mixup); none by default."""
         return batch
 
+    def synthetic_batch(self, batch_size: int, seed: int = 0) -> Batch:
+        """A training batch of `batch_size` examples on `self.device`, with the shapes and
+        value ranges of real data but no data on disk (benchmarks/gpu_workloads.py times
+        steps on these). Raises NotImplementedError for a workload that has none."""
+        raise NotImplementedError(f"workload {self.name} has no synthetic batches")
+
     # --- options ------------------------------------------------------------------------
 
     @property
     def run_options(self) -> dict[str, object]:
         """Options that change what is timed: recorded in the run record and in the
         hardware/software fingerprint, so that scoring never compares across them."""
-        return {"precision": self.precision, "compile": self.compile, "world_size": distributed.world_size()}
+        options: dict[str, object] = {"precision": self.precision, "compile": self.compile, "world_size": distributed.world_size()}
+        return options | ({"rules": self.rules} if self.rules else {})
 
     def _apply_precision(self) -> None:
         tf32 = self.precision == "tf32"

@@ -15,7 +15,7 @@ from harness import CONFIG_DIR
 from harness.core.errors import PacerUserError
 from harness.core.spec import Workload
 
-NON_CONSTRUCTOR_KEYS = ("variants", "calibration", "_target_")
+NON_CONSTRUCTOR_KEYS = ("variants", "calibration", "_target_", "by_rules")
 
 
 def workload_names() -> list[str]:
@@ -38,12 +38,25 @@ def resolve_variant(config: Mapping[str, object], variant: str | None) -> dict[s
     cfg = dict(config)
     variants = cfg.get("variants") or {}
     name = str(cfg["name"])
+    chosen: Mapping[str, object] = {}
     if variant:
         if variant not in variants:
             raise PacerUserError(f"unknown variant {variant!r} of workload {name} (valid: {', '.join(sorted(variants)) or 'none'})")
-        cfg.update(variants[variant])
+        chosen = variants[variant]
+        cfg.update({k: v for k, v in chosen.items() if k != "by_rules"})
         cfg["name"], cfg["base_name"], cfg["variant"] = f"{name}_{variant}", name, variant
+    if "by_rules" in config:
+        cfg.update(_rules_values(config, chosen, str(cfg.get("rules"))))
     return cfg
+
+
+def _rules_values(config: Mapping[str, object], variant: Mapping[str, object], rules: str) -> dict[str, object]:
+    """The targets, budget, eval period and step hint of AlgoPerf version `rules` (the
+    config's `rules` key): the base workload's `by_rules[rules]`, then the variant's."""
+    tables = config["by_rules"]
+    if rules not in tables:
+        raise PacerUserError(f"workload {config['name']}: unknown rules {rules!r} (valid: {', '.join(sorted(tables))})")
+    return dict(tables[rules]) | dict((variant.get("by_rules") or {}).get(rules) or {})
 
 
 def build_workload(config: Mapping[str, object], variant: str | None = None, device: str = "cpu") -> Workload:
