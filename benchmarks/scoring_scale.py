@@ -30,7 +30,8 @@ import numpy as np
 
 from harness.core.store import EVALS_FILE, RUN_FILE, RunDir, find_runs, load_results, run_path
 from harness.scoring.report import write_report
-from harness.scoring.rules import ScoringRules, score_roots
+from harness.scoring.rules import ScoringRules
+from harness.scoring.scorers import score_roots
 
 SUBMISSIONS, WORKLOADS, STUDIES, EVALS = 20, 10, 5, 100
 

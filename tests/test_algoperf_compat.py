@@ -23,7 +23,8 @@ from harness.core.store import load_results
 from harness.scoring import algoperf_import
 from harness.scoring.algoperf_compat import score_algoperf
 from harness.scoring.algoperf_import import ImportSummary, algoperf_targets, import_algoperf
-from harness.scoring.rules import ScoringRules, score_frame, score_roots
+from harness.scoring.rules import ScoringRules, score_frame
+from harness.scoring.scorers import score_roots
 
 NO_BOOT = ScoringRules(bootstrap=0)
 # Typed from AlgoPerf's workload modules (algoperf/workloads/*/workload.py and the variant subclasses).

@@ -17,7 +17,8 @@ from PIL import Image
 from scoring_fixtures import write_run, write_table
 
 from harness.scoring.report import best_trials, curves_figure, profile_figure, submission_colours, write_report
-from harness.scoring.rules import ScoringRules, load_roots, score_results
+from harness.scoring.rules import ScoringRules, load_roots
+from harness.scoring.scorers import score_results
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
                   "--disable-component-update", "--disable-sync", "--hide-scrollbars"]

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.scoring.rules import ScoreResult, ScoringRules, _first_reaching, check_comparable, infer_ruleset, trial_times
+from harness.scoring.algoperf_import import algoperf_round
+from harness.scoring.rules import ScoreResult, ScoringRules, check_comparable, first_reaching, infer_ruleset, trial_times
 
 ALGOPERF_TAU_POINTS = 100
 
@@ -32,7 +33,7 @@ def best_trial_times(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=["submission", "workload", "study", "time"])
     run_id, run_dirs = pd.factorize(df["run_dir"], sort=False)
-    first = _first_reaching(df.reset_index(drop=True), run_id, len(run_dirs), "validation")
+    first = first_reaching(df.reset_index(drop=True), run_id, len(run_dirs), "validation")
     start = np.full(len(run_dirs), -1)
     owners, at = np.unique(run_id, return_index=True)
     start[owners] = at
@@ -103,8 +104,6 @@ def _round_config(trials: pd.DataFrame, times: pd.DataFrame) -> tuple[list[str],
     imported round's shipped table, else the base workloads present and no held-out draw."""
     sources = set(trials["source"].dropna().astype(str)) if "source" in trials.columns else set()
     if len(sources) == 1 and next(iter(sources)).startswith("algoperf:"):
-        from harness.scoring.algoperf_import import algoperf_round
-
         round_ = algoperf_round(next(iter(sources)).split(":", 1)[1])
         return list(round_.base_workloads), list(round_.held_out), round_.num_base_workloads
     runs = trials.drop_duplicates("workload").set_index("workload")

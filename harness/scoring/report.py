@@ -22,7 +22,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.core.errors import PacerUserError  # noqa: E402
-from harness.scoring.rules import ScoreResult, ScoringRules, load_roots, performance_profiles, score_results  # noqa: E402
+from harness.scoring.rules import ScoreResult, ScoringRules, load_roots, performance_profiles  # noqa: E402
+from harness.scoring.scorers import score_results  # noqa: E402
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}

@@ -13,11 +13,11 @@ The pipeline, each step a function on plain pandas/numpy data:
 5. `ratios`: against the fastest submission or a named reference.
 6. `performance_profiles` and `benchmark_scores` (closed form of the integral of the profile).
 
-`score_results` runs them all and adds bootstrap confidence intervals (resampling studies, and
+`score_frame` runs them all and adds bootstrap confidence intervals (resampling studies, and
 trials within studies; none unless some submission/workload cell has 2 studies, see
 `intervals_note`), the probability of ranking first, a geometric-mean speedup against a
-reference and a step-based score. `compat="algoperf"` switches to AlgoPerf's own scoring code
-path instead (see docs/scoring.md for every difference and `harness.scoring.algoperf_compat`).
+reference and a step-based score. AlgoPerf's own scoring code path is the other strategy
+(`harness.scoring.algoperf_compat`; `harness.scoring.scorers` picks; docs/scoring.md lists every difference).
 `check_comparable` refuses tables that do not compare (wall-clock times from different hardware,
 one workload on two clocks, different targets) unless asked to mix them. Steps 3-6 work on
 arrays with any leading batch shape, so the bootstrap scores all replicates at once.
@@ -35,6 +35,7 @@ import pandas as pd
 
 from harness.core.errors import PacerUserError
 from harness.core.store import load_results
+from harness.scoring.algoperf_import import VERSIONS, algoperf_round
 
 RULESETS = ("external", "self")
 TIME_COLUMNS = {"time": "accumulated_submission_time", "steps": "global_step", "examples": "examples_seen"}
@@ -177,7 +178,7 @@ def trial_times(df: pd.DataFrame) -> pd.DataFrame:
                             "hyperparameters", "status", "experiment", "source"] if c in runs.columns]].copy()
     out["num_evals"] = np.bincount(run_id, weights=df["global_step"].notna().to_numpy() if "global_step" in df else None, minlength=len(run_dirs)).astype(int)
     for split in ("validation", "test"):
-        first = _first_reaching(df, run_id, len(run_dirs), split)
+        first = first_reaching(df, run_id, len(run_dirs), split)
         hit = first >= 0
         for name, column in TIME_COLUMNS.items():
             values = df[column].to_numpy(dtype=float) if column in df else np.full(len(df), np.nan)
@@ -187,7 +188,7 @@ def trial_times(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(names="run_dir")
 
 
-def _first_reaching(df: pd.DataFrame, run_id: np.ndarray, n_runs: int, split: str) -> np.ndarray:
+def first_reaching(df: pd.DataFrame, run_id: np.ndarray, n_runs: int, split: str) -> np.ndarray:
     """Row index of each run's first eval meeting its `split` target, -1 where none does."""
     value = np.full(len(df), np.nan)
     metrics = df["target_metric"].astype("string").fillna("")
@@ -552,8 +553,6 @@ def check_held_out_names(held_out: Sequence[str], workloads: set[str]) -> list[s
     typo would otherwise turn the held-out rule off for that variant in silence). A round's
     variant may have no run: AlgoPerf then counts it as missed. Returns a warning when no
     held-out name has a run at all (e.g. a round's draw on results of another suite)."""
-    from harness.scoring.algoperf_import import VERSIONS, algoperf_round
-
     drawn = {variant for version in VERSIONS for variant in algoperf_round(version).held_out}
     unknown = [name for name in held_out if name not in workloads and name not in drawn]
     if unknown:
@@ -571,8 +570,6 @@ def round_rules(trials: pd.DataFrame, rules: ScoringRules) -> tuple[ScoringRules
     sources = set(trials["source"].dropna().astype(str)) if "source" in trials else set()
     if len(sources) != 1 or not next(iter(sources)).startswith("algoperf:") or trials["source"].isna().any() or rules.held_out:
         return rules, None
-    from harness.scoring.algoperf_import import algoperf_round
-
     round_ = algoperf_round(next(iter(sources)).split(":", 1)[1])
     rules = replace(rules, held_out=round_.held_out, held_out_rule=bool(round_.held_out), base_workloads=round_.base_workloads,
                     num_workloads=rules.num_workloads or round_.num_base_workloads)
@@ -591,23 +588,6 @@ def load_roots(roots: Sequence[Path], cache: bool = True) -> pd.DataFrame:
     return df
 
 
-def score_results(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mixed: bool = False, compat: str | None = None) -> ScoreResult:
-    """Score a loaded frame with Pacer's rules, or with AlgoPerf's code path (`compat="algoperf"`)."""
-    if compat == "algoperf":
-        from harness.scoring.algoperf_compat import score_algoperf
-
-        result = score_algoperf(df, rules, allow_mixed=allow_mixed)
-        result.intervals_note = "no intervals: AlgoPerf's scoring code has none (score without --compat for them)"
-    elif compat is not None:
-        raise PacerUserError(f"unknown compat mode {compat!r} (valid: algoperf)")
-    else:
-        result = score_frame(df, rules, allow_mixed=allow_mixed)
-    warning = contention_warning(result.contended_runs())
-    if warning:
-        result.warnings.append(warning)
-    return result
-
-
 def contention_warning(flagged: pd.DataFrame, examples: int = 3) -> str | None:
     """One line naming how many scored runs were flagged contended and up to `examples` of their folders."""
     if flagged.empty:
@@ -615,8 +595,3 @@ def contention_warning(flagged: pd.DataFrame, examples: int = 3) -> str | None:
     shown = ", ".join(flagged["run_dir"].astype(str).iloc[:examples]) + (", ..." if len(flagged) > examples else "")
     runs = "1 run was" if len(flagged) == 1 else f"{len(flagged)} runs were"
     return f"{runs} flagged contended (their machine was oversubscribed; their times may be inflated): {shown}"
-
-
-def score_roots(roots: Sequence[Path], rules: ScoringRules | None = None, *, allow_mixed: bool = False, compat: str | None = None, cache: bool = True) -> ScoreResult:
-    """Load results trees (through the Parquet cache) and score them."""
-    return score_results(load_roots(roots, cache), rules, allow_mixed=allow_mixed, compat=compat)

@@ -14,7 +14,8 @@ import pandas as pd
 from harness.core.errors import PacerUserError
 from harness.core.store import check_output_folder
 from harness.scoring.algoperf_import import _parse, algoperf_targets, folder_argument
-from harness.scoring.rules import ScoreResult, ScoringRules, score_roots
+from harness.scoring.rules import ScoreResult, ScoringRules
+from harness.scoring.scorers import score_roots
 
 
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
