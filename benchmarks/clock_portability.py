@@ -40,10 +40,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from harness.cli import compose_config
 from harness.core.store import RunDir, run_path
 from harness.experiments.job import run_job
 from harness.experiments.parallel import map_in_processes
+from harness.experiments.run_config import compose
 
 CONDITIONS = ("quiet", "competitor", "two_runs", "oversubscribed")
 COMPETITOR = (
@@ -70,7 +70,7 @@ def competitors(n: int, threads: int) -> Iterator[None]:
 
 
 def run_config(args: argparse.Namespace, condition: str, seed: int, twin: bool = False) -> dict[str, object]:
-    cfg = compose_config([f"workload={args.workload}", "submission=nadamw", f"seed={seed}", f"results_root={args.results_root}",
+    cfg = compose([f"workload={args.workload}", "submission=nadamw", f"seed={seed}", f"results_root={args.results_root}",
                           f"experiment=clock-{condition}{'-twin' if twin else ''}", f"trial={seed}", "overwrite=true", "quiet=true",
                           "checkpoint_every_sec=0", f"max_runtime_sec={args.max_runtime}", f"max_steps={args.max_steps}"])
     return OmegaConf.to_container(cfg, resolve=True)

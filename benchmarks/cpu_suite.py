@@ -23,11 +23,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from harness.cli import compose_config
 from harness.core.errors import PacerUserError
 from harness.core.spec import MetricDirection
 from harness.core.store import RunDir, run_path
 from harness.experiments.job import run_job
+from harness.experiments.run_config import compose
 from harness.plugins.submissions import check_submission_names, submission_names
 
 SUITE = ("mnist1d_mlp", "mnist1d_cnn", "digits_cnn", "teacher_student", "markov_lm")
@@ -37,7 +37,7 @@ def one_run(workload: str, experiment: str, trial: int, args: argparse.Namespace
     """`submission`'s default point on `workload` with seed 0, under `args.ruleset` (budget:
     `args.cap` seconds, or the ruleset's multiple of the calibrated one)."""
     cap = [f"max_runtime_sec={args.cap}"] if args.cap else []
-    cfg = compose_config([f"workload={workload}", f"submission={submission}", f"ruleset={args.ruleset}", "seed=0", f"experiment={experiment}",
+    cfg = compose([f"workload={workload}", f"submission={submission}", f"ruleset={args.ruleset}", "seed=0", f"experiment={experiment}",
                           f"trial={trial}", f"results_root={args.results_root}", "overwrite=true", "quiet=true", *cap])
     return run_job(OmegaConf.to_container(cfg, resolve=True))
 

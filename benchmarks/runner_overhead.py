@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from scipy.stats import quantile_test
 
-from harness.cli import compose_config
 from harness.core import rng as rnglib
 from harness.core.runner import Runner, RunSettings
+from harness.experiments.run_config import compose
 from harness.plugins import hparams as hparamslib
 from harness.plugins.submissions import load_submission
 from harness.plugins.workloads import build_workload
@@ -46,7 +46,7 @@ WARMUP_PAIRS = 5
 
 
 def setup(overrides: list[str]):
-    cfg = compose_config(overrides)
+    cfg = compose(overrides)
     workload = build_workload(cfg.workload)
     submission = load_submission(cfg.submission)
     hp = hparamslib.resolve(submission.search_space, submission.default, {}, "benchmark")

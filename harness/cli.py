@@ -8,7 +8,6 @@ verb imports what it needs when it runs: the verbs that train nothing (`score`, 
 
 from __future__ import annotations
 
-import functools
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -37,92 +36,11 @@ options:
 """
 
 
-def config_groups() -> dict[str, list[str]]:
-    """Config group name -> its options, from the folders under configs/."""
-    from harness.plugins.workloads import CONFIG_DIR
-
-    return {d.name: sorted(p.stem for p in d.glob("*.yaml") if not p.stem.startswith("_")) for d in CONFIG_DIR.iterdir() if d.is_dir()}
-
-
-def normalize_overrides(args: Sequence[str]) -> list[str]:
-    """Check group choices early (one line listing the valid names) and let `hparams.x=v`
-    add keys to the open `hparams` mapping."""
-    from harness.plugins.submissions import file_submission_config, is_submission_file
-
-    groups = config_groups()
-    out = []
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if sep and key in groups:
-            for choice in value.strip("[]").split(","):
-                if key == "submission" and is_submission_file(choice):
-                    file_submission_config(choice)  # a missing file: one line naming it
-                elif choice and choice not in groups[key]:
-                    raise PacerUserError(f"unknown {key} {choice!r} (valid: {', '.join(groups[key])}){_variant_hint(key, choice, groups[key])}")
-        if sep and key.startswith("hparams."):
-            arg = "+" + arg
-        out.append(arg)
-    return out
-
-
-def submission_files(overrides: Sequence[str]) -> list[str]:
-    """The AlgoPerf files given as `submission=path/to/file.py`."""
-    from harness.plugins.submissions import is_submission_file
-
-    return [value for key, _, value in (o.partition("=") for o in overrides) if key == "submission" and is_submission_file(value)]
-
-
-def _variant_hint(group: str, choice: str, valid: Sequence[str]) -> str:
-    """`; a variant is workload=B variant=V` when `choice` reads as a workload id B_V (what
-    `pacer sweep` and the suites take)."""
-    bases = [b for b in valid if group == "workload" and choice.startswith(f"{b}_")]
-    return f"; for a variant: workload={bases[0]} variant={choice[len(bases[0]) + 1:]}" if bases else ""
-
-
-def compose_config(overrides: Sequence[str]):
-    """Compose configs/config.yaml with overrides through Hydra, as a single run sees it.
-
-    `submission=path/to/submission.py` (an AlgoPerf file) is not a config-group choice: the
-    submission group becomes that file's config (`harness.plugins.submissions.file_submission_config`)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import open_dict
-    from omegaconf.errors import OmegaConfBaseException
-
-    from harness.plugins.submissions import file_submission_config
-    from harness.plugins.workloads import CONFIG_DIR
-
-    files = submission_files(overrides)
-    overrides = [o for o in overrides if not (o.startswith("submission=") and o.partition("=")[2] in files)]
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as e:
-        raise PacerUserError(_hydra_error_line(e)) from None
-    if files:
-        with open_dict(cfg):
-            cfg.submission = file_submission_config(files[-1])
-    root_keys = _root_keys(CONFIG_DIR)
-    if removed := [key for key in root_keys if key not in cfg]:
-        raise PacerUserError(f"~{removed[0]} removes a key every run reads: set it instead ({removed[0]}=VALUE)")
-    if added := [key for key in cfg if key not in root_keys]:
-        raise PacerUserError(f"+{added[0]} adds a key no run reads (a typo?); the top-level keys are {', '.join(root_keys)}")
-    return cfg
-
-
-@functools.cache
-def _root_keys(config_dir: Path) -> list[str]:
-    """The top-level keys of configs/config.yaml: its config groups and its own keys."""
-    from omegaconf import OmegaConf
-
-    root = OmegaConf.load(config_dir / "config.yaml")
-    groups = [next(iter(entry)) for entry in root.defaults if isinstance(entry, Mapping) and not next(iter(entry)).startswith("override")]
-    return groups + [key for key in root if key not in ("defaults", "hydra")]
-
-
 def run_command(args: Sequence[str]) -> int:
     quiet = "--quiet" in args
     args = [a for a in args if a != "--quiet"] + (["quiet=true"] if quiet else [])
+    from harness.experiments.run_config import normalize_overrides, submission_files
+
     overrides = normalize_overrides(args)
     if "-m" in overrides or "--multirun" in overrides:
         if files := submission_files(overrides):
@@ -133,8 +51,9 @@ def run_command(args: Sequence[str]) -> int:
         return _multirun_exit_code(folders)
     from harness.core import distributed
     from harness.experiments.job import prepare_job, run_job
+    from harness.experiments.run_config import compose
 
-    cfg = compose_config(overrides)
+    cfg = compose(overrides)
     if isinstance(cfg.devices, int) and cfg.devices > 1 and not distributed.launched():
         prepare_job(cfg, create_run_dir=False)  # bad input fails here, before any process starts
         return distributed.launch(cfg.devices, ["run", *args])
@@ -167,38 +86,6 @@ def error_reason(record: Mapping[str, object]) -> str:
     return lines[-1] if lines else "no traceback recorded"
 
 
-def _hydra_error_line(error: Exception) -> str:
-    """Hydra's error as one line: for an override of a key the config does not have, the key
-    and the config's keys (Hydra's first line says only "Could not override"; the reason is
-    in its cause)."""
-    first = str(error).strip().splitlines()[0]
-    override = getattr(error, "override", None)  # Hydra's OverrideParseException names the argument
-    if first.startswith("LexerNoViableAltException: "):
-        argument = override or first.partition(": ")[2]
-        if not argument.isascii():
-            return f"cannot read the argument {argument!r}: Hydra's override grammar reads only ASCII unquoted; quote the value: {_quoted(argument)}"
-        return f"cannot read the argument {argument!r}: arguments are key=value overrides (options and verbs: pacer --help)"
-    if override:
-        return f"cannot read the argument {override!r}: {first} (Hydra's override grammar: quote a value with brackets, = or spaces: {_quoted(override)})"
-    missing = next((line.strip() for line in str(error.__cause__ or "").splitlines() if "is not in struct" in line), None)
-    if not (first.startswith("Could not override") and missing):
-        return first
-    if "." in first.split("'")[1]:  # a key inside a group: the group's keys are its config's
-        return f"{first} {missing}"
-    from omegaconf import OmegaConf
-
-    from harness.plugins.workloads import CONFIG_DIR
-
-    keys = [k for k in OmegaConf.load(CONFIG_DIR / "config.yaml") if k not in ("defaults", "hydra")]
-    return f"{first} {missing} (valid top-level keys: {', '.join(keys)}, and the config groups' keys)"
-
-
-def _quoted(argument: str) -> str:
-    """`key='value'`, as the shell argument to type (the quotes are Hydra's)."""
-    key, _, value = argument.partition("=")
-    return f"\"{key}='{value}'\""
-
-
 def check_multirun_folders(overrides: Sequence[str]) -> list[Path]:
     """Each job's run folder, in order, once every job's input is checked (`prepare_job`
     without touching its folder); refuse a multirun whose jobs would share one (one line
@@ -211,7 +98,8 @@ def check_multirun_folders(overrides: Sequence[str]) -> list[Path]:
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
-    from harness.experiments.job import prepare_job, run_folder
+    from harness.experiments.job import prepare_job
+    from harness.experiments.run_config import RunConfig, compose
 
     job_args = [o for o in overrides if o not in ("-m", "--multirun") and not o.startswith(("hydra.", "hydra/"))]
     try:
@@ -222,12 +110,12 @@ def check_multirun_folders(overrides: Sequence[str]) -> list[Path]:
     experiment = "default"
     for number, job in enumerate(jobs):
         try:
-            cfg = OmegaConf.to_container(compose_config(job), resolve=True)
+            cfg = OmegaConf.to_container(compose(job), resolve=True)
             prepare_job(cfg, create_run_dir=False)  # every job's input, before the first one trains
         except PacerUserError as e:
             raise PacerUserError(f"pacer run -m: job {number} ({' '.join(job)}): {e}") from None
         experiment = str(cfg["experiment"])
-        folders.setdefault(run_folder(cfg), []).append(dict(o.split("=", 1) for o in job))
+        folders.setdefault(RunConfig.from_mapping(cfg).run_dir, []).append(dict(o.split("=", 1) for o in job))
     for folder, same in folders.items():
         if len(same) > 1:
             keys = sorted({key.lstrip("+~") for job in same for key in job if any(job.get(key) != other.get(key) for other in same)})
@@ -281,10 +169,10 @@ def _own_preempted_run(cfg: Mapping[str, object]) -> bool:
     """True when the config's run folder holds a preempted run of this very config: a job of a
     multirun that its launcher requeued."""
     from harness.core.store import RunDir, config_hash
-    from harness.experiments.job import SWEEP_ONLY_KEYS, run_folder
     from harness.experiments.manifest import written_by
+    from harness.experiments.run_config import SWEEP_ONLY_KEYS, RunConfig
 
-    record = RunDir(run_folder(cfg)).read_run()
+    record = RunDir(RunConfig.from_mapping(cfg).run_dir).read_run()
     own = config_hash({k: v for k, v in cfg.items() if k not in SWEEP_ONLY_KEYS})
     return record is not None and record.get("status") == "preempted" and written_by(record, own)
 

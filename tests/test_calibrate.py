@@ -13,10 +13,10 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from harness.cli import compose_config
 from harness.core.errors import PacerUserError
 from harness.experiments.calibrate import WRITTEN_KEYS, calibrate, parse_flags, retime, retime_summary, targets_from_provenance, write_targets
 from harness.experiments.calibration_records import read_record, record_path, write_provenance
+from harness.experiments.run_config import compose
 from harness.plugins.workloads import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ TINY = {"trials": 1, "reruns": 3, "steps": 6, "eval_every": 2, "algorithms": ["a
 
 
 def _base(tmp_path: Path) -> dict[str, object]:
-    cfg = compose_config(["workload=digits_cnn", f"results_root={tmp_path / 'results'}", f"workload.data_dir={tmp_path / 'data'}"])
+    cfg = compose(["workload=digits_cnn", f"results_root={tmp_path / 'results'}", f"workload.data_dir={tmp_path / 'data'}"])
     return OmegaConf.to_container(cfg, resolve=True)
 
 

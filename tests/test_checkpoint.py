@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.cli import compose_config, main
+from harness.cli import main
 from harness.core import checkpoint
 from harness.core.errors import PacerUserError, StorageError
 from harness.core.runner import Runner
 from harness.experiments.job import prepare_job, run_job
+from harness.experiments.run_config import compose
 from harness.plugins.submissions import submission_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ def _comparable(evals: list[dict[str, object]]) -> list[dict[str, object]]:
 
 
 def _runner(tmp_path: Path, experiment: str, overrides: list[str] = TINY, **kwargs) -> Runner:
-    job = prepare_job(compose_config([f"results_root={tmp_path}", f"experiment={experiment}", *overrides]))
+    job = prepare_job(compose([f"results_root={tmp_path}", f"experiment={experiment}", *overrides]))
     return Runner(job.workload, job.submission.impl, job.hyperparameters, job.settings, **kwargs)
 
 
@@ -66,7 +67,7 @@ def test_every_submission_resumes_from_a_checkpoint_read_without_unpickling_code
     first.should_stop = lambda: first.outcome.global_step == 30
     assert first.run().status == "preempted"
     checkpoint.save(first, tmp_path, preemptions=1)
-    classes = prepare_job(compose_config([f"results_root={tmp_path}", "experiment=preempted", *overrides])).submission.checkpoint_classes
+    classes = prepare_job(compose([f"results_root={tmp_path}", "experiment=preempted", *overrides])).submission.checkpoint_classes
     resumed = _runner(tmp_path, "preempted", overrides, resume_from=checkpoint.load(tmp_path, classes)).run()
     assert resumed.status == reference.status == "step_cap", resumed.error
     assert _comparable(resumed.evals) == _comparable(reference.evals)
@@ -122,11 +123,11 @@ def test_resume_from_an_unreadable_checkpoint_is_one_line_and_runs_nothing(tmp_p
 
 def test_resume_without_checkpoint_restarts_and_drops_stale_evals(tmp_path):
     cfg = [f"results_root={tmp_path}", "experiment=restart", *TINY]
-    run_job(compose_config(cfg))
+    run_job(compose(cfg))
     run_dir = next(tmp_path.rglob("run.json")).parent
     record = json.loads((run_dir / "run.json").read_text())
     (run_dir / "run.json").write_text(json.dumps(record | {"status": "running"}))  # as if SIGKILLed
-    again = run_job(compose_config([*cfg, "resume=true"]))
+    again = run_job(compose([*cfg, "resume=true"]))
     evals = [json.loads(line) for line in (run_dir / "evals.jsonl").read_text().splitlines()]
     assert again["status"] == "step_cap" and again["restarts"] == 1 and again["preemptions"] == 0
     assert [e["global_step"] for e in evals] == [1, 4, 8, 12, 16, 20, 24]
@@ -210,13 +211,13 @@ def test_a_kill_while_writing_leaves_the_previous_checkpoint_usable(tmp_path, mo
 @pytest.mark.parametrize("value", ["-1", "abc", "inf", "true"])
 def test_bad_checkpoint_period_is_one_line_error(tmp_path, value):
     with pytest.raises(PacerUserError, match=r"^checkpoint_every_sec=.* must be a positive number of seconds, or 0/null"):
-        prepare_job(compose_config([f"results_root={tmp_path}", f"checkpoint_every_sec={value}"]))
+        prepare_job(compose([f"results_root={tmp_path}", f"checkpoint_every_sec={value}"]))
 
 
 def test_checkpoint_period_zero_or_null_is_off(tmp_path):
     for value in ("0", "null"):
-        assert prepare_job(compose_config([f"results_root={tmp_path}", f"checkpoint_every_sec={value}", "overwrite=true"])).checkpoint_every_sec is None
-    assert prepare_job(compose_config([f"results_root={tmp_path}", "overwrite=true"])).checkpoint_every_sec == 600
+        assert prepare_job(compose([f"results_root={tmp_path}", f"checkpoint_every_sec={value}", "overwrite=true"])).checkpoint_every_sec is None
+    assert prepare_job(compose([f"results_root={tmp_path}", "overwrite=true"])).checkpoint_every_sec == 600
 
 
 def test_sigkill_resumes_from_the_last_periodic_checkpoint(tmp_path):
@@ -225,7 +226,7 @@ def test_sigkill_resumes_from_the_last_periodic_checkpoint(tmp_path):
     args = ("max_steps=600", "eval_every_steps=50", "checkpoint_every_sec=0.2")
     killed = _pacer_run(tmp_path, "killed", *args)
     try:
-        run_job(compose_config([f"results_root={tmp_path}", "experiment=reference", *TINY, *args]))
+        run_job(compose([f"results_root={tmp_path}", "experiment=reference", *TINY, *args]))
         before, saved = _kill_after_a_checkpoint(killed, tmp_path / "killed/external/nadamw/mnist1d_mlp/study_0/trial_0")
     finally:
         killed.kill()
@@ -338,7 +339,7 @@ def test_resume_of_a_damaged_run_record_is_one_line_and_leaves_it(tmp_path, caps
     from harness.cli import main
 
     cfg = [f"results_root={tmp_path}", "experiment=damaged", *TINY, "max_steps=2"]
-    run_job(compose_config(cfg))
+    run_job(compose(cfg))
     (record,) = tmp_path.rglob("run.json")
     record.write_text("{half a record")
     capsys.readouterr()
@@ -351,7 +352,7 @@ def test_resume_of_a_damaged_run_record_is_one_line_and_leaves_it(tmp_path, caps
 def _preempted_run(tmp_path: Path, experiment: str) -> tuple[list[str], Path]:
     """A run stopped by a signal at step 10 with its checkpoint, as `pacer run` leaves it."""
     cfg = [f"results_root={tmp_path}", f"experiment={experiment}", *TINY]
-    job = prepare_job(compose_config(cfg))
+    job = prepare_job(compose(cfg))
     runner = Runner(job.workload, job.submission.impl, job.hyperparameters, job.settings, on_eval=job.run_dir.append_eval)
     runner.should_stop = lambda: runner.outcome.global_step == 10
     runner.run()
@@ -383,7 +384,7 @@ def test_resume_takes_the_evals_before_the_checkpoint_from_the_checkpoint(tmp_pa
     cfg, run_dir = _preempted_run(tmp_path, "damaged_log")
     kept = checkpoint.load(run_dir)["outcome"]["evals"]
     (run_dir / "evals.jsonl").write_text('{"global_step": "abc"}\nnot json\n')
-    run_job(compose_config([*cfg, "resume=true"]))
+    run_job(compose([*cfg, "resume=true"]))
     evals = [json.loads(line) for line in (run_dir / "evals.jsonl").read_text().splitlines()]
     assert evals[:len(kept)] == json.loads(json.dumps(kept)) and [e["global_step"] for e in evals] == [1, 4, 8, 12, 16, 20, 24]
 
@@ -402,4 +403,4 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path, capsys):
         assert capsys.readouterr().err.strip() == f"pacer: error: another pacer process is running the run in {run_dir}: wait for it to end, or stop it first"
     finally:
         os.close(holder)
-    assert run_job(compose_config([*cfg, "resume=true"]))["status"] == "step_cap"  # free once the other process is gone
+    assert run_job(compose([*cfg, "resume=true"]))["status"] == "step_cap"  # free once the other process is gone

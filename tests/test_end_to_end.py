@@ -54,12 +54,12 @@ def test_pacer_run_reaches_the_target_and_keeps_a_complete_record(results_root):
 
 
 def test_same_seed_gives_the_same_eval_sequence(results_root):
-    from harness.cli import compose_config
     from harness.experiments.job import run_job
+    from harness.experiments.run_config import compose
 
     sequences = []
     for experiment in ("a", "b"):
-        cfg = compose_config([f"results_root={results_root}", f"experiment={experiment}", "max_steps=60", "eval_every_steps=20", "max_runtime_sec=600", "quiet=true", *SMALL])
+        cfg = compose([f"results_root={results_root}", f"experiment={experiment}", "max_steps=60", "eval_every_steps=20", "max_runtime_sec=600", "quiet=true", *SMALL])
         run_job(cfg)
         df = load_results(results_root / experiment)
         sequences.append(df[["global_step", "train/loss", "validation/accuracy", "test/loss", "examples_seen"]].values.tolist())

@@ -17,10 +17,11 @@ import pytest
 from omegaconf import OmegaConf
 from vision_data import make_imagenet
 
-from harness.cli import compose_config, main
+from harness.cli import main
 from harness.core.errors import PacerUserError
 from harness.experiments.job import run_job
 from harness.experiments.launchers import ResourceClass, _slurm_parameters, resource_class
+from harness.experiments.run_config import compose
 from harness.experiments.sweep import MANIFEST, expand_grid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,7 +167,7 @@ def test_a_preempted_hydra_multirun_job_is_requeued_and_resumes(slurm, tmp_path)
 
 
 def test_resource_classes_follow_the_devices_of_a_cell():
-    launcher = OmegaConf.to_container(compose_config(["launcher=slurm"]).launcher)
+    launcher = OmegaConf.to_container(compose(["launcher=slurm"]).launcher)
     budget = {"max_runtime_sec": 600, "ruleset": {}}
     one, two_cpu = (resource_class(budget | {"device": "cpu", "devices": d}, launcher) for d in (1, 2))
     assert (one.nodes, one.devices_per_node, two_cpu.nodes, two_cpu.devices_per_node) == (1, 1, 1, 2) and one != two_cpu

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from harness.cli import compose_config, main
+from harness.cli import main
 from harness.experiments import launchers
 from harness.experiments.job import prepare_job
 from harness.experiments.manifest import wait_until_settled
+from harness.experiments.run_config import compose
 from harness.experiments.sweep import MANIFEST, expand_grid, experiment_lock
 from harness.plugins.search import trial_point
 from harness.plugins.submissions import load_submission
@@ -24,17 +25,17 @@ TINY = ["workload=[mnist1d_mlp]", "max_steps=3", "eval_every_steps=2", "workload
 
 
 def test_self_ruleset_multiplies_the_budget_and_names_the_record_path(tmp_path):
-    job = prepare_job(compose_config([f"results_root={tmp_path}", "ruleset=self"]))
+    job = prepare_job(compose([f"results_root={tmp_path}", "ruleset=self"]))
     assert job.settings.max_runtime_sec == pytest.approx(1.5 * job.workload.max_allowed_runtime_sec)
     assert "/self/nadamw/" in str(job.run_dir.path)
-    external = prepare_job(compose_config([f"results_root={tmp_path}", "experiment=e"]))
-    assert external.settings.max_runtime_sec is None and "/external/" in str(external.run_dir.path)
+    external = prepare_job(compose([f"results_root={tmp_path}", "experiment=e"]))
+    assert external.settings.max_runtime_sec == external.workload.max_allowed_runtime_sec and "/external/" in str(external.run_dir.path)
 
 
 def test_external_grid_points_are_sharding_safe_and_seeds_distinct():
     cells = expand_grid(["ruleset.num_trials=3", "ruleset.num_studies=2", "seed=7"], ["nadamw", "adamw"], ["mnist1d_mlp", "mnist1d_mlp_gelu"])
     assert len(cells) == 2 * 2 * 2 * 3 and len({c.key for c in cells}) == len(cells)
-    space = load_submission(compose_config(["submission=adamw"]).submission).search_space
+    space = load_submission(compose(["submission=adamw"]).submission).search_space
     for cell in cells:
         if cell.key.startswith("adamw/"):
             assert cell.cfg["hparams"] == trial_point(space, 7, cell.cfg["study"], cell.cfg["trial"])
@@ -130,7 +131,7 @@ def test_full_results_disk_is_one_clear_line(full_disk, capsys):
 def test_a_local_job_past_its_time_limit_checkpoints_and_stops(tmp_path):
     overrides = [f"results_root={tmp_path}", "workload=mnist1d_mlp", "workload.num_samples=600", "workload.hidden=16", "max_runtime_sec=600",
                  "max_steps=1000000", "eval_every_steps=100", "quiet=true"]
-    job = launchers.LocalJob.start(OmegaConf.to_container(compose_config(overrides), resolve=True), tmp_path, limit_sec=3.0, dry=False)
+    job = launchers.LocalJob.start(OmegaConf.to_container(compose(overrides), resolve=True), tmp_path, limit_sec=3.0, dry=False)
     while not job.done():
         time.sleep(0.2)
     (run,) = tmp_path.rglob("run.json")

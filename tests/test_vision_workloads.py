@@ -16,10 +16,11 @@ import torch
 import torchvision
 from vision_data import make_cifar10, make_imagenet
 
-from harness.cli import compose_config, main
+from harness.cli import main
 from harness.core.errors import PacerUserError
 from harness.core.spec import ForwardPassMode
 from harness.experiments.job import _initial_record, prepare_job, run_job
+from harness.experiments.run_config import compose
 from harness.plugins.loader_workload import LoaderWorkload, ShardedStream, _EvalShard
 from harness.plugins.workloads import build_workload, workload_config
 from workloads.models.resnet import Bottleneck, resnet18, resnet50
@@ -62,7 +63,7 @@ def tiny_workload(workload: str, data_dir: Path, **overrides: object) -> LoaderW
 def test_one_train_step_and_eval(workload: str, variant: str | None, data: dict[str, Path], tmp_path: Path) -> None:
     precision = "bf16" if variant == "glu" else "fp32"  # bf16 convolutions are slow on CPU
     overrides = tiny_overrides(workload, data[workload], tmp_path, f"variant={variant or 'null'}", f"workload.precision={precision}")
-    record = run_job(compose_config(overrides))
+    record = run_job(compose(overrides))
     assert record["status"] == "step_cap", record.get("error")
     row = record["final"]["last_eval"]
     expected = workload_config(workload)
@@ -79,7 +80,7 @@ def test_one_train_step_and_eval(workload: str, variant: str | None, data: dict[
 def test_precision_and_compile_change_the_fingerprint(data: dict[str, Path], tmp_path: Path) -> None:
     ids = set()
     for i, extra in enumerate((["workload.precision=fp32"], ["workload.precision=tf32"], ["workload.compile=true"])):
-        cfg = compose_config(tiny_overrides("cifar10_resnet18", data["cifar10_resnet18"], tmp_path / str(i), *extra))
+        cfg = compose(tiny_overrides("cifar10_resnet18", data["cifar10_resnet18"], tmp_path / str(i), *extra))
         ids.add(_initial_record(prepare_job(cfg))["fingerprint"]["id"])
     assert len(ids) == 3
 

@@ -14,8 +14,10 @@ A checkpoint holds everything the rest of the run depends on: the parameters, th
 state (values with `state_dict`, such as optimizers and LR schedulers, through it), the model
 state, every RNG state, the input queue's position, the accumulated clock totals, the eval
 history and outcome so far (step, examples seen, times to target) and the preemption count.
-Restored in the runner's setup after everything is built, it continues the run exactly: on
-CPU in deterministic mode the eval sequence is the one of an uninterrupted run.
+The runner owns that state (`Runner.state_dict` / `load_state_dict`); this module only
+handles the file and the signals. Restored in the runner's setup after everything is built,
+it continues the run exactly: on CPU in deterministic mode the eval sequence is the one of an
+uninterrupted run.
 
 A checkpoint holds tensors and plain values only and is read with `weights_only=True`: a run
 folder may come from anyone, and resuming from it must never run code that a pickle names.
@@ -23,20 +25,16 @@ folder may come from anyone, and resuming from it must never run code that a pic
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import dataclasses
 import io
-import random
 import signal
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
 from harness.core import distributed
@@ -115,11 +113,11 @@ def path_in(run_dir: Path) -> Path:
 
 
 def save(runner: Runner, run_dir: Path, preemptions: int) -> Path:
-    """Write the runner's state to `<run_dir>/checkpoint.pt` atomically: the previous
-    checkpoint stays until the new one is complete on disk."""
+    """Write the runner's `state_dict()` and the preemption count to `<run_dir>/checkpoint.pt`
+    atomically: the previous checkpoint stays until the new one is complete on disk."""
     path = path_in(run_dir)
     with writing_record(path):
-        torch_save_atomically(capture(runner, preemptions), path)
+        torch_save_atomically({"version": FORMAT_VERSION, **runner.state_dict(), "preemptions": preemptions}, path)
     for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a process killed while writing
         stale.unlink(missing_ok=True)
     return path
@@ -173,72 +171,3 @@ def _refusal(path: Path) -> str:
 
 def remove(run_dir: Path) -> None:
     path_in(run_dir).unlink(missing_ok=True)
-
-
-def capture(runner: Runner, preemptions: int) -> dict[str, object]:
-    """Everything needed to continue `runner` from its current step boundary."""
-    now = runner.clock.now()
-    return {
-        "version": FORMAT_VERSION,
-        "params": runner.params.state_dict(),
-        "model_state": runner.model_state,
-        "optimizer_state": {key: _pack(value) for key, value in runner.optimizer_state.items()},
-        "rng": _rng_states(),
-        "input_queue": runner.input_queue.state_dict(),
-        "clock": runner.clock.state_dict() | {"elapsed": now - runner.clock.started, "since_last_eval": now - runner.last_eval_end},
-        "eval_history": runner.eval_history,
-        "outcome": dataclasses.asdict(runner.outcome),
-        "train_state": dict(runner.train_state),
-        "preemptions": preemptions,
-    }
-
-
-def restore(runner: Runner, state: Mapping[str, object]) -> None:
-    """Put a freshly set-up runner back where `capture` left it (called from its setup)."""
-    runner.params.load_state_dict(state["params"])
-    runner.model_state = state["model_state"]
-    for key, packed in state["optimizer_state"].items():
-        if "state_dict" in packed:
-            runner.optimizer_state[key].load_state_dict(packed["state_dict"])
-        elif "deque" in packed:
-            runner.optimizer_state[key] = collections.deque(packed["deque"], packed["maxlen"])
-        else:
-            runner.optimizer_state[key] = packed["value"]
-    runner.input_queue.load_state_dict(state["input_queue"])
-    runner.eval_history = list(state["eval_history"])
-    runner.outcome = dataclasses.replace(runner.outcome, **state["outcome"] | {"status": "running"})
-    runner._state.update(state["train_state"])  # the mapping that train_state views read-only
-    clock = state["clock"]
-    runner.clock.load_state_dict(clock)
-    now = runner.clock.now()
-    runner.clock.started = now - clock["elapsed"]
-    runner.last_eval_end = now - clock["since_last_eval"]
-    _set_rng_states(state["rng"])
-
-
-def _pack(value: object) -> dict[str, object]:
-    """One optimizer-state value in a form that `weights_only` loading accepts."""
-    if hasattr(value, "state_dict") and hasattr(value, "load_state_dict"):
-        return {"state_dict": value.state_dict()}
-    if isinstance(value, collections.deque):  # e.g. the recent batches of schedule_free_adamw
-        return {"deque": list(value), "maxlen": value.maxlen}
-    return {"value": value}
-
-
-def _rng_states() -> dict[str, object]:
-    _, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
-    return {
-        "python": random.getstate(),
-        "numpy": {"key": key.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
-
-
-def _set_rng_states(states: Mapping[str, object]) -> None:
-    random.setstate(states["python"])
-    numpy = states["numpy"]
-    np.random.set_state(("MT19937", np.array(numpy["key"], dtype=np.uint32), numpy["pos"], numpy["has_gauss"], numpy["gauss"]))
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])

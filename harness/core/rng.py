@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,3 +70,26 @@ def generator(rng: Rng, device: torch.device | str = "cpu") -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(rng)
     return g
+
+
+def global_states() -> dict[str, object]:
+    """The process-wide RNG states (Python's, numpy's legacy global, torch's CPU and CUDA
+    ones) as tensors and plain values, which `weights_only` checkpoint loading accepts."""
+    _, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    assert isinstance(key, np.ndarray)  # the legacy tuple form
+    return {
+        "python": random.getstate(),
+        "numpy": {"key": key.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def set_global_states(states: Mapping[str, Any]) -> None:
+    """Put back what `global_states` returned."""
+    random.setstate(states["python"])
+    numpy = states["numpy"]
+    np.random.set_state(("MT19937", np.array(numpy["key"], dtype=np.uint32), numpy["pos"], numpy["has_gauss"], numpy["gauss"]))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

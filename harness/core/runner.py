@@ -22,17 +22,21 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import contextvars
+import dataclasses
 import inspect
 import math
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
-from harness.core import checkpoint, distributed
+from harness.core import distributed
 from harness.core import rng as rnglib
 from harness.core.errors import StorageError
 from harness.core.spec import (
@@ -44,7 +48,6 @@ from harness.core.spec import (
     Workload,
 )
 from harness.core.timer import Clock, Reference
-from harness.plugins import submission_kit
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,26 @@ EvalObserver = Callable[[EvalResults], None]
 
 
 T = TypeVar("T")
+
+_RUN_BATCH_SIZES: contextvars.ContextVar[Mapping[str, int] | None] = contextvars.ContextVar("pacer_run_batch_sizes", default=None)
+
+
+@contextlib.contextmanager
+def answering_for(workload: Workload) -> Iterator[None]:
+    """While the runner asks a submission for its batch size: `reference_batch_size` of the
+    run's workload is the built workload's own `batch_size`, with the run's overrides and its
+    variant's value (AlgoPerf's `get_batch_size` is passed only the base name)."""
+    size = workload.reference_batch_size
+    token = _RUN_BATCH_SIZES.set({workload.name: size, workload.base_name: size})
+    try:
+        yield
+    finally:
+        _RUN_BATCH_SIZES.reset(token)
+
+
+def running_batch_size(workload_name: str) -> int | None:
+    """The running workload's reference batch size while `answering_for` it, else None."""
+    return (_RUN_BATCH_SIZES.get() or {}).get(workload_name)
 UNKNOWN_WORKLOAD_ERRORS = (ValueError, KeyError, NotImplementedError)
 """What AlgoPerf submissions' `get_batch_size` raises for a workload name it does not know."""
 
@@ -88,7 +111,7 @@ def batch_size_for(submission: Submission, workload: Workload) -> tuple[int, str
     for AlgoPerf's leaderboard files. Any other exception propagates (the run's `error`)."""
     name = workload.base_name
     try:
-        with submission_kit.answering_for(workload):
+        with answering_for(workload):
             return int(submission.get_batch_size(name)), None
     except UNKNOWN_WORKLOAD_ERRORS as e:
         size = workload.reference_batch_size
@@ -165,7 +188,7 @@ class Runner:
         self.world_size = distributed.world_size()
         self.last_eval_end = self.clock.now()
         if self.resume_from is not None:
-            checkpoint.restore(self, self.resume_from)
+            self.load_state_dict(self.resume_from)
         self.clock.start_reference()
 
     def _reference(self) -> Reference | None:
@@ -173,6 +196,45 @@ class Runner:
         if self.workload.clock != "normalized":
             return None
         return Reference(self.workload.reference_computation(), self.workload.reference_step_sec)
+
+    def state_dict(self) -> dict[str, object]:
+        """Everything needed to continue this run from its current step boundary, as tensors
+        and plain values (what `weights_only` loading accepts; `harness.core.checkpoint` writes it)."""
+        now = self.clock.now()
+        return {
+            "params": self.params.state_dict(),
+            "model_state": self.model_state,
+            "optimizer_state": {key: _pack(value) for key, value in self.optimizer_state.items()},
+            "rng": rnglib.global_states(),
+            "input_queue": self.input_queue.state_dict(),
+            "clock": self.clock.state_dict() | {"elapsed": now - self.clock.started, "since_last_eval": now - self.last_eval_end},
+            "eval_history": self.eval_history,
+            "outcome": dataclasses.asdict(self.outcome),
+            "train_state": dict(self.train_state),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Put a freshly set-up run back where `state_dict` left it (called from `setup`)."""
+        self.params.load_state_dict(state["params"])
+        self.model_state = state["model_state"]
+        for key, packed in state["optimizer_state"].items():
+            if "state_dict" in packed:
+                stateful: Any = self.optimizer_state[key]  # an optimizer, a scheduler: anything `_pack` saw a state_dict on
+                stateful.load_state_dict(packed["state_dict"])
+            elif "deque" in packed:
+                self.optimizer_state[key] = collections.deque(packed["deque"], packed["maxlen"])
+            else:
+                self.optimizer_state[key] = packed["value"]
+        self.input_queue.load_state_dict(state["input_queue"])
+        self.eval_history = list(state["eval_history"])
+        self.outcome = dataclasses.replace(self.outcome, **state["outcome"] | {"status": "running"})
+        self._state.update(state["train_state"])
+        clock = state["clock"]
+        self.clock.load_state_dict(clock)
+        now = self.clock.now()
+        self.clock.started = now - clock["elapsed"]
+        self.last_eval_end = now - clock["since_last_eval"]
+        rnglib.set_global_states(state["rng"])
 
     def run(self) -> RunOutcome:
         try:
@@ -299,3 +361,12 @@ class Runner:
             self.outcome.status = "reached"
         elif self._state["training_complete"]:
             self.outcome.status = "complete"
+
+
+def _pack(value: object) -> dict[str, object]:
+    """One optimizer-state value in a form that `weights_only` loading accepts."""
+    if hasattr(value, "state_dict") and hasattr(value, "load_state_dict"):
+        return {"state_dict": value.state_dict()}
+    if isinstance(value, collections.deque):  # e.g. the recent batches of schedule_free_adamw
+        return {"deque": list(value), "maxlen": value.maxlen}
+    return {"value": value}

@@ -53,8 +53,9 @@ from harness.core.fingerprint import fingerprint, matmul_gflops, package_version
 from harness.core.spec import MetricDirection
 from harness.core.store import TERMINAL_STATUSES, RunDir
 from harness.experiments.calibration_records import RECORDS_DIR, provenance_of, record_path, write_provenance
-from harness.experiments.job import SWEEP_ONLY_KEYS, run_folder, run_job
+from harness.experiments.job import run_job
 from harness.experiments.parallel import map_in_processes
+from harness.experiments.run_config import SWEEP_ONLY_KEYS, RunConfig, compose, normalize_overrides
 from harness.experiments.yaml_edit import set_values
 from harness.plugins.hparams import resolve
 from harness.plugins.search import study_points
@@ -132,10 +133,8 @@ def parse_flags(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
 
 def calibrate_command(args: Sequence[str]) -> int:
     """`pacer calibrate workload=NAME [variant=V] [trials=8 reruns=5 workers=1 steps=.. eval_every=..] [overrides]`."""
-    from harness.cli import compose_config, normalize_overrides
-
     flags, overrides = parse_flags(args)
-    base = OmegaConf.to_container(compose_config(normalize_overrides(overrides)), resolve=True)
+    base = OmegaConf.to_container(compose(normalize_overrides(overrides)), resolve=True)
     try:
         whole_number("seed", base["seed"], minimum=0)
     except ValueError as e:
@@ -282,8 +281,8 @@ def _run_config(common: dict[str, object], submission_cfg: dict[str, object], po
 
 def _run_all(configs: Sequence[dict[str, object]], workers: int) -> list[RunSummary]:
     """Run (or reuse) every config, in order; `workers` > 1: in that many one-thread processes.
-    A name or a linked folder that `run_folder` refuses stops the calibration before any run."""
-    paths = [run_folder(cfg) for cfg in configs]
+    A name or a linked folder that `RunConfig.run_dir` refuses stops the calibration before any run."""
+    paths = [RunConfig.from_mapping(cfg).run_dir for cfg in configs]
     stale = [cfg for cfg, path in zip(configs, paths, strict=True) if not _reusable(cfg, path)]
     map_in_processes(_run_job_quietly, stale, workers)
     return [_summary(path) for path in paths]

@@ -37,6 +37,8 @@ from submitit.core.job_environment import SignalHandler
 from harness.core import checkpoint, distributed
 from harness.core.checks import finite_number, whole_number
 from harness.core.errors import PacerUserError
+from harness.experiments.job import prepare_job, run_job
+from harness.experiments.run_config import RunConfig
 
 SACCT_NOISE = "Bypassing sacct error"
 RDZV_PORT = 29500  # torchrun's rendezvous on the first node of a multi-node allocation
@@ -81,8 +83,6 @@ class SweepTask(submitit.helpers.Checkpointable):
 def run_cell(cfg: JobConfig) -> dict[str, object]:
     """Run one grid cell here to its end or a stop signal and return its run record: in this
     process, or for `devices=N > 1` on N processes through torchrun."""
-    from harness.experiments.job import run_job
-
     devices = int(cfg.get("devices") or 1)
     if devices == 1 or distributed.launched():
         return run_job(cfg)
@@ -92,8 +92,6 @@ def run_cell(cfg: JobConfig) -> dict[str, object]:
 def _run_under_torchrun(cfg: JobConfig, devices: int) -> dict[str, object]:
     """One torchrun on this node (of `SLURM_JOB_NUM_NODES`), its processes running the cell;
     the record is the one rank 0 wrote."""
-    from harness.experiments.job import prepare_job
-
     job = prepare_job(cfg, create_run_dir=False)  # bad input fails here, before any process starts
     nodes = int(os.environ.get("SLURM_JOB_NUM_NODES", "1"))
     endpoint = f"{submitit.JobEnvironment().hostnames[0]}:{RDZV_PORT}" if nodes > 1 else None
@@ -147,8 +145,6 @@ def _signal_descendants(root: int, signum: int) -> None:
 def _torchrun_process(cfg_file: str) -> int:
     """One of the processes of a multi-device cell (`python -m harness.experiments.launchers CONFIG`): the
     run, joined to the others by `run_job`; exits 0 whenever the run ended with a record."""
-    from harness.experiments.job import run_job
-
     try:
         run_job(json.loads(Path(cfg_file).read_text(encoding="utf-8")))
     except BaseException:
@@ -192,9 +188,8 @@ class Submitted:
 
 
 def timeout_minutes(cfg: Mapping[str, object], launcher: Mapping[str, object]) -> int:
-    """The time limit of a job: its budget x the ruleset multiplier x the margin, plus setup."""
-    budget = cfg.get("max_runtime_sec") or float(cfg["workload"]["max_runtime_sec"]) * float(cfg["ruleset"].get("budget_multiplier", 1.0))
-    return math.ceil(float(budget) * float(launcher["timeout_margin"]) / 60) + int(launcher["setup_min"])
+    """The time limit of a job: its budget (`RunConfig.budget`) x the margin, plus setup."""
+    return math.ceil(RunConfig.from_mapping(cfg).budget * float(launcher["timeout_margin"]) / 60) + int(launcher["setup_min"])
 
 
 @dataclass(frozen=True, order=True)

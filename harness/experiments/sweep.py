@@ -36,12 +36,13 @@ from harness.core import rng as rnglib
 from harness.core.errors import PacerUserError
 from harness.core.store import RunDir, atomic_write, config_hash
 from harness.experiments import launchers, slurm
-from harness.experiments.job import changed_keys, check_no_hand_tuning, prepare_job, run_folder
+from harness.experiments.job import changed_keys, prepare_job, resolve_hyperparameters
 from harness.experiments.manifest import FOREIGN_RECORD, LOCK, MANIFEST, experiment_dir, read_manifest, refresh
+from harness.experiments.run_config import RunConfig, check_no_hand_tuning, compose, normalize_overrides, split_workload_id
 from harness.plugins.hparams import SearchSpace
 from harness.plugins.search import study_points
-from harness.plugins.submissions import load_submission
-from harness.plugins.workloads import resolve_variant, workload_config, workload_names
+from harness.plugins.submissions import LoadedSubmission, load_submission
+from harness.plugins.workloads import resolve_variant
 
 GRID_KEYS = ("submission", "workload")
 
@@ -63,14 +64,12 @@ class Cell:
 
 def expand_grid(base_overrides: Sequence[str], submissions: Sequence[str], workloads: Sequence[str]) -> list[Cell]:
     """Every cell of the grid: submission x workload x study x trial."""
-    from harness.cli import compose_config
-
     cells = []
-    _check_override_ids(compose_config(list(base_overrides)))
+    _check_override_ids(compose(list(base_overrides)))
     for submission in submissions:
         for workload_id in workloads:
             base, variant = split_workload_id(workload_id)
-            composed = compose_config([*base_overrides, f"submission={submission}", f"workload={base}", f"variant={variant or 'null'}"])
+            composed = compose([*base_overrides, f"submission={submission}", f"workload={base}", f"variant={variant or 'null'}"])
             plain = OmegaConf.to_container(_with_workload_overrides(composed, workload_id), resolve=True)
             group = _cells_of(plain)
             _check_group(group)
@@ -119,17 +118,6 @@ def _with_workload_overrides(composed: DictConfig, workload_id: str) -> DictConf
         raise PacerUserError(f"suite.overrides.{workload_id}: {str(e).strip().splitlines()[0]}") from None
 
 
-def split_workload_id(workload_id: str) -> tuple[str, str | None]:
-    """`mnist1d_mlp_gelu` -> (`mnist1d_mlp`, `gelu`); checks both names."""
-    if workload_id in workload_names():
-        return workload_id, None
-    config = workload_config(workload_id)  # raises, listing the valid names, when no base matches
-    base = str(config["name"])
-    variant = workload_id[len(base) + 1:]
-    resolve_variant(config, variant)
-    return base, variant
-
-
 def _cells_of(plain: dict[str, object]) -> list[Cell]:
     ruleset = plain["ruleset"]
     submission = load_submission(plain["submission"])
@@ -144,9 +132,21 @@ def _cells_of(plain: dict[str, object]) -> list[Cell]:
         for trial in range(num_trials):
             seed = rnglib.from_strings(plain["seed"], workload, study, trial)
             cfg = job_base | {"study": study, "trial": trial, "seed": seed, "hparams": study_hparams[trial]}
-            run_dir = run_folder(cfg).relative_to(cfg["results_root"])  # a bad name or a linked folder: refused before any lock or record
-            cells.append(Cell(f"{submission.name}/{workload}/study_{study}/trial_{trial}", cfg, config_hash(cfg), str(run_dir)))
+            key = f"{submission.name}/{workload}/study_{study}/trial_{trial}"
+            run_dir = _checked_cell(key, cfg, submission).run_dir.relative_to(cfg["results_root"])
+            cells.append(Cell(key, cfg, config_hash(cfg), str(run_dir)))
     return cells
+
+
+def _checked_cell(key: str, cfg: Mapping[str, object], submission: LoadedSubmission) -> RunConfig:
+    """Every cell's configuration and hyperparameters, checked before any lock, record or job:
+    a bad value, name or point fails once here, naming the cell, not in every job."""
+    try:
+        config = RunConfig.from_mapping(cfg)
+        resolve_hyperparameters(submission, config.trial, config.hparams)
+    except PacerUserError as e:
+        raise PacerUserError(f"cell {key}: {e}") from None
+    return config
 
 
 def _listed_points(ruleset: Mapping[str, object], space: SearchSpace) -> list[dict[str, object]] | None:
@@ -232,8 +232,6 @@ class SweepArgs:
 
 def parse_sweep_args(args: Sequence[str]) -> SweepArgs:
     """Split `submission=[a,b]` and `workload=[x,y]` (the grid axes) from the other overrides."""
-    from harness.cli import normalize_overrides
-
     dry = "--dry" in args
     axes: dict[str, list[str]] = {}
     overrides = []
@@ -252,9 +250,7 @@ def parse_sweep_args(args: Sequence[str]) -> SweepArgs:
 
 def sweep_command(args: Sequence[str]) -> int:
     parsed = parse_sweep_args(args)
-    from harness.cli import compose_config
-
-    settings = OmegaConf.to_container(compose_config(parsed.overrides), resolve=True)
+    settings = OmegaConf.to_container(compose(parsed.overrides), resolve=True)
     workloads = parsed.workloads or list(settings["suite"]["workloads"])
     for key in ("resume", "overwrite"):
         if settings[key] is not False:

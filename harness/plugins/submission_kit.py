@@ -7,13 +7,13 @@ only what makes its algorithm different."""
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from harness.core.runner import running_batch_size
 from harness.core.spec import (
     Batch,
     EvalResults,
@@ -29,35 +29,18 @@ from harness.core.spec import (
     Tensor,
     Workload,
 )
+from harness.plugins.workloads import workload_config
 
 HARNESS_HYPERPARAMETERS = ("warmup_factor", "decay_steps_factor", "end_factor", "label_smoothing", "dropout_rate", "grad_clip")
 """Hyperparameters this module reads itself (schedules, loss, model, clipping), as opposed to
 the ones a submission passes to its optimizer."""
 
 
-_RUN_BATCH_SIZES: contextvars.ContextVar[Mapping[str, int] | None] = contextvars.ContextVar("pacer_run_batch_sizes", default=None)
-
-
-@contextlib.contextmanager
-def answering_for(workload: Workload) -> Iterator[None]:
-    """While the runner asks a submission for its batch size: `reference_batch_size` of the
-    run's workload is the built workload's own `batch_size`, with the run's overrides and its
-    variant's value (AlgoPerf's `get_batch_size` is passed only the base name)."""
-    size = workload.reference_batch_size
-    token = _RUN_BATCH_SIZES.set({workload.name: size, workload.base_name: size})
-    try:
-        yield
-    finally:
-        _RUN_BATCH_SIZES.reset(token)
-
-
 def reference_batch_size(workload_name: str) -> int:
     """The batch size the workload's targets were set with: the running workload's `batch_size`
     (overrides included), else its config's."""
-    from harness.plugins.workloads import workload_config
-
-    running = _RUN_BATCH_SIZES.get() or {}
-    return running[workload_name] if workload_name in running else int(workload_config(workload_name)["batch_size"])
+    running = running_batch_size(workload_name)
+    return running if running is not None else int(workload_config(workload_name)["batch_size"])
 
 
 def forward_backward(workload: Workload, model: torch.nn.Module, model_state: ModelAuxiliaryState, hparams: Mapping[str, object], batch: Batch, rng: Rng, *, create_graph: bool = False) -> tuple[Tensor, ModelAuxiliaryState]:
