@@ -8,6 +8,7 @@ Nothing here imports torch, Hydra or submitit, so that following a sweep starts 
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import time
@@ -22,7 +23,32 @@ MANIFEST = "sweep.json"
 LOCK = ".sweep.lock"
 """Held (flock) by the `pacer sweep` process of the experiment while it launches and, with the
 local and inline launchers, while its jobs run."""
+
+
+class CellState(enum.StrEnum):
+    """Where a sweep cell stands (the manifest's `state`); the free-text `reason` beside it
+    says why in words, and is never parsed."""
+
+    DONE = "done"
+    """Its own final record exists."""
+    RUNNING = "running"
+    QUEUED = "queued"
+    """In the scheduler's queue, not started."""
+    PENDING = "pending"
+    """Not launched: never submitted, or an inline cell the sweep did not reach."""
+    LOST = "lost"
+    """Its job ended without a final record (killed, preempted and not requeued): a relaunch resumes the run."""
+    FAILED = "failed"
+    """The run ended in an error, or a record this sweep did not write sits at its path: a relaunch starts over."""
+
+    @property
+    def column(self) -> str:
+        """The `pacer status` column it counts in (one of `STATES`)."""
+        return {CellState.QUEUED: "pending", CellState.LOST: "failed"}.get(self, self.value)
+
+
 STATES = ("done", "running", "pending", "failed")
+"""The columns of `pacer status`."""
 FOREIGN_RECORD = "a run record this sweep did not write sits at the cell's path (pacer sweep names the difference)"
 """A cell's failure reason when its path holds a record with another config (`written_by`)."""
 
@@ -66,6 +92,8 @@ def _manifest_problem(manifest: object) -> str | None:
         for name in ("state", "reason", "job_id", "log"):
             if entry.get(name) is not None and not isinstance(entry[name], str):
                 return f"job {key}: {name} is {entry[name]!r}"
+        if entry.get("state") not in (None, *CellState):
+            return f"job {key}: state is {entry['state']!r} (valid: {', '.join(CellState)})"
         run_dir = Path(entry["run_dir"])
         if run_dir.is_absolute() or ".." in run_dir.parts:
             return f"job {key}: run_dir {entry['run_dir']!r} leaves the results root"
@@ -77,7 +105,8 @@ def written_by(record: Mapping[str, object], cell_hash: str) -> bool:
     return config_hash(dict(record.get("config") or {})) == cell_hash
 
 
-def cell_state(entry: Mapping[str, object], run_dir: Path, queue: Mapping[str, str], exp_dir: Path, locked: frozenset[tuple[int, int, int]] = frozenset()) -> tuple[str, str | None]:
+def cell_state(entry: Mapping[str, object], run_dir: Path, queue: Mapping[str, str], exp_dir: Path,
+               locked: frozenset[tuple[int, int, int]] = frozenset()) -> tuple[CellState, str | None]:
     """(state, reason) of a manifest entry from its run record, the launcher's queue and
     `locked` (`flocked_files()`: a live run holds a lock on its folder, which tells a running
     cell of a local sweep before the sweep has written its job ids).
@@ -86,21 +115,21 @@ def cell_state(entry: Mapping[str, object], run_dir: Path, queue: Mapping[str, s
     in_queue = queue_state(queue.get(str(entry.get("job_id"))))
     record = RunDir(run_dir).read_run()
     if record is not None and not written_by(record, str(entry["hash"])):
-        return "failed", FOREIGN_RECORD
+        return CellState.FAILED, FOREIGN_RECORD
     status = record.get("status") if record else None
     if status in TERMINAL_STATUSES and status != "error":
-        return "done", None
+        return CellState.DONE, None
     if status == "error":
-        return "failed", last_line(record.get("error") or "error")
+        return CellState.FAILED, last_line(record.get("error") or "error")
     if in_queue:
-        return in_queue, None
+        return (CellState.RUNNING if in_queue == "running" else CellState.QUEUED), None
     if status == "running" and _file_id(run_dir) in locked:
-        return "running", None
+        return CellState.RUNNING, None
     if not entry.get("job_id"):
-        return "pending", "not submitted"
+        return CellState.PENDING, "not submitted"
     if entry.get("job_id") == "inline" and status is None:
-        return "pending", "not started"
-    return "failed", _lost_reason(status, entry, exp_dir)
+        return CellState.PENDING, "not started"
+    return CellState.LOST, _lost_reason(status, entry, exp_dir)
 
 
 def _lost_reason(status: str | None, entry: Mapping[str, object], exp_dir: Path) -> str:
@@ -127,7 +156,7 @@ def last_line(text: str) -> str:
 
 
 def refresh(manifest: dict[str, object], results_root: Path, exp_dir: Path) -> dict[str, int]:
-    """Update every entry's `state`/`reason` in place; return the count per state. `exp_dir`
+    """Update every entry's `state`/`reason` in place; return the count per `STATES` column. `exp_dir`
     is the experiment's folder (where the manifest was read), never one the manifest names."""
     jobs = manifest["jobs"]
     queue = slurm_queue(manifest["job_name"]) if any(e.get("launcher") == "slurm" and e.get("job_id") for e in jobs.values()) else {}
@@ -135,8 +164,9 @@ def refresh(manifest: dict[str, object], results_root: Path, exp_dir: Path) -> d
     locked = flocked_files()
     counts = dict.fromkeys(STATES, 0)
     for entry in jobs.values():
-        entry["state"], entry["reason"] = cell_state(entry, Path(results_root) / entry["run_dir"], queue, exp_dir, locked)
-        counts[entry["state"]] += 1
+        state, entry["reason"] = cell_state(entry, Path(results_root) / entry["run_dir"], queue, exp_dir, locked)
+        entry["state"] = state.value
+        counts[state.column] += 1
     return counts
 
 
@@ -159,8 +189,8 @@ def wait_until_settled(exp_dir: Path, results_root: Path, poll_sec: float) -> It
         manifest = read_manifest(exp_dir)
         counts = refresh(manifest, results_root, exp_dir)
         yield manifest, counts
-        unqueued = all(e.get("reason") in ("not submitted", "not started") for e in manifest["jobs"].values() if e["state"] == "pending")
-        if counts["running"] == 0 and unqueued and not sweep_at_work(exp_dir):
+        queued = any(e["state"] == CellState.QUEUED for e in manifest["jobs"].values())
+        if counts["running"] == 0 and not queued and not sweep_at_work(exp_dir):
             return
         time.sleep(poll_sec)
 

@@ -37,7 +37,7 @@ from harness.core.errors import PacerUserError
 from harness.core.store import RunDir, atomic_write, config_hash
 from harness.experiments import launchers, slurm
 from harness.experiments.job import changed_keys, prepare_job, resolve_hyperparameters
-from harness.experiments.manifest import FOREIGN_RECORD, LOCK, MANIFEST, experiment_dir, read_manifest, refresh
+from harness.experiments.manifest import FOREIGN_RECORD, LOCK, MANIFEST, CellState, experiment_dir, read_manifest, refresh
 from harness.experiments.run_config import RunConfig, check_no_hand_tuning, compose, normalize_overrides, split_workload_id
 from harness.plugins.hparams import SearchSpace
 from harness.plugins.search import study_points
@@ -293,7 +293,7 @@ def _add_cells(manifest: dict[str, object], cells: Sequence[Cell]) -> None:
     for cell in cells:
         group = cell.key.rsplit("/", 2)[0]
         configs.setdefault(group, {k: v for k, v in cell.cfg.items() if k not in ("study", "trial", "seed", "hparams")})
-        entry = manifest["jobs"].setdefault(cell.key, {"hash": cell.hash, "run_dir": cell.run_dir, "attempts": 0, "state": "pending"})
+        entry = manifest["jobs"].setdefault(cell.key, {"hash": cell.hash, "run_dir": cell.run_dir, "attempts": 0, "state": CellState.PENDING.value})
         cell.entry = entry
 
 
@@ -315,11 +315,12 @@ def _cells_to_launch(manifest: Mapping[str, object], cells: Sequence[Cell], max_
     todo = []
     for cell in cells:
         entry = cell.entry
-        if entry["state"] == "pending" and entry.get("reason") in ("not submitted", "not started"):
+        state = CellState(entry["state"])
+        if state is CellState.PENDING:
             todo.append(cell)
-        elif entry["state"] == "failed" and int(entry["attempts"]) < max_attempts:
-            restart = str(entry.get("reason", "")).startswith(("the job ended", "preempted"))
-            cell.cfg = cell.cfg | ({} if restart else {"resume": False, "overwrite": True})  # an error starts over; a lost run resumes
+        elif state in (CellState.LOST, CellState.FAILED) and int(entry["attempts"]) < max_attempts:
+            if state is CellState.FAILED:  # an error starts over; a lost run resumes from its checkpoint
+                cell.cfg = cell.cfg | {"resume": False, "overwrite": True}
             todo.append(cell)
     return todo
 
@@ -338,7 +339,7 @@ def _launch(cells: Sequence[Cell], launcher: Mapping[str, object], exp_dir: Path
 def _record_submission(manifest: dict[str, object], submitted: Sequence[launchers.Submitted], launcher: str, exp_dir: Path) -> None:
     for item in submitted:
         entry = manifest["jobs"][item.key]
-        entry |= {"job_id": item.job_id, "launcher": launcher, "attempts": int(entry["attempts"]) + 1, "submitted_at": _now(), "state": "pending", "reason": None}
+        entry |= {"job_id": item.job_id, "launcher": launcher, "attempts": int(entry["attempts"]) + 1, "submitted_at": _now(), "state": CellState.QUEUED.value, "reason": None}
         if launcher != "inline":
             entry["log"] = str(exp_dir / ".submitit" / f"{item.job_id}_0_log.err")
 

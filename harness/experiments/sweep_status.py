@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from harness import CONFIG_DIR
 from harness.core.errors import PacerUserError
-from harness.experiments.manifest import MANIFEST, STATES, experiment_dir, read_manifest, refresh, wait_until_settled
+from harness.experiments.manifest import MANIFEST, STATES, CellState, experiment_dir, read_manifest, refresh, wait_until_settled
 
 
 def status_command(args: Sequence[str]) -> int:
@@ -61,8 +61,9 @@ def format_table(manifest: Mapping[str, object], counts: Mapping[str, int]) -> s
     failures = []
     for key, entry in sorted(manifest["jobs"].items()):
         submission, workload, study, trial = key.split("/")
-        rows.setdefault((submission, workload), dict.fromkeys(STATES, 0))[entry["state"]] += 1
-        if entry["state"] == "failed":
+        state = CellState(entry["state"])
+        rows.setdefault((submission, workload), dict.fromkeys(STATES, 0))[state.column] += 1
+        if state.column == "failed":
             failures.append(f"  {submission} on {workload} {study} {trial} (attempt {entry.get('attempts', 0)}, job {entry.get('job_id')}): {entry.get('reason')}")
     total = sum(counts.values())
     width_s = max([len("submission"), *(len(s) for s, _ in rows)])
