@@ -101,7 +101,7 @@ class FinewebeduLm(LoaderWorkload):
         except (OSError, ValueError) as e:
             return f"{path} is not a .npy array ({type(e).__name__}: {e})"
         if tokens.dtype != TOKEN_DTYPE or tokens.ndim != 1:
-            return f"{path} holds a {tokens.dtype} array of shape {tokens.shape}, not a flat uint16 one"
+            return f"{path} holds an array of {tokens.dtype}, shape {tokens.shape}, not a flat uint16 array"
         if len(tokens) < self.seq_len + 1:
             return f"{path} holds {len(tokens)} tokens, fewer than one sequence of seq_len + 1 = {self.seq_len + 1}"
         return None
