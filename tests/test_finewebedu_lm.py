@@ -21,7 +21,7 @@ from finewebedu_lm_data import make_algoperf_finewebedu, write_hf_split
 
 from harness.cli import compose_config, main
 from harness.core.errors import PacerUserError
-from harness.core.spec import ForwardPassMode
+from harness.core.spec import ForwardPassMode, ParameterType
 from harness.experiments.job import run_job
 from harness.plugins.workloads import build_workload, workload_config
 from workloads.data.finewebedu_lm import convert
@@ -138,6 +138,10 @@ def test_synthetic_batch_trains(data: Path) -> None:
     loss = workload.loss_fn(batch["targets"], logits)
     (loss["summed"] / loss["n_valid_examples"]).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    types = workload.model_params_types
+    assert types["layers.0.attn.w_qkv.weight"] is ParameterType.ATTENTION_QKV and types["layers.1.attn.w_out.weight"] is ParameterType.ATTENTION_OUT
+    assert types["embed_tokens.weight"] is ParameterType.EMBEDDING and types["out_norm.weight"] is ParameterType.LAYER_NORM_SCALE
+    assert types["layers.0.mlp.fc1.weight"] is types["layers.0.attn.attn_scale"] is ParameterType.WEIGHT
 
 
 def _evaluate_on_rank(rank: int, port: int, data: Path, out: Path) -> None:

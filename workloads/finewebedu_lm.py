@@ -39,7 +39,16 @@ from torch import nn
 
 from harness.core.checks import finite_number, flag, whole_number
 from harness.core.errors import PacerUserError
-from harness.core.spec import Batch, ForwardPassMode, LossOutput, MetricDirection, ModelAuxiliaryState, ParameterContainer, Tensor
+from harness.core.spec import (
+    Batch,
+    ForwardPassMode,
+    LossOutput,
+    MetricDirection,
+    ModelAuxiliaryState,
+    ParameterContainer,
+    ParameterType,
+    Tensor,
+)
 from harness.plugins.loader_workload import BatchEval, LoaderWorkload, SplitDatasets
 from workloads.data.finewebedu_lm import SPLITS, TOKEN_DTYPE, TokenSequences
 from workloads.models.finewebedu_lm import DecoderOnlyTransformer
@@ -47,6 +56,8 @@ from workloads.models.finewebedu_lm import DecoderOnlyTransformer
 LAYOUT = ("data_dir/train.npy and data_dir/val.npy, each a flat uint16 array of GPT-2 token ids, written by "
           "`python -m workloads.data.finewebedu_lm ALGOPERF_DIR data_dir` from AlgoPerf's dataset_setup.py --finewebedu "
           "folders ALGOPERF_DIR/train and ALGOPERF_DIR/val")
+
+ATTENTION_PROJECTIONS = {"w_qkv": ParameterType.ATTENTION_QKV, "w_out": ParameterType.ATTENTION_OUT}
 
 
 def perplexity(mean_loss: float) -> float:
@@ -135,6 +146,13 @@ class FinewebeduLm(LoaderWorkload):
         return DecoderOnlyTransformer(vocab_size=self.vocab_size, seq_len=self.seq_len, width=self.width, num_layers=self.num_layers,
                                       num_heads=self.num_heads, mlp_dim=self.mlp_dim, rmsnorm_epsilon=self.rmsnorm_epsilon,
                                       qknorm_epsilon=self.qknorm_epsilon, tie_embeddings=self.tie_embeddings)
+
+    @property
+    def model_params_types(self) -> dict[str, ParameterType]:
+        """The base's kinds (embedding, RMSNorm scales as LAYER_NORM_SCALE, other weights),
+        with the fused attention projections marked ATTENTION_QKV and ATTENTION_OUT."""
+        types = super().model_params_types
+        return types | {name: ATTENTION_PROJECTIONS[module] for name in types if (module := name.split(".")[-2]) in ATTENTION_PROJECTIONS}
 
     def loss_fn(self, label_batch: Tensor, logits_batch: Tensor, mask_batch: Tensor | None = None, label_smoothing: float = 0.0) -> LossOutput:
         """Cross-entropy of (B, T, V) logits against (B, T) next-token ids, per token.
