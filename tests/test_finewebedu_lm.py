@@ -25,6 +25,7 @@ from harness.core.spec import ForwardPassMode, ParameterType
 from harness.experiments.job import run_job
 from harness.plugins.workloads import build_workload, workload_config
 from workloads.data.finewebedu_lm import convert
+from workloads.data.finewebedu_lm import main as convert_main
 from workloads.finewebedu_lm import LAYOUT, FinewebeduLm
 from workloads.models.finewebedu_lm import DecoderOnlyTransformer
 
@@ -66,9 +67,11 @@ def test_parameter_count_is_algoperfs() -> None:
     assert model.lm_head.weight is model.embed_tokens.weight
 
 
-def test_converter_keeps_the_token_stream_and_the_reader_cuts_it(tmp_path: Path) -> None:
+def test_converter_keeps_the_token_stream_and_the_reader_cuts_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     streams = make_algoperf_finewebedu(tmp_path / "algoperf", 3 * SPAN + 4, 2 * SPAN, VOCAB)
-    assert convert(tmp_path / "algoperf", tmp_path / "out") == {stem: len(tokens) for stem, tokens in streams.items()}
+    assert convert_main([str(tmp_path / "algoperf"), str(tmp_path / "out")]) == 0  # python -m workloads.data.finewebedu_lm SOURCE DEST
+    assert capsys.readouterr().out.splitlines() == [f"{stem}: {len(tokens):,} tokens" for stem, tokens in streams.items()]
+    assert not list((tmp_path / "out").glob("*.partial.npy"))
     train = np.load(tmp_path / "out" / "train.npy")
     assert train.dtype == np.uint16 and train.tolist() == streams["train"]
     workload = tiny_workload(tmp_path / "out", eval_train_size=100)
@@ -78,9 +81,12 @@ def test_converter_keeps_the_token_stream_and_the_reader_cuts_it(tmp_path: Path)
     assert torch.equal(batch["inputs"][:, 1:], batch["targets"][:, :-1]) and batch["inputs"].shape == (2, SEQ_LEN)
 
 
+WORKERS = {"num_workers": 1, "eval_num_workers": 1}  # the datasets cross into worker processes
+
+
 def test_one_train_step_and_eval_through_the_runner(data: Path, tmp_path: Path) -> None:
     overrides = ["workload=finewebedu_lm", "submission=adamw", f"workload.data_dir={data}", f"results_root={tmp_path}",
-                 "max_steps=1", "eval_every_steps=1", "quiet=true", *(f"workload.{k}={v}" for k, v in TINY.items())]
+                 "max_steps=1", "eval_every_steps=1", "quiet=true", *(f"workload.{k}={v}" for k, v in (TINY | WORKERS).items())]
     record = run_job(compose_config(overrides))
     assert record["status"] == "step_cap", record.get("error")
     assert record["target"] == {"metric": "ppl", "direction": "min", "validation": 22.2995, "test": None}
