@@ -76,8 +76,8 @@ def test_converter_keeps_the_token_stream_and_the_reader_cuts_it(tmp_path: Path,
     assert train.dtype == np.uint16 and train.tolist() == streams["train"]
     workload = tiny_workload(tmp_path / "out", eval_train_size=100)
     sequences = workload.datasets.eval_train
-    assert len(sequences) == 3 and sequences[2].tolist() == streams["train"][2 * SPAN:3 * SPAN]  # the remainder dropped
-    batch = workload.device_batch(torch.stack([sequences[0], sequences[1]]))
+    assert len(sequences) == 3 and sequences[2]["tokens"].tolist() == streams["train"][2 * SPAN:3 * SPAN]  # the remainder dropped
+    batch = workload.device_batch({"tokens": torch.stack([sequences[0]["tokens"], sequences[1]["tokens"]])})
     assert torch.equal(batch["inputs"][:, 1:], batch["targets"][:, :-1]) and batch["inputs"].shape == (2, SEQ_LEN)
 
 
@@ -127,7 +127,7 @@ def test_eval_counts_every_sequence_once(data: Path) -> None:
     model, state = workload.init_model_fn(0)
     result = workload.eval_model(4, model, state, 0, 0)
     validation = workload.datasets.validation
-    batch = workload.device_batch(torch.stack([validation[i] for i in range(len(validation))]))
+    batch = workload.device_batch({"tokens": torch.stack([validation[i]["tokens"] for i in range(len(validation))])})
     with torch.no_grad():
         logits, _ = workload.model_fn(model, batch, state, ForwardPassMode.EVAL, 0, update_batch_norm=False)
         loss = workload.loss_fn(batch["targets"], logits)

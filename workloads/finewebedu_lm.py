@@ -126,10 +126,10 @@ class FinewebeduLm(LoaderWorkload):
             test=[],  # AlgoPerf's finewebedu_lm has no test split
         )
 
-    def device_batch(self, host_batch: Tensor, weights: Tensor | None = None) -> Batch:
-        """int64 (B, seq_len + 1) token sequences -> `inputs` and `targets` (B, seq_len), and
+    def device_batch(self, host_batch: Mapping[str, Tensor], weights: Tensor | None = None) -> Batch:
+        """`{"tokens": int64 (B, seq_len + 1)}` -> `inputs` and `targets` (B, seq_len), and
         `weights` (B,) spread to every token, (B, seq_len), on the device."""
-        tokens = host_batch.to(self.device, non_blocking=True)
+        tokens = host_batch["tokens"].to(self.device, non_blocking=True)
         batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
         if weights is not None:
             batch["weights"] = weights.to(self.device, dtype=torch.float32, non_blocking=True)[:, None].expand(-1, self.seq_len)
@@ -138,7 +138,7 @@ class FinewebeduLm(LoaderWorkload):
     def synthetic_batch(self, batch_size: int, seed: int = 0) -> Batch:
         """Uniformly random token sequences of the workload's shape, on the device."""
         generator = torch.Generator().manual_seed(seed)
-        return self.device_batch(torch.randint(0, self.vocab_size, (batch_size, self.seq_len + 1), generator=generator))
+        return self.device_batch({"tokens": torch.randint(0, self.vocab_size, (batch_size, self.seq_len + 1), generator=generator)})
 
     # --- model and loss -----------------------------------------------------------------
 

@@ -101,9 +101,9 @@ def convert(source_dir: str | Path, dest_dir: str | Path) -> dict[str, int]:
     return written
 
 
-class TokenSequences(Dataset[torch.Tensor]):
+class TokenSequences(Dataset[dict[str, torch.Tensor]]):
     """Sequences of `seq_len + 1` consecutive tokens of a flat token file, back to back (the
-    remainder dropped), at most `limit` of them: item i is an int64 tensor (seq_len + 1,),
+    remainder dropped), at most `limit` of them: item i is `{"tokens": int64 (seq_len + 1,)}`,
     whose first `seq_len` tokens are the inputs and last `seq_len` the targets.
 
     The file is memory-mapped on first access in each process (DataLoader workers included)."""
@@ -117,13 +117,13 @@ class TokenSequences(Dataset[torch.Tensor]):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < self.length:
             raise IndexError(f"sequence {index} of {self.length}")
         if self._tokens is None:
             self._tokens = np.load(self.path, mmap_mode="r")
         start = index * self.span
-        return torch.from_numpy(self._tokens[start:start + self.span].astype(np.int64))
+        return {"tokens": torch.from_numpy(self._tokens[start:start + self.span].astype(np.int64))}
 
     def __getstate__(self) -> dict[str, object]:
         return self.__dict__ | {"_tokens": None}  # workers open their own map

@@ -113,6 +113,8 @@ class DecoderOnlyTransformer(nn.Module):
         ValueError: `width` is not divisible by `num_heads`, or the head dimension is odd.
     """
 
+    rope: Tensor
+
     def __init__(self, vocab_size: int = 50257, seq_len: int = 1024, width: int = 1024, num_layers: int = 12, num_heads: int = 8,
                  mlp_dim: int = 4096, rmsnorm_epsilon: float = 1e-6, qknorm_epsilon: float = 1e-6, tie_embeddings: bool = True):
         super().__init__()
