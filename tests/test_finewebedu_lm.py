@@ -26,7 +26,7 @@ from harness.experiments.job import run_job
 from harness.plugins.workloads import build_workload, workload_config
 from workloads.data.finewebedu_lm import convert
 from workloads.data.finewebedu_lm import main as convert_main
-from workloads.finewebedu_lm import LAYOUT, FinewebeduLm
+from workloads.finewebedu_lm import LAYOUT, FinewebeduLm, perplexity
 from workloads.models.finewebedu_lm import DecoderOnlyTransformer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,6 +109,7 @@ def test_perplexity_of_hand_made_logits(data: Path) -> None:
     assert loss["per_example"].shape == (1, 3) and float(loss["n_valid_examples"]) == 2
     assert workload.summarize({"loss": float(loss["summed"]), "tokens": 2.0, "num_examples": 1.0}, [])["ppl"] == pytest.approx(math.sqrt(1 / (0.5 * 0.75)))
     assert workload.summarize({"num_examples": 0.0}, []) == {}
+    assert perplexity(1000.0) == math.inf and math.isnan(perplexity(math.nan))  # a diverged run's eval still reports
 
 
 def test_uniform_model_has_the_vocabulary_size_as_perplexity(data: Path) -> None:

@@ -62,7 +62,7 @@ ATTENTION_PROJECTIONS = {"w_qkv": ParameterType.ATTENTION_QKV, "w_out": Paramete
 
 def perplexity(mean_loss: float) -> float:
     """exp(mean token loss in nats); inf where exp overflows, NaN for a NaN loss."""
-    return math.exp(mean_loss) if mean_loss < math.log(np.finfo(np.float64).max) else math.inf
+    return math.inf if mean_loss >= math.log(np.finfo(np.float64).max) else math.exp(mean_loss)
 
 
 class FinewebeduLm(LoaderWorkload):
