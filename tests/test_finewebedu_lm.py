@@ -216,6 +216,8 @@ def test_config_matches_algoperf_tables(data: Path) -> None:
     assert "finewebedu_lm" not in v06
     with pytest.raises(PacerUserError, match=r"^workload finewebedu_lm: unknown rules 'v0.6' \(valid: v1.0\)$"):
         tiny_workload(data, rules="v0.6")
+    with pytest.raises(PacerUserError, match=r"^workload finewebedu_lm: test_target=20.0 must be null: finewebedu_lm has no test split \(config: "):
+        tiny_workload(data, by_rules={"v1.0": config["by_rules"]["v1.0"] | {"test_target": 20.0}})
     workload = tiny_workload(data)
     assert (workload.validation_target_value, workload.test_target_value, workload.eval_period_time_sec) == (22.2995, None, 2571)
     assert not workload.has_reached_test_target({"test/num_examples": 0.0})

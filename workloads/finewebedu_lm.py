@@ -71,7 +71,7 @@ class FinewebeduLm(LoaderWorkload):
 
     def __init__(self, *, vocab_size: int = 50257, seq_len: int = 1024, width: int = 1024, num_layers: int = 12, num_heads: int = 8,
                  mlp_dim: int = 4096, rmsnorm_epsilon: float = 1e-6, qknorm_epsilon: float = 1e-6, tie_embeddings: bool = True,
-                 validation_size: int = 100_000, test_target: float | None = None, **common):
+                 validation_size: int = 100_000, validation_target: float, test_target: float | None = None, **common):
         """`test_target` must be None: AlgoPerf's finewebedu_lm has no test split."""
         self.vocab_size, self.seq_len = whole_number("vocab_size", vocab_size, minimum=2), whole_number("seq_len", seq_len, minimum=2)
         self.width, self.num_layers, self.num_heads = whole_number("width", width), whole_number("num_layers", num_layers), whole_number("num_heads", num_heads)
@@ -86,7 +86,7 @@ class FinewebeduLm(LoaderWorkload):
         if test_target is not None:
             raise ValueError(f"test_target={test_target!r} must be null: finewebedu_lm has no test split")
         # The base requires a number; the validation target stands in and is replaced at once.
-        super().__init__(test_target=common["validation_target"], **common)
+        super().__init__(validation_target=validation_target, test_target=validation_target, **common)
         self.test_target_value = None
 
     def has_reached_test_target(self, eval_result: Mapping[str, float]) -> bool:
