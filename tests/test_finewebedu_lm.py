@@ -72,6 +72,8 @@ def test_converter_keeps_the_token_stream_and_the_reader_cuts_it(tmp_path: Path,
     assert convert_main([str(tmp_path / "algoperf"), str(tmp_path / "out")]) == 0  # python -m workloads.data.finewebedu_lm SOURCE DEST
     assert capsys.readouterr().out.splitlines() == [f"{stem}: {len(tokens):,} tokens" for stem, tokens in streams.items()]
     assert not list((tmp_path / "out").glob("*.partial.npy"))
+    assert convert_main([str(tmp_path / "nothing"), str(tmp_path / "out2")]) == 2
+    assert capsys.readouterr().err == f"error: [Errno 2] No such file or directory: '{tmp_path / 'nothing' / 'train' / 'state.json'}'\n"
     train = np.load(tmp_path / "out" / "train.npy")
     assert train.dtype == np.uint16 and train.tolist() == streams["train"]
     workload = tiny_workload(tmp_path / "out", eval_train_size=100)

@@ -133,7 +133,12 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m workloads.data.finewebedu_lm SOURCE DEST", file=sys.stderr)
         return 2
-    for stem, count in convert(*argv).items():
+    try:
+        written = convert(*argv)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for stem, count in written.items():
         print(f"{stem}: {count:,} tokens")
     return 0
 
