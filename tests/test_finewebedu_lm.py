@@ -223,3 +223,18 @@ def test_config_matches_algoperf_tables(data: Path) -> None:
     workload = tiny_workload(data)
     assert (workload.validation_target_value, workload.test_target_value, workload.eval_period_time_sec) == (22.2995, None, 2571)
     assert not workload.has_reached_test_target({"test/num_examples": 0.0})
+
+
+@pytest.mark.parametrize(("settings", "words"), [
+    ({"width": 100}, "width=100 / num_heads=8 must be a whole, even head dimension (rotary embeddings)"),
+    ({"width": 24}, "width=24 / num_heads=8 must be a whole, even head dimension (rotary embeddings)"),
+    ({"vocab_size": 70000}, "vocab_size=70000 does not fit the uint16 token files"),
+    ({"tie_embeddings": "yes"}, "tie_embeddings='yes' must be true or false"),
+    ({"validation_size": 0}, "validation_size=0 must be an integer >= 1"),
+    ({"rmsnorm_epsilon": 0.0}, "rmsnorm_epsilon=0.0 must be a finite number > 0"),
+])
+def test_a_bad_setting_is_one_line_before_any_data(settings: dict[str, object], words: str, tmp_path: Path) -> None:
+    with pytest.raises(PacerUserError) as error:
+        build_workload(workload_config("finewebedu_lm") | {"data_dir": str(tmp_path / "absent")} | settings)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"workload finewebedu_lm: {words}"), message
