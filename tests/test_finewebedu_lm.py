@@ -19,10 +19,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from finewebedu_lm_data import make_algoperf_finewebedu, write_hf_split
 
-from harness.cli import compose_config, main
+from harness.cli import main
 from harness.core.errors import PacerUserError
 from harness.core.spec import ForwardPassMode, ParameterType
 from harness.experiments.job import run_job
+from harness.experiments.run_config import compose
 from harness.plugins.workloads import build_workload, workload_config
 from workloads.data.finewebedu_lm import convert
 from workloads.data.finewebedu_lm import main as convert_main
@@ -89,7 +90,7 @@ WORKERS = {"num_workers": 1, "eval_num_workers": 1}  # the datasets cross into w
 def test_one_train_step_and_eval_through_the_runner(data: Path, tmp_path: Path) -> None:
     overrides = ["workload=finewebedu_lm", "submission=adamw", f"workload.data_dir={data}", f"results_root={tmp_path}",
                  "max_steps=1", "eval_every_steps=1", "quiet=true", *(f"workload.{k}={v}" for k, v in (TINY | WORKERS).items())]
-    record = run_job(compose_config(overrides))
+    record = run_job(compose(overrides))
     assert record["status"] == "step_cap", record.get("error")
     assert record["target"] == {"metric": "ppl", "direction": "min", "validation": 22.2995, "test": None}
     assert record["options"] == {"precision": "fp32", "compile": False, "world_size": 1, "rules": "v1.0"}

@@ -85,12 +85,7 @@ class FinewebeduLm(LoaderWorkload):
             raise ValueError(f"vocab_size={vocab_size} does not fit the uint16 token files")
         if test_target is not None:
             raise ValueError(f"test_target={test_target!r} must be null: finewebedu_lm has no test split")
-        # The base requires a number; the validation target stands in and is replaced at once.
-        super().__init__(validation_target=validation_target, test_target=validation_target, **common)
-        self.test_target_value = None
-
-    def has_reached_test_target(self, eval_result: Mapping[str, float]) -> bool:
-        return False  # no test split
+        super().__init__(validation_target=validation_target, test_target=None, **common)
 
     # --- data ---------------------------------------------------------------------------
 

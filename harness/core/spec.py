@@ -187,7 +187,8 @@ class Workload(abc.ABC):
     """Key of the metric, without split prefix (e.g. "accuracy")."""
     target_metric_direction: MetricDirection
     validation_target_value: float
-    test_target_value: float
+    test_target_value: float | None
+    """None: the workload has no test split (AlgoPerf's finewebedu_lm), so no test target is ever reached."""
     max_allowed_runtime_sec: float
     """The budget, in the workload's clock (`clock`): wall seconds or reference seconds."""
     eval_period_time_sec: float
@@ -300,6 +301,8 @@ class Workload(abc.ABC):
         return self.target_metric_direction.reached(value, self.validation_target_value)
 
     def has_reached_test_target(self, eval_result: Mapping[str, float]) -> bool:
+        if self.test_target_value is None:
+            return False
         value = eval_result[f"test/{self.target_metric_name}"]
         return self.target_metric_direction.reached(value, self.test_target_value)
 

@@ -240,7 +240,7 @@ class LoaderWorkload(BuiltModelParameters, Workload):
         *,
         name: str,
         validation_target: float,
-        test_target: float,
+        test_target: float | None,
         max_runtime_sec: float,
         eval_period_sec: float,
         step_hint: int,
@@ -258,10 +258,11 @@ class LoaderWorkload(BuiltModelParameters, Workload):
         variant: str | None = None,
         rules: str | None = None,
     ):
-        """`rules`: the AlgoPerf version (e.g. "v1.0") whose targets, budget, eval period and
+        """`test_target` None: the workload has no test split. `rules`: the AlgoPerf version (e.g. "v1.0") whose targets, budget, eval period and
         step hint the config's `by_rules` table supplied; None for a workload without one."""
         self.name, self.base_name, self.variant, self.rules = name, base_name or name, variant, rules
-        self.validation_target_value, self.test_target_value = finite_number("validation_target", validation_target), finite_number("test_target", test_target)
+        self.validation_target_value = finite_number("validation_target", validation_target)
+        self.test_target_value = None if test_target is None else finite_number("test_target", test_target)
         self.max_allowed_runtime_sec, self.eval_period_time_sec = seconds("max_runtime_sec", max_runtime_sec), seconds("eval_period_sec", eval_period_sec, zero_ok=True)
         self.step_hint, self.reference_batch_size = whole_number("step_hint", step_hint), whole_number("batch_size", batch_size)
         self.eval_batch_size, self.dataset_seed = whole_number("eval_batch_size", eval_batch_size), whole_number("dataset_seed", dataset_seed, minimum=0)
