@@ -31,6 +31,7 @@ verbs:
   status  where a sweep stands, e.g. pacer status experiment=demo [--wait]
   calibrate  set a workload's targets by AlgoPerf's procedure, e.g. pacer calibrate workload=digits_cnn trials=8 reruns=5
           [variant=V steps=N eval_every=N algorithms=adamw,nadamw,sgd_nesterov,momentum write=false]
+  data    convert AlgoPerf's data layout of a workload into the files Pacer reads, e.g. pacer data convert finewebedu_lm ~/algoperf_data/fineweb_edu data/finewebedu_lm
 options:
   --quiet  plain progress lines instead of a progress bar
 """
@@ -207,6 +208,12 @@ def sweep_command(args: Sequence[str]) -> int:
     return sweep(args)
 
 
+def data_command(args: Sequence[str]) -> int:
+    from harness.plugins.data_converters import convert_command
+
+    return convert_command(args)
+
+
 def status_command(args: Sequence[str]) -> int:
     from harness.experiments.sweep_status import status_command as status
 
@@ -223,6 +230,7 @@ VERBS: dict[str, Callable[[Sequence[str]], int]] = {
     "sweep": sweep_command,
     "status": status_command,
     "calibrate": calibrate_command,
+    "data": data_command,
 }
 
 

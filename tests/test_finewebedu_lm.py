@@ -26,7 +26,6 @@ from harness.experiments.job import run_job
 from harness.experiments.run_config import compose
 from harness.plugins.workloads import build_workload, workload_config
 from workloads.data.finewebedu_lm import convert
-from workloads.data.finewebedu_lm import main as convert_main
 from workloads.finewebedu_lm import LAYOUT, FinewebeduLm, perplexity
 from workloads.models.finewebedu_lm import DecoderOnlyTransformer
 
@@ -70,11 +69,14 @@ def test_parameter_count_is_algoperfs() -> None:
 
 def test_converter_keeps_the_token_stream_and_the_reader_cuts_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     streams = make_algoperf_finewebedu(tmp_path / "algoperf", 3 * SPAN + 4, 2 * SPAN, VOCAB)
-    assert convert_main([str(tmp_path / "algoperf"), str(tmp_path / "out")]) == 0  # python -m workloads.data.finewebedu_lm SOURCE DEST
-    assert capsys.readouterr().out.splitlines() == [f"{stem}: {len(tokens):,} tokens" for stem, tokens in streams.items()]
+    assert main(["data", "convert", "finewebedu_lm", str(tmp_path / "algoperf"), str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{tmp_path / 'out'}: {stem}: {len(tokens):,}" for stem, tokens in streams.items()]
     assert not list((tmp_path / "out").glob("*.partial.npy"))
-    assert convert_main([str(tmp_path / "nothing"), str(tmp_path / "out2")]) == 2
-    assert capsys.readouterr().err == f"error: [Errno 2] No such file or directory: '{tmp_path / 'nothing' / 'train' / 'state.json'}'\n"
+    assert main(["data", "convert", "finewebedu_lm", str(tmp_path / "nothing"), str(tmp_path / "out2")]) == 2
+    missing = tmp_path / "nothing" / "train" / "state.json"
+    assert capsys.readouterr().err == f"pacer: error: pacer data convert finewebedu_lm: [Errno 2] No such file or directory: '{missing}'\n"
+    assert main(["data", "convert", "fineweb", "a", "b"]) == 2
+    assert "no data converter for workload 'fineweb' (valid: finewebedu_lm" in capsys.readouterr().err
     train = np.load(tmp_path / "out" / "train.npy")
     assert train.dtype == np.uint16 and train.tolist() == streams["train"]
     workload = tiny_workload(tmp_path / "out", eval_train_size=100)

@@ -54,7 +54,7 @@ from workloads.data.finewebedu_lm import SPLITS, TOKEN_DTYPE, TokenSequences
 from workloads.models.finewebedu_lm import DecoderOnlyTransformer
 
 LAYOUT = ("data_dir/train.npy and data_dir/val.npy, each a flat uint16 array of GPT-2 token ids, written by "
-          "`python -m workloads.data.finewebedu_lm ALGOPERF_DIR data_dir` from AlgoPerf's dataset_setup.py --finewebedu "
+          "`pacer data convert finewebedu_lm ALGOPERF_DIR data_dir` from AlgoPerf's dataset_setup.py --finewebedu "
           "folders ALGOPERF_DIR/train and ALGOPERF_DIR/val")
 
 ATTENTION_PROJECTIONS = {"w_qkv": ParameterType.ATTENTION_QKV, "w_out": ParameterType.ATTENTION_OUT}

@@ -15,13 +15,12 @@ in order and cuts the stream into sequences of 1,025 tokens, dropping the remain
 (GPT-2's 50,257 ids fit), `DEST/train.npy` and `DEST/val.npy`, read with Arrow alone (no
 TensorFlow, no `datasets`); `TokenSequences` memory-maps one and serves the sequences.
 
-    python -m workloads.data.finewebedu_lm SOURCE DEST
+    pacer data convert finewebedu_lm SOURCE DEST
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,21 +126,3 @@ class TokenSequences(Dataset[dict[str, torch.Tensor]]):
 
     def __getstate__(self) -> dict[str, object]:
         return self.__dict__ | {"_tokens": None}  # workers open their own map
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m workloads.data.finewebedu_lm SOURCE DEST", file=sys.stderr)
-        return 2
-    try:
-        written = convert(*argv)
-    except (OSError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for stem, count in written.items():
-        print(f"{stem}: {count:,} tokens")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
