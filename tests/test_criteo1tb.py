@@ -12,7 +12,6 @@ import socket
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.distributed as dist
@@ -26,7 +25,7 @@ from harness.core.spec import ForwardPassMode
 from harness.experiments.job import run_job
 from harness.plugins.workloads import build_workload, resolve_variant, workload_config
 from workloads.criteo1tb import Criteo1TB
-from workloads.data.criteo1tb import VOCAB_SIZES, CriteoArrays, convert, fingerprint64, main, parse_lines, read_chunks
+from workloads.data.criteo1tb import VOCAB_SIZES, CriteoArrays, convert, fingerprint64, main, parse_batch, read_batches
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = [None, "layernorm", "resnet", "embed_init"]
@@ -37,7 +36,7 @@ TINY = {"vocab_size": 64, "embed_dim": 8, "mlp_bottom_dims": [16, 8], "mlp_top_d
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("criteo1tb")
     raw = make_raw(root / "raw")
-    convert(raw, root / "converted", chunk_lines=4)  # chunks that straddle files
+    convert(raw, root / "converted", block_bytes=1024)  # blocks of a few lines
     return {"raw": raw, "converted": root / "converted"}
 
 
@@ -61,16 +60,18 @@ def test_fingerprint64_matches_published_values() -> None:
         fingerprint64([b"seventeen bytes!!"])
 
 
-def test_parse_lines_preprocesses_as_algoperf() -> None:
+def test_parse_batch_preprocesses_as_algoperf(tmp_path: Path) -> None:
     """Label, log(max(x, 0) + 1) with empty/-1 as 0, and ids of str(value) + str(column)."""
-    line = ["1", "", "-1", "-5", "0", "1", "9", "99", "999", "3", "4", "5", "6", "7"] + ["", "68fd1e64"] + ["0123abcd"] * 24
-    arrays = parse_lines(pd.DataFrame([line]))
+    line = ["1", "", "-1", "-5", "0", "1", "9", "99", "999", "3", "4", "5", "6", "7"] + ["", "68fd1e64", "-1"] + ["0123abcd"] * 23
+    (tmp_path / "day_0_00").write_text("\t".join(line) + "\n")
+    arrays = parse_batch(next(read_batches(tmp_path / "day_0_00")))
     assert arrays["labels"].tolist() == [1.0]
     expected_dense = np.log(np.array([0, 0, 0, 0, 1, 9, 99, 999, 3, 4, 5, 6, 7], dtype=np.float32) + 1)
     np.testing.assert_array_equal(arrays["dense"][0], expected_dense)
     ids = arrays["categorical"][0]
     assert ids[0] == int(np.float32(fingerprint64([b"000000000"])[0] % np.uint64(VOCAB_SIZES[0])))
     assert ids[1] == int(np.float32(fingerprint64([b"68fd1e641"])[0] % np.uint64(VOCAB_SIZES[1])))
+    assert ids[2] == fingerprint64([b"000000002"])[0] % np.uint64(VOCAB_SIZES[2])
     assert ids[25] == fingerprint64([b"0123abcd25"])[0] % np.uint64(VOCAB_SIZES[25]) and (ids < np.array(VOCAB_SIZES)).all()
 
 
@@ -78,12 +79,12 @@ def test_converter_writes_every_line_in_split_order(data: dict[str, Path]) -> No
     for split, n in SIZES.items():
         assert len(CriteoArrays(data["converted"] / split)) == n
     test = CriteoArrays(data["converted"] / "test")
-    first = parse_lines(next(read_chunks(data["raw"] / "day_23_00", 10)))
+    first = parse_batch(next(read_batches(data["raw"] / "day_23_00")))
     inputs, label = test[0]
     assert inputs.shape == (39,) and inputs.dtype == torch.float32
     assert torch.equal(inputs, torch.from_numpy(np.concatenate([first["dense"][0], first["categorical"][0].astype(np.float32)])))
     assert float(label) == first["labels"][0]
-    last = parse_lines(next(read_chunks(data["raw"] / "day_23_35", 10)))
+    last = parse_batch(next(read_batches(data["raw"] / "day_23_35")))
     assert float(CriteoArrays(data["converted"] / "validation")[16][1]) == last["labels"][0]
 
 

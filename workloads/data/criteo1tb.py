@@ -16,7 +16,7 @@ TensorFlow at every step; `convert` does the same preprocessing once:
 
 `python -m workloads.data.criteo1tb SRC DEST` writes, for each split, `DEST/<split>/`
 `dense.npy` (float32 (N, 13)), `categorical.npy` (int32 (N, 26)) and `labels.npy`
-(float32 (N,)), streaming in chunks of lines so that memory stays bounded.
+(float32 (N,)), parsing blocks of text with pyarrow so that memory stays bounded.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import torch
 from torch.utils.data import Dataset
 
@@ -50,6 +52,8 @@ CONVERTED_LAYOUT = ("converted (python -m workloads.data.criteo1tb RAW_DIR DATA_
 
 # FarmHash (farmhashna) constants.
 _K0, _K2 = np.uint64(0xC3A5C85C97CB3127), np.uint64(0x9AE16A3B2F90404F)
+_DEFAULT_CATEGORY = b"00000000"  # AlgoPerf's decode_csv default for an empty categorical field
+_FIELDS = ["label", *(f"int_{i}" for i in range(NUM_DENSE)), *(f"cat_{i}" for i in range(NUM_SPARSE))]
 
 
 def _rotate(x: np.ndarray, shift: int) -> np.ndarray:
@@ -60,82 +64,106 @@ def _shift_mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(47))
 
 
-def _hash_len_16(u: np.ndarray, v: np.ndarray, mul: np.ndarray) -> np.ndarray:
+def _hash_len_16(u: np.ndarray, v: np.ndarray, mul: np.uint64) -> np.ndarray:
     a = _shift_mix((u ^ v) * mul)
     b = _shift_mix((v ^ a) * mul)
     return b * mul
 
 
-def _fetch(data: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
-    """Little-endian unsigned words of `width` bytes from rows of `data` (N, 16) at `start` (N,)."""
-    columns = start[:, None] + np.arange(width)
-    raw = np.take_along_axis(data, np.clip(columns, 0, data.shape[1] - 1), axis=1).astype(np.uint64)
-    return (raw << (np.uint64(8) * np.arange(width, dtype=np.uint64))).sum(axis=1, dtype=np.uint64)
+def _words(data: np.ndarray, start: int, width: int) -> np.ndarray:
+    """Little-endian words of `width` (4 or 8) bytes at byte `start` of rows uint8 (M, L): uint64 (M,)."""
+    word = np.ascontiguousarray(data[:, start:start + width]).view("<u8" if width == 8 else "<u4")
+    return word[:, 0].astype(np.uint64)
 
 
-def fingerprint64(strings: Sequence[bytes] | np.ndarray) -> np.ndarray:
-    """FarmHash `Fingerprint64` (TensorFlow's `Fingerprint64`, which `to_hash_bucket_fast`
-    uses) of byte strings of at most 16 bytes, vectorised: uint64 (N,).
+def fingerprint_rows(data: np.ndarray) -> np.ndarray:
+    """FarmHash `Fingerprint64` of M byte strings of one length L <= 16, given as uint8 (M, L):
+    uint64 (M,). (farmhashna's `HashLen0to16`, the branch every string of 16 bytes or fewer takes.)
 
     Raises:
-        ValueError: a string is longer than 16 bytes (Criteo's hashed values are 8 hex
-            digits and a column number; longer strings take FarmHash branches not written here).
+        ValueError: L > 16 (branches for longer strings are not written here).
     """
-    data = np.asarray(strings, dtype=bytes) if len(strings) else np.zeros(0, dtype="S16")
-    if data.dtype.itemsize > 16:
-        raise ValueError(f"fingerprint64 takes strings of at most 16 bytes, not {data.dtype.itemsize}")
-    data = data.astype("S16")
-    n = np.char.str_len(data).astype(np.int64)
-    data = data.view(np.uint8).reshape(len(strings), 16)
-    length = n.astype(np.uint64)
-    mul = _K2 + length * np.uint64(2)
+    rows, length = data.shape
+    if length > 16:
+        raise ValueError(f"fingerprint64 takes strings of at most 16 bytes, not {length}")
+    n = np.uint64(length)
+    mul = _K2 + n * np.uint64(2)
     with np.errstate(over="ignore"):
-        # 8-16 bytes
-        a = _fetch(data, np.zeros_like(n), 8) + _K2
-        b = _fetch(data, np.maximum(n - 8, 0), 8)
-        long = _hash_len_16(_rotate(b, 37) * mul + a, (_rotate(a, 25) + b) * mul, mul)
-        # 4-7 bytes
-        medium = _hash_len_16(length + (_fetch(data, np.zeros_like(n), 4) << np.uint64(3)), _fetch(data, np.maximum(n - 4, 0), 4), mul)
-        # 1-3 bytes
-        rows = np.arange(len(n))
-        first, middle, last = (data[rows, np.clip(i, 0, 15)].astype(np.uint64) for i in (np.zeros_like(n), n >> 1, n - 1))
-        y, z = first + (middle << np.uint64(8)), length + (last << np.uint64(2))
-        short = _shift_mix(y * _K2 ^ z * _K0) * _K2
-    return np.select([n >= 8, n >= 4, n > 0], [long, medium, short], default=_K2)
+        if length >= 8:
+            a, b = _words(data, 0, 8) + _K2, _words(data, length - 8, 8)
+            return _hash_len_16(_rotate(b, 37) * mul + a, (_rotate(a, 25) + b) * mul, mul)
+        if length >= 4:
+            return _hash_len_16(n + (_words(data, 0, 4) << np.uint64(3)), _words(data, length - 4, 4), mul)
+        if length > 0:
+            first, middle, last = (data[:, i].astype(np.uint64) for i in (0, length >> 1, length - 1))
+            y, z = first + (middle << np.uint64(8)), n + (last << np.uint64(2))
+            return _shift_mix(y * _K2 ^ z * _K0) * _K2
+    return np.full(rows, _K2)
 
 
-def hash_buckets(values: np.ndarray, column: int) -> np.ndarray:
-    """AlgoPerf's id of categorical `column`'s values (str (N,), missing already filled):
-    `to_hash_bucket_fast(value + str(column), VOCAB_SIZES[column])` through float32, int32 (N,)."""
-    keys = np.char.add(values.astype("U16"), str(column)).astype("S16")
-    buckets = fingerprint64(keys) % np.uint64(VOCAB_SIZES[column])
+def fingerprint64(strings: Sequence[bytes]) -> np.ndarray:
+    """FarmHash `Fingerprint64` (TensorFlow's `Fingerprint64`, which `to_hash_bucket_fast`
+    uses) of byte strings of at most 16 bytes: uint64 (N,).
+
+    Raises:
+        ValueError: a string is longer than 16 bytes.
+    """
+    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+    out = np.empty(len(strings), dtype=np.uint64)
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        data = np.frombuffer(b"".join(strings[i] for i in rows), dtype=np.uint8).reshape(len(rows), int(length))
+        out[rows] = fingerprint_rows(data)
+    return out
+
+
+def categorical_ids(values: pa.Array, column: int) -> np.ndarray:
+    """AlgoPerf's ids of categorical `column` (Arrow strings (N,), empty and "-1" read as
+    "00000000"): `to_hash_bucket_fast(value + str(column), VOCAB_SIZES[column])` rounded
+    through float32, int32 (N,). Works on the Arrow buffers, grouped by string length."""
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64 if pa.types.is_large_string(values.type) else np.int32)
+    offsets = offsets[values.offset:values.offset + len(values) + 1]
+    chars = np.frombuffer(values.buffers()[2] or b"", dtype=np.uint8)
+    suffix = str(column).encode()
+    lengths = np.diff(offsets)
+    out = np.empty(len(values), dtype=np.uint64)
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        strings = chars[offsets[rows, None] + np.arange(length)]  # (M, length)
+        keys = np.concatenate([strings, np.broadcast_to(np.frombuffer(suffix, dtype=np.uint8), (len(rows), len(suffix)))], axis=1)
+        out[rows] = fingerprint_rows(keys)
+        if length in (0, 2):  # AlgoPerf's decode_csv: an empty field or na_value "-1" takes the default
+            missing = rows if length == 0 else rows[(strings == np.frombuffer(b"-1", dtype=np.uint8)).all(axis=1)]
+            out[missing] = fingerprint64([_DEFAULT_CATEGORY + suffix])[0]
+    buckets = out % np.uint64(VOCAB_SIZES[column])
     return buckets.astype(np.float32).astype(np.int32)  # AlgoPerf's float32 inputs round ids above 2**24
 
 
-def parse_lines(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Raw Criteo fields (str (N, 40), as read by `read_chunks`) -> `ARRAYS`: labels float32
-    (N,), dense float32 (N, 13) log-transformed, categorical int32 (N, 26) hashed."""
-    fields = frame.to_numpy(dtype=object)
-    missing = (fields == "") | (fields == "-1")  # AlgoPerf's decode_csv: na_value="-1", empty -> default
-    numbers = np.where(missing[:, :1 + NUM_DENSE], "0", fields[:, :1 + NUM_DENSE]).astype(np.float32)
+def parse_batch(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
+    """Raw Criteo fields (as `read_batches` yields them) -> `ARRAYS`: labels float32 (N,),
+    dense float32 (N, 13) log-transformed, categorical int32 (N, 26) hashed."""
+    numbers = np.stack([pc.fill_null(batch.column(i), 0.0).to_numpy() for i in range(1 + NUM_DENSE)], axis=1).astype(np.float32)
     dense = np.log(np.maximum(numbers[:, 1:], np.float32(0)) + np.float32(1))
-    hexes = np.where(missing[:, 1 + NUM_DENSE:], "00000000", fields[:, 1 + NUM_DENSE:])
-    categorical = np.stack([hash_buckets(hexes[:, i], i) for i in range(NUM_SPARSE)], axis=1)
+    categorical = np.stack([categorical_ids(batch.column(1 + NUM_DENSE + i), i) for i in range(NUM_SPARSE)], axis=1)
     return {"dense": dense, "categorical": categorical, "labels": numbers[:, 0]}
 
 
-def read_chunks(path: Path, chunk_lines: int) -> Iterator[pd.DataFrame]:
-    """The TSV file's lines as str frames (N, 40) of at most `chunk_lines` rows.
+def read_batches(path: Path, block_bytes: int = 1 << 26) -> Iterator[pa.RecordBatch]:
+    """The TSV file's lines as Arrow record batches of about `block_bytes` of text each:
+    label and integers as float64 (empty and "-1" null, as AlgoPerf's `na_value`),
+    categorical fields as strings (never null).
 
     Raises:
-        ValueError: a line has other than 40 fields.
+        ValueError: a line has other than 40 fields or a number does not parse.
     """
-    reader = pd.read_csv(path, sep="\t", header=None, dtype=str, na_filter=False, quoting=3, chunksize=chunk_lines,
-                         skip_blank_lines=False, engine="c")
-    for frame in reader:
-        if frame.shape[1] != 1 + NUM_DENSE + NUM_SPARSE:
-            raise ValueError(f"{path}: lines have {frame.shape[1]} tab-separated fields, not {1 + NUM_DENSE + NUM_SPARSE}")
-        yield frame
+    types = {name: pa.float64() for name in _FIELDS[:1 + NUM_DENSE]} | {name: pa.string() for name in _FIELDS[1 + NUM_DENSE:]}
+    try:
+        reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(column_names=_FIELDS, block_size=block_bytes),
+                                 parse_options=pa_csv.ParseOptions(delimiter="\t", quote_char=False, ignore_empty_lines=False),
+                                 convert_options=pa_csv.ConvertOptions(column_types=types, null_values=["", "-1"], strings_can_be_null=False))
+        yield from reader
+    except pa.ArrowInvalid as e:
+        raise ValueError(f"{path}: {e}") from None
 
 
 def split_files(source_dir: Path) -> dict[str, list[Path]]:
@@ -164,10 +192,10 @@ def count_lines(path: Path, block: int = 1 << 24) -> int:
     return count + (last != b"\n")
 
 
-def convert(source_dir: str | Path, dest_dir: str | Path, chunk_lines: int = 1_000_000) -> dict[str, int]:
+def convert(source_dir: str | Path, dest_dir: str | Path, block_bytes: int = 1 << 26) -> dict[str, int]:
     """Convert AlgoPerf's raw Criteo 1TB files in `source_dir` into `dest_dir/<split>/`
-    `{dense,categorical,labels}.npy` (see the module docstring), holding at most `chunk_lines`
-    lines in memory. Each array is written under a temporary name and renamed when complete,
+    `{dense,categorical,labels}.npy` (see the module docstring), parsing `block_bytes` of text
+    at a time. Each array is written under a temporary name and renamed when complete,
     so an interrupted conversion leaves no layout that `check_converted` accepts.
 
     Returns:
@@ -186,10 +214,10 @@ def convert(source_dir: str | Path, dest_dir: str | Path, chunk_lines: int = 1_0
                   for name, (dtype, shape) in ARRAYS.items()}
         filled = 0
         for path in files:
-            for frame in read_chunks(path, chunk_lines):
-                for name, values in parse_lines(frame).items():
+            for batch in read_batches(path, block_bytes):
+                for name, values in parse_batch(batch).items():
                     arrays[name][filled:filled + len(values)] = values
-                filled += len(frame)
+                filled += batch.num_rows
         if filled != n:
             raise ValueError(f"{split}: read {filled} lines of the {n} counted (blank lines?)")
         for name, array in arrays.items():
@@ -248,10 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workloads.data.criteo1tb", description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="AlgoPerf's criteo1tb folder of day_<d>_<NN> files")
     parser.add_argument("dest", type=Path, help="where to write {train,validation,test}/*.npy")
-    parser.add_argument("--chunk-lines", type=int, default=1_000_000, help="lines parsed at a time (bounds memory)")
+    parser.add_argument("--block-mb", type=int, default=64, help="megabytes of text parsed at a time (bounds memory)")
     args = parser.parse_args(argv)
     try:
-        sizes = convert(args.source, args.dest, args.chunk_lines)
+        sizes = convert(args.source, args.dest, args.block_mb << 20)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
