@@ -89,8 +89,11 @@ def test_converter_writes_every_line_in_split_order(data: dict[str, Path]) -> No
 
 
 def test_converter_entry_point(data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([str(data["raw"]), str(tmp_path / "out")]) == 0
+    assert main([str(data["raw"]), str(tmp_path / "out"), "--jobs", "2"]) == 0
     assert "train: 12 examples" in capsys.readouterr().out
+    for split in SIZES:
+        for name in ("dense", "categorical", "labels"):
+            assert (tmp_path / "out" / split / f"{name}.npy").read_bytes() == (data["converted"] / split / f"{name}.npy").read_bytes()
     assert main([str(tmp_path), str(tmp_path / "out2")]) == 2
     assert "no training files" in capsys.readouterr().err
 

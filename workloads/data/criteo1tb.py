@@ -22,10 +22,14 @@ TensorFlow at every step; `convert` does the same preprocessing once:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing
+import multiprocessing.pool
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -49,6 +53,8 @@ RAW_FILE = re.compile(r"day_(\d+)_(\d+)")
 RAW_LAYOUT = "raw: AlgoPerf's day_<d>_<NN> TSV files (d 0..23, 5M lines each; day_23_00..day_23_35)"
 CONVERTED_LAYOUT = ("converted (python -m workloads.data.criteo1tb RAW_DIR DATA_DIR): "
                     "{train,validation,test}/{dense,categorical,labels}.npy")
+
+T = TypeVar("T")
 
 # FarmHash (farmhashna) constants.
 _K0, _K2 = np.uint64(0xC3A5C85C97CB3127), np.uint64(0x9AE16A3B2F90404F)
@@ -192,11 +198,36 @@ def count_lines(path: Path, block: int = 1 << 24) -> int:
     return count + (last != b"\n")
 
 
-def convert(source_dir: str | Path, dest_dir: str | Path, block_bytes: int = 1 << 26) -> dict[str, int]:
+def _convert_file(path: Path, out: Path, start: int, lines: int, block_bytes: int) -> None:
+    """Parse one raw file into rows [start, start + lines) of the arrays in `out` (*.npy.partial).
+
+    Raises:
+        ValueError: the file holds other than `lines` lines.
+    """
+    arrays = {name: np.load(out / f"{name}.npy.partial", mmap_mode="r+") for name in ARRAYS}
+    filled = start
+    for batch in read_batches(path, block_bytes):
+        if filled + batch.num_rows > start + lines:
+            raise ValueError(f"{path}: more lines than the {lines} counted")
+        for name, values in parse_batch(batch).items():
+            arrays[name][filled:filled + len(values)] = values
+        filled += batch.num_rows
+    if filled != start + lines:
+        raise ValueError(f"{path}: read {filled - start} lines of the {lines} counted")
+    for array in arrays.values():
+        array.flush()
+
+
+def _starmap(pool: multiprocessing.pool.Pool | None, function: Callable[..., T], tasks: list[tuple[object, ...]]) -> list[T]:
+    return pool.starmap(function, tasks) if pool else [function(*task) for task in tasks]
+
+
+def convert(source_dir: str | Path, dest_dir: str | Path, block_bytes: int = 1 << 26, jobs: int = 1) -> dict[str, int]:
     """Convert AlgoPerf's raw Criteo 1TB files in `source_dir` into `dest_dir/<split>/`
-    `{dense,categorical,labels}.npy` (see the module docstring), parsing `block_bytes` of text
-    at a time. Each array is written under a temporary name and renamed when complete,
-    so an interrupted conversion leaves no layout that `check_converted` accepts.
+    `{dense,categorical,labels}.npy` (see the module docstring), `jobs` files at a time, each
+    parsing `block_bytes` of text at a time. Each array is written under a temporary name and
+    renamed when complete, so an interrupted conversion leaves no layout that
+    `check_converted` accepts.
 
     Returns:
         The number of examples of each split.
@@ -206,25 +237,18 @@ def convert(source_dir: str | Path, dest_dir: str | Path, block_bytes: int = 1 <
     """
     source_dir, dest_dir = Path(source_dir), Path(dest_dir)
     sizes = {}
-    for split, files in split_files(source_dir).items():
-        n = sum(count_lines(p) for p in files)
-        out = dest_dir / split
-        out.mkdir(parents=True, exist_ok=True)
-        arrays = {name: np.lib.format.open_memmap(out / f"{name}.npy.partial", mode="w+", dtype=dtype, shape=(n, *shape))
-                  for name, (dtype, shape) in ARRAYS.items()}
-        filled = 0
-        for path in files:
-            for batch in read_batches(path, block_bytes):
-                for name, values in parse_batch(batch).items():
-                    arrays[name][filled:filled + len(values)] = values
-                filled += batch.num_rows
-        if filled != n:
-            raise ValueError(f"{split}: read {filled} lines of the {n} counted (blank lines?)")
-        for name, array in arrays.items():
-            array.flush()
-            del array
-            (out / f"{name}.npy.partial").replace(out / f"{name}.npy")
-        sizes[split] = n
+    with multiprocessing.get_context("spawn").Pool(jobs) if jobs > 1 else contextlib.nullcontext() as pool:
+        for split, files in split_files(source_dir).items():
+            lines = _starmap(pool, count_lines, [(p,) for p in files])
+            starts = np.concatenate([[0], np.cumsum(lines)]).tolist()
+            out = dest_dir / split
+            out.mkdir(parents=True, exist_ok=True)
+            for name, (dtype, shape) in ARRAYS.items():
+                np.lib.format.open_memmap(out / f"{name}.npy.partial", mode="w+", dtype=dtype, shape=(starts[-1], *shape)).flush()
+            _starmap(pool, _convert_file, [(p, out, start, n, block_bytes) for p, start, n in zip(files, starts[:-1], lines, strict=True)])
+            for name in ARRAYS:
+                (out / f"{name}.npy.partial").replace(out / f"{name}.npy")
+            sizes[split] = starts[-1]
     return sizes
 
 
@@ -276,10 +300,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workloads.data.criteo1tb", description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="AlgoPerf's criteo1tb folder of day_<d>_<NN> files")
     parser.add_argument("dest", type=Path, help="where to write {train,validation,test}/*.npy")
-    parser.add_argument("--block-mb", type=int, default=64, help="megabytes of text parsed at a time (bounds memory)")
+    parser.add_argument("--block-mb", type=int, default=64, help="megabytes of text parsed at a time per job (bounds memory)")
+    parser.add_argument("--jobs", type=int, default=1, help="files converted in parallel")
     args = parser.parse_args(argv)
     try:
-        sizes = convert(args.source, args.dest, args.block_mb << 20)
+        sizes = convert(args.source, args.dest, args.block_mb << 20, args.jobs)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
