@@ -22,19 +22,19 @@ from torch.utils.data import Dataset
 from harness.core.checks import finite_number, flag, whole_number, whole_numbers
 from harness.core.errors import PacerUserError
 from harness.core.spec import Batch, ForwardPassMode, LossOutput, LossType, MetricDirection, ModelAuxiliaryState, ParameterContainer, Tensor
-from harness.plugins.loader_workload import BatchEval, Example, LoaderWorkload, SplitDatasets
-from workloads.data.criteo1tb import CONVERTED_LAYOUT, NUM_DENSE, NUM_SPARSE, RAW_LAYOUT, SPLITS, CriteoArrays, check_converted, split_files
+from harness.plugins.loader_workload import BatchEval, LoaderWorkload, SplitDatasets
+from workloads.data.criteo1tb import CONVERTED_LAYOUT, NUM_DENSE, NUM_SPARSE, RAW_LAYOUT, SPLITS, VOCAB_SIZES, CriteoArrays, check_converted, split_files
 from workloads.models.criteo1tb import DLRM
 
 LAYOUT = f"data_dir holding the {CONVERTED_LAYOUT}, converted from the {RAW_LAYOUT}"
 
 
-class EvenlySpaced(Dataset[Example]):
+class EvenlySpaced(Dataset[tuple[Tensor, Tensor]]):
     """`n` examples of `dataset` spread evenly over it, from an offset set by `seed`: a fixed
     subset of a table too large to permute (AlgoPerf's eval_train reads the first examples of
     its shuffled training files)."""
 
-    def __init__(self, dataset: Dataset[Example], n: int, seed: int):
+    def __init__(self, dataset: CriteoArrays, n: int, seed: int):
         self.dataset, self.n = dataset, min(n, len(dataset))
         self.stride = len(dataset) // self.n
         self.offset = seed % self.stride
@@ -42,7 +42,7 @@ class EvenlySpaced(Dataset[Example]):
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, index: int) -> Example:
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         if not 0 <= index < self.n:
             raise IndexError(f"index {index} of {self.n} examples")
         return self.dataset[self.offset + index * self.stride]
@@ -76,6 +76,13 @@ class Criteo1TB(LoaderWorkload):
             if value < 0:
                 raise ValueError(f"{split} target {value:g} of the loss (lower is better) is below its optimum 0")
 
+    # --- model ----------------------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        return DLRM(vocab_size=self.vocab_size, num_dense_features=NUM_DENSE, num_sparse_features=NUM_SPARSE,
+                    mlp_bottom_dims=self.mlp_bottom_dims, mlp_top_dims=self.mlp_top_dims, embed_dim=self.embed_dim,
+                    use_layer_norm=self.use_layer_norm, embedding_init_multiplier=self.embedding_init_multiplier, use_resnet=self.use_resnet)
+
     # --- data -----------------------------------------------------------------------------
 
     def check_data(self) -> None:
@@ -101,20 +108,16 @@ class Criteo1TB(LoaderWorkload):
         return batch if weights is None else batch | {"weights": weights.to(self.device, non_blocking=True)}
 
     def synthetic_batch(self, batch_size: int, seed: int = 0) -> Batch:
-        """Log-transformed counts in [0, 10), categorical ids below AlgoPerf's largest raw
-        vocabulary (40M, hashed ids as floats), labels 0/1 (a quarter clicks)."""
+        """Log-transformed counts in [0, 10), each categorical column's ids uniform below its
+        raw vocabulary size (rounded to float32, as AlgoPerf's), labels 0/1 (a quarter clicks)."""
         g = torch.Generator().manual_seed(seed)
         dense = torch.rand(batch_size, NUM_DENSE, generator=g) * 10
-        ids = torch.randint(0, 40_000_000, (batch_size, NUM_SPARSE), generator=g).float()
+        vocab = torch.tensor(VOCAB_SIZES, dtype=torch.float64)
+        ids = (torch.rand(batch_size, NUM_SPARSE, generator=g, dtype=torch.float64) * vocab).floor().float()
         targets = (torch.rand(batch_size, generator=g) < 0.25).float()
         return {"inputs": torch.cat([dense, ids], dim=1).to(self.device), "targets": targets.to(self.device)}
 
-    # --- model ----------------------------------------------------------------------------
-
-    def build_model(self) -> nn.Module:
-        return DLRM(vocab_size=self.vocab_size, num_dense_features=NUM_DENSE, num_sparse_features=NUM_SPARSE,
-                    mlp_bottom_dims=self.mlp_bottom_dims, mlp_top_dims=self.mlp_top_dims, embed_dim=self.embed_dim,
-                    use_layer_norm=self.use_layer_norm, embedding_init_multiplier=self.embedding_init_multiplier, use_resnet=self.use_resnet)
+    # --- loss -----------------------------------------------------------------------------
 
     @property
     def loss_type(self) -> LossType:

@@ -118,7 +118,7 @@ def fingerprint64(strings: Sequence[bytes]) -> np.ndarray:
     out = np.empty(len(strings), dtype=np.uint64)
     for length in np.unique(lengths):
         rows = np.flatnonzero(lengths == length)
-        data = np.frombuffer(b"".join(strings[i] for i in rows), dtype=np.uint8).reshape(len(rows), int(length))
+        data = np.frombuffer(b"".join(strings[int(i)] for i in rows), dtype=np.uint8).reshape(len(rows), int(length))
         out[rows] = fingerprint_rows(data)
     return out
 

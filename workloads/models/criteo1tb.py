@@ -30,6 +30,9 @@ class DotInteract(nn.Module):
     triangle, diagonal included), appended to the dense vector: (B, D), (B, F, D) ->
     (B, D + (F + 1)(F + 2) / 2)."""
 
+    rows: Tensor
+    columns: Tensor
+
     def __init__(self, num_sparse_features: int):
         super().__init__()
         rows, columns = torch.triu_indices(num_sparse_features + 1, num_sparse_features + 1)
