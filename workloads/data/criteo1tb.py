@@ -290,10 +290,11 @@ class CriteoArrays(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return self.__dict__ | {"_arrays": None}
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._arrays is None:
-            self._arrays = {name: np.load(self.split_dir / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
-        inputs = np.concatenate([self._arrays["dense"][index], self._arrays["categorical"][index].astype(np.float32)])
-        return torch.from_numpy(inputs), torch.tensor(self._arrays["labels"][index])
+        if self._arrays is None:  # plain views of the maps: indexing an np.memmap is several times slower
+            self._arrays = {name: np.load(self.split_dir / f"{name}.npy", mmap_mode="r").view(np.ndarray) for name in ARRAYS}
+        inputs = np.empty(NUM_DENSE + NUM_SPARSE, dtype=np.float32)
+        inputs[:NUM_DENSE], inputs[NUM_DENSE:] = self._arrays["dense"][index], self._arrays["categorical"][index]
+        return torch.from_numpy(inputs), torch.from_numpy(np.array(self._arrays["labels"][index]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
