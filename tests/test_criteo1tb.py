@@ -26,6 +26,7 @@ from harness.experiments.job import run_job
 from harness.plugins.workloads import build_workload, resolve_variant, workload_config
 from workloads.criteo1tb import Criteo1TB
 from workloads.data.criteo1tb import VOCAB_SIZES, CriteoArrays, convert, fingerprint64, main, parse_batch, read_batches
+from workloads.models.criteo1tb import DLRM
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = [None, "layernorm", "resnet", "embed_init"]
@@ -158,6 +159,20 @@ def test_synthetic_batch_trains(data: dict[str, Path]) -> None:
     loss = workload.loss_fn(batch["targets"], logits)
     (loss["summed"] / loss["n_valid_examples"]).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("use_resnet", [False, True])
+def test_ids_wrap_around_the_table_and_the_chunks_are_one_table(use_resnet: bool) -> None:
+    """AlgoPerf takes ids mod vocab_size in one table made of the chunks in order: an id and
+    the same id plus vocab_size give the same logits, and the rows read are the table's."""
+    torch.manual_seed(0)
+    dims = {"mlp_bottom_dims": (8, 8), "mlp_top_dims": (8, 8, 1)}
+    model = DLRM(vocab_size=64, embed_dim=8, use_resnet=use_resnet, use_layer_norm=True, **dims).eval()
+    inputs = torch.cat([torch.rand(3, 13), torch.randint(0, 64, (3, 26)).float()], dim=1)
+    shifted = inputs.clone()
+    shifted[:, 13:] += 64 * torch.randint(0, 3, (3, 26)).float()
+    assert torch.equal(model(inputs), model(shifted))
+    assert torch.equal(model.embedding_table()[17], model.embedding_chunk_1[1])  # 16 rows per chunk
 
 
 # AlgoPerf's criteo1tb_pytorch/models.py at vocab_size 4,194,304 = 32 * 128 * 1024, embed_dim 128:

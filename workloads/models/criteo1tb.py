@@ -74,6 +74,8 @@ class DLRM(nn.Module):
         use_resnet: AlgoPerf's `DLRMResNet` (`criteo1tb_resnet`): residual MLP layers (all
             bottom layers but the first, all top layers but the first and last) and the
             embeddings concatenated to the bottom MLP's output instead of the dot interaction.
+            (AlgoPerf's `DLRMResNet` ignores `use_layer_norm` and `embedding_init_multiplier`;
+            here they apply to it too. No AlgoPerf workload combines them.)
 
     Raises:
         ValueError: `vocab_size` is not a multiple of 4, or the bottom MLP's output does not
