@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -205,6 +206,18 @@ def test_config_matches_algoperf_tables(rules: str, variant: str | None) -> None
     assert (cfg["validation_target"], cfg["test_target"], cfg["max_runtime_sec"], cfg["step_hint"]) == (
         row["validation"], row["test"], row["max_runtime_sec"], row["step_hint"])
     assert cfg["eval_period_sec"] == 120  # AlgoPerf's eval_period_time_sec: 2 minutes in both versions
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"vocab_size": 63}, "vocab_size=63 is not a multiple of 4"),
+    ({"mlp_bottom_dims": [16, 4]}, "mlp_bottom_dims[-1]=4 must equal embed_dim=8"),
+    ({"mlp_top_dims": [16, 2]}, "must end in 1"),
+    ({"use_resnet": True, "mlp_top_dims": [16, 8, 1]}, "a residual layer of 16 -> 8 features"),
+    ({"embedding_init_multiplier": 0}, "embedding_init_multiplier=0 must be a finite number > 0"),
+])
+def test_sizes_that_do_not_fit_are_one_line(settings: dict[str, object], expected: str, data: dict[str, Path]) -> None:
+    with pytest.raises(PacerUserError, match=re.escape(expected) + ".*config: .*criteo1tb.yaml"):
+        tiny_workload(data["converted"], **settings)
 
 
 def test_missing_or_malformed_data_is_one_line_naming_the_layouts(data: dict[str, Path], tmp_path: Path) -> None:

@@ -68,6 +68,8 @@ class Criteo1TB(LoaderWorkload):
             "embedding_init_multiplier", embedding_init_multiplier, 0, exclusive=True)
         if self.mlp_top_dims[-1] != 1:
             raise ValueError(f"mlp_top_dims={list(self.mlp_top_dims)} must end in 1 (one click logit)")
+        with torch.device("meta"):  # the model's own checks of the sizes, at no cost, before any data is read
+            self.build_model()
         super().__init__(**common)
 
     def check_targets(self) -> None:
