@@ -20,13 +20,14 @@ import torch.multiprocessing as mp
 from criteo1tb_data import SIZES, make_raw
 from torch import nn
 
-from harness.cli import compose_config
+from harness.cli import main
 from harness.core.errors import PacerUserError
 from harness.core.spec import ForwardPassMode
 from harness.experiments.job import run_job
+from harness.experiments.run_config import compose
 from harness.plugins.workloads import build_workload, resolve_variant, workload_config
 from workloads.criteo1tb import Criteo1TB
-from workloads.data.criteo1tb import VOCAB_SIZES, CriteoArrays, convert, fingerprint64, main, parse_batch, read_batches
+from workloads.data.criteo1tb import VOCAB_SIZES, CriteoArrays, convert, fingerprint64, parse_batch, read_batches
 from workloads.models.criteo1tb import DLRM
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,12 +92,12 @@ def test_converter_writes_every_line_in_split_order(data: dict[str, Path]) -> No
 
 
 def test_converter_entry_point(data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([str(data["raw"]), str(tmp_path / "out"), "--jobs", "2"]) == 0
-    assert "train: 12 examples" in capsys.readouterr().out
+    assert main(["data", "convert", "criteo1tb", str(data["raw"]), str(tmp_path / "out")]) == 0  # one job per core
+    assert f"{tmp_path / 'out'}: train: 12" in capsys.readouterr().out
     for split in SIZES:
         for name in ("dense", "categorical", "labels"):
             assert (tmp_path / "out" / split / f"{name}.npy").read_bytes() == (data["converted"] / split / f"{name}.npy").read_bytes()
-    assert main([str(tmp_path), str(tmp_path / "out2")]) == 2
+    assert main(["data", "convert", "criteo1tb", str(tmp_path), str(tmp_path / "out2")]) == 2
     assert "no training files" in capsys.readouterr().err
 
 
@@ -107,7 +108,7 @@ def test_one_train_step_and_eval_through_the_runner(variant: str | None, data: d
                  "workload.eval_batch_size=5", "workload.eval_train_size=7", f"results_root={tmp_path}", "max_steps=1",
                  "eval_every_steps=1", "quiet=true", f"variant={variant or 'null'}",
                  *(f"workload.{key}={json.dumps(value)}" for key, value in TINY.items())]
-    record = run_job(compose_config(overrides))
+    record = run_job(compose(overrides))
     assert record["status"] == "step_cap", record.get("error")
     row = record["final"]["last_eval"]
     expected = resolve_variant(workload_config("criteo1tb"), variant)
@@ -223,7 +224,7 @@ def test_sizes_that_do_not_fit_are_one_line(settings: dict[str, object], expecte
 def test_missing_or_malformed_data_is_one_line_naming_the_layouts(data: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(PacerUserError, match=r"train/dense.npy is missing; expected .*converted .*raw: AlgoPerf's day_<d>_<NN>"):
         tiny_workload(tmp_path / "nothing")
-    with pytest.raises(PacerUserError, match=r"holds the raw TSV files: convert them once with `python -m workloads.data.criteo1tb"):
+    with pytest.raises(PacerUserError, match=r"holds the raw TSV files: convert them once with `pacer data convert criteo1tb"):
         tiny_workload(data["raw"])
     broken = tmp_path / "broken"
     for split in ("train", "validation", "test"):

@@ -96,7 +96,7 @@ class Criteo1TB(LoaderWorkload):
             except ValueError:
                 raise PacerUserError(f"workload {self.name}: {converted_problem}; expected {LAYOUT}") from None
             raise PacerUserError(f"workload {self.name}: {self.data_dir} holds the raw TSV files: convert them once with "
-                                 f"`python -m workloads.data.criteo1tb {self.data_dir} DEST` and set workload.data_dir=DEST; "
+                                 f"`pacer data convert criteo1tb {self.data_dir} DEST` and set workload.data_dir=DEST; "
                                  f"expected {LAYOUT}") from None
 
     def make_datasets(self) -> SplitDatasets:

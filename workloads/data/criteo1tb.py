@@ -14,19 +14,18 @@ TensorFlow at every step; `convert` does the same preprocessing once:
 * splits: train is days 0-22, test the first 19 files of day 23 (`day_23_00`-`day_23_18`),
   validation the other 17, as AlgoPerf's input pipeline.
 
-`python -m workloads.data.criteo1tb SRC DEST` writes, for each split, `DEST/<split>/`
+`pacer data convert criteo1tb SRC DEST` writes, for each split, `DEST/<split>/`
 `dense.npy` (float32 (N, 13)), `categorical.npy` (int32 (N, 26)) and `labels.npy`
 (float32 (N,)), parsing blocks of text with pyarrow so that memory stays bounded.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import multiprocessing
 import multiprocessing.pool
+import os
 import re
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -51,7 +50,7 @@ VOCAB_SIZES = (
 """Raw vocabulary size of each categorical column (AlgoPerf's `_VOCAB_SIZES`)."""
 RAW_FILE = re.compile(r"day_(\d+)_(\d+)")
 RAW_LAYOUT = "raw: AlgoPerf's day_<d>_<NN> TSV files (d 0..23, 5M lines each; day_23_00..day_23_35)"
-CONVERTED_LAYOUT = ("converted (python -m workloads.data.criteo1tb RAW_DIR DATA_DIR): "
+CONVERTED_LAYOUT = ("converted (pacer data convert criteo1tb RAW_DIR DATA_DIR): "
                     "{train,validation,test}/{dense,categorical,labels}.npy")
 
 T = TypeVar("T")
@@ -222,9 +221,10 @@ def _starmap(pool: multiprocessing.pool.Pool | None, function: Callable[..., T],
     return pool.starmap(function, tasks) if pool else [function(*task) for task in tasks]
 
 
-def convert(source_dir: str | Path, dest_dir: str | Path, block_bytes: int = 1 << 26, jobs: int = 1) -> dict[str, int]:
+def convert(source_dir: str | Path, dest_dir: str | Path, block_bytes: int = 1 << 26, jobs: int | None = None) -> dict[str, int]:
     """Convert AlgoPerf's raw Criteo 1TB files in `source_dir` into `dest_dir/<split>/`
-    `{dense,categorical,labels}.npy` (see the module docstring), `jobs` files at a time, each
+    `{dense,categorical,labels}.npy` (see the module docstring), `jobs` files at a time (None:
+    one per CPU core this process may use; `pacer data convert criteo1tb` runs it so), each
     parsing `block_bytes` of text at a time. Each array is written under a temporary name and
     renamed when complete, so an interrupted conversion leaves no layout that
     `check_converted` accepts.
@@ -236,6 +236,7 @@ def convert(source_dir: str | Path, dest_dir: str | Path, block_bytes: int = 1 <
         ValueError: the source layout is incomplete or a line is malformed.
     """
     source_dir, dest_dir = Path(source_dir), Path(dest_dir)
+    jobs = jobs or len(os.sched_getaffinity(0))
     sizes = {}
     with multiprocessing.get_context("spawn").Pool(jobs) if jobs > 1 else contextlib.nullcontext() as pool:
         for split, files in split_files(source_dir).items():
@@ -295,23 +296,3 @@ class CriteoArrays(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         inputs = np.empty(NUM_DENSE + NUM_SPARSE, dtype=np.float32)
         inputs[:NUM_DENSE], inputs[NUM_DENSE:] = self._arrays["dense"][index], self._arrays["categorical"][index]
         return torch.from_numpy(inputs), torch.from_numpy(np.array(self._arrays["labels"][index]))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workloads.data.criteo1tb", description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path, help="AlgoPerf's criteo1tb folder of day_<d>_<NN> files")
-    parser.add_argument("dest", type=Path, help="where to write {train,validation,test}/*.npy")
-    parser.add_argument("--block-mb", type=int, default=64, help="megabytes of text parsed at a time per job (bounds memory)")
-    parser.add_argument("--jobs", type=int, default=1, help="files converted in parallel")
-    args = parser.parse_args(argv)
-    try:
-        sizes = convert(args.source, args.dest, args.block_mb << 20, args.jobs)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(", ".join(f"{split}: {n} examples" for split, n in sizes.items()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
