@@ -30,8 +30,20 @@ from torch.utils.data import Subset
 from harness.core.checks import check_choice, whole_number
 from harness.core.errors import PacerUserError
 from harness.core.spec import Batch, ForwardPassMode, LossOutput, LossType, MetricDirection, ModelAuxiliaryState, ParameterContainer, Tensor
-from harness.plugins.loader_workload import BatchEval, HostBatch, LoaderWorkload, SplitDatasets, fixed_subset
-from workloads.data.ogbg import LAYOUT, NUM_TASKS, SPLITS, DataLayoutError, GraphDataset, PackedGraphs, collate_graphs, parse_graph, read_records, shard_paths
+from harness.plugins.loader_workload import BatchEval, LoaderWorkload, SplitDatasets, fixed_subset
+from workloads.data.ogbg import (
+    LAYOUT,
+    NUM_TASKS,
+    SPLITS,
+    DataLayoutError,
+    GraphBatch,
+    GraphDataset,
+    PackedGraphs,
+    collate_graphs,
+    parse_graph,
+    read_records,
+    shard_paths,
+)
 from workloads.models.ogbg import ACTIVATIONS, GNN
 
 SYNTHETIC_NODES, SYNTHETIC_BONDS = 26, 28
@@ -105,7 +117,7 @@ class OgbgWorkload(LoaderWorkload):
         return GNN(num_outputs=NUM_TASKS, activation=self.activation, latent_dim=self.latent_dim, hidden_dims=self.hidden_dims,
                    num_message_passing_steps=self.num_message_passing_steps)
 
-    def device_batch(self, host_batch: HostBatch, weights: Tensor | None = None) -> Batch:
+    def device_batch(self, host_batch: GraphBatch, weights: Tensor | None = None) -> Batch:
         """`collate_graphs`' host batch of G graphs -> `inputs` (`Graphs`), `targets` (G, 128)
         and `weights` (G, 128): the label mask, times the graph's evaluation weight if given."""
         mask = host_batch["label_mask"].to(self.device, non_blocking=True)
@@ -156,6 +168,6 @@ class OgbgWorkload(LoaderWorkload):
         return BatchEval(sums=sums, per_example=list(rows))
 
     def summarize(self, sums: Mapping[str, float], per_example: Sequence[object]) -> dict[str, float]:
-        rows = np.stack(per_example)
+        rows = np.stack([np.asarray(row) for row in per_example])  # (G, 3, 128): logits, labels, mask
         return {"loss": sums["loss"] / sums["num_labels"], "accuracy": sums["correct"] / sums["num_labels"],
                 "mean_average_precision": mean_average_precision(rows[:, 0], rows[:, 1], rows[:, 2])}

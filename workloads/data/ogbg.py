@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -32,6 +33,16 @@ LAYOUT = (f"data_dir/{TFDS_NAME}/{TFDS_VERSION}/{TFDS_NAME}-<split>.tfrecord-<i>
 GraphExample = dict[str, np.ndarray]
 """One molecule: `node_feat` (N, 9) float32, `edge_feat` (B, 3) float32, `edge_index` (B, 2)
 int64 (one row per bond), `labels` (128,) float32 with NaN for missing labels."""
+
+
+class GraphBatch(TypedDict):
+    """G graphs collated on the host by `collate_graphs`."""
+
+    graphs: Graphs
+    targets: torch.Tensor
+    """(G, 128) float32 labels, 0 where missing."""
+    label_mask: torch.Tensor
+    """(G, 128) float32: 1 where the label is known, 0 where it was NaN."""
 
 
 class DataLayoutError(ValueError):
@@ -83,7 +94,7 @@ def read_records(path: Path, limit: int | None = None) -> list[dict[str, np.ndar
     if header and (len(header) < 12 or TFRecordWriter.masked_crc(header[:8]) != header[8:]):
         # tfrecord_loader checks no checksum: a garbage length would have it allocate that much
         raise DataLayoutError(f"{path}: unreadable as TFRecord (the first record's length fails its checksum)")
-    records = []
+    records: list[dict[str, np.ndarray]] = []
     try:
         for record in tfrecord_loader(str(path), None, FEATURES):
             if limit is not None and len(records) == limit:
@@ -146,11 +157,9 @@ class GraphDataset(torch.utils.data.Dataset):
         return {"node_feat": p.node_feat[nodes], "edge_feat": p.edge_feat[edges], "edge_index": p.edge_index[edges], "labels": p.labels[i]}
 
 
-def collate_graphs(examples: Sequence[GraphExample]) -> dict[str, object]:
-    """G graphs -> one host batch: `graphs` (a `Graphs` of all of them, each bond as two
-    directed edges: the graph's bonds forward, then backward, as AlgoPerf's `_to_jraph`),
-    `targets` (G, 128) float32 labels with NaN replaced by 0 and `label_mask` (G, 128)
-    float32, 0 where the label was NaN.
+def collate_graphs(examples: Sequence[GraphExample]) -> GraphBatch:
+    """G graphs -> one `GraphBatch`; in `graphs`, each bond is two directed edges: the
+    graph's bonds forward, then backward, as AlgoPerf's `_to_jraph`.
 
     Every batch holds exactly its G graphs (no padding graph, no node or edge budget): the
     training stream counts examples, and eager PyTorch needs no static shapes.
@@ -172,5 +181,5 @@ def collate_graphs(examples: Sequence[GraphExample]) -> dict[str, object]:
         senders=torch.from_numpy(np.concatenate(senders).astype(np.int64)),
         receivers=torch.from_numpy(np.concatenate(receivers).astype(np.int64)),
         n_node=torch.from_numpy(n_node), n_edge=torch.from_numpy(2 * n_bond))
-    return {"graphs": graphs, "targets": torch.from_numpy(np.where(missing, 0.0, labels).astype(np.float32)),
-            "label_mask": torch.from_numpy((~missing).astype(np.float32))}
+    return GraphBatch(graphs=graphs, targets=torch.from_numpy(np.where(missing, 0.0, labels).astype(np.float32)),
+                      label_mask=torch.from_numpy((~missing).astype(np.float32)))
