@@ -137,9 +137,10 @@ def test_batching_does_not_mix_graphs(data: tuple[Path, dict]) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_one_train_step_and_eval_through_the_runner(variant: str | None, data: tuple[Path, dict], tmp_path: Path) -> None:
     root, _ = data
+    workers = int(variant is None)  # the base workload's batches come from a DataLoader worker (collate pickled)
     record = run_job(compose_config([
         "workload=ogbg", f"variant={variant or 'null'}", "submission=momentum", "submission.module=fixed_batch_submission",
-        f"workload.data_dir={root}", "workload.num_workers=0", "workload.eval_num_workers=0", "workload.eval_batch_size=4",
+        f"workload.data_dir={root}", f"workload.num_workers={workers}", f"workload.eval_num_workers={workers}", "workload.eval_batch_size=4",
         "workload.eval_train_size=6", f"results_root={tmp_path}", "max_steps=1", "eval_every_steps=1", "quiet=true"]))
     assert record["status"] in ("step_cap", "reached"), record.get("error")  # 5 graphs: a random model may reach the target
     row = record["final"]["last_eval"]
@@ -241,7 +242,10 @@ def _evaluate_on_rank(rank: int, port: int, root: Path, out: Path) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two spawned processes import torch: most of this file's time on a busy machine
 def test_two_gloo_processes_evaluate_as_one(data: tuple[Path, dict], tmp_path: Path) -> None:
+    """Each rank evaluates its half of the graphs; the gathered mean AP and the summed loss are
+    those of one process."""
     root, _ = data
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
