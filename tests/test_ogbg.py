@@ -205,6 +205,19 @@ def test_bad_data_dir_is_one_line_naming_the_layout(breakage: str, expected: str
     assert "\n" not in message and message.startswith("workload ogbg: ") and expected in message and message.endswith(f"expected {LAYOUT}")
 
 
+@pytest.mark.parametrize(("settings", "words"), [
+    ({"activation": "tanh"}, "activation 'tanh' is not one of relu, gelu, silu"),
+    ({"hidden_dims": []}, "hidden_dims=[] must be a non-empty list of widths"),
+    ({"hidden_dims": 256}, "hidden_dims=256 must be a non-empty list of widths"),
+    ({"latent_dim": 0}, "latent_dim=0 must be an integer >= 1"),
+])
+def test_a_bad_setting_is_one_line_before_any_data(settings: dict[str, object], words: str, tmp_path: Path) -> None:
+    with pytest.raises(PacerUserError) as error:
+        build_workload(workload_config("ogbg") | {"data_dir": str(tmp_path / "none")} | settings)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"workload ogbg: {words}"), message
+
+
 def test_a_malformed_graph_is_a_user_error_when_read(tmp_path: Path) -> None:
     root = tmp_path / "ogbg"
     make_ogbg(root, sizes={"train": 2, "validation": 1, "test": 1})

@@ -83,9 +83,9 @@ class OgbgWorkload(LoaderWorkload):
     def __init__(self, *, activation: str = "relu", latent_dim: int = 256, hidden_dims: Sequence[int] = (256,),
                  num_message_passing_steps: int = 5, **common):
         self.activation, self.latent_dim = check_choice("activation", activation, tuple(ACTIVATIONS)), whole_number("latent_dim", latent_dim)
+        if not isinstance(hidden_dims, (list, tuple)) or not hidden_dims:
+            raise ValueError(f"hidden_dims={hidden_dims!r} must be a non-empty list of widths")
         self.hidden_dims = tuple(whole_number("hidden_dims", width) for width in hidden_dims)
-        if not self.hidden_dims:
-            raise ValueError("hidden_dims must name at least one width")
         self.num_message_passing_steps = whole_number("num_message_passing_steps", num_message_passing_steps)
         super().__init__(**common)
 
