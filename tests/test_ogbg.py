@@ -73,6 +73,8 @@ def test_parameter_count_is_algoperfs(variant: str | None) -> None:
                 num_message_passing_steps=cfg["num_message_passing_steps"])
     expected = algoperf_parameter_count(cfg["latent_dim"], tuple(cfg["hidden_dims"]), cfg["num_message_passing_steps"])
     assert sum(p.numel() for p in model.parameters()) == expected == (2_571_648 if variant == "model_size" else 3_554_176)
+    last = cfg["num_message_passing_steps"] - 1  # AlgoPerf's parameter names, e.g. for its `is_output_params`
+    assert {"decoder.weight", f"graph_network.{last}.update_global_fn.norm_{len(cfg['hidden_dims']) - 1}.bias"} <= dict(model.named_parameters()).keys()
 
 
 def test_reader_returns_the_graphs_written_and_collate_packs_them(data: tuple[Path, dict]) -> None:

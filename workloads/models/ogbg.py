@@ -14,6 +14,7 @@ variant (latent 128, widths (256, 256), 3 steps): 2,571,648 (derived in tests/te
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
@@ -71,11 +72,12 @@ def scatter_sum(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.T
 
 def mlp(in_dim: int, widths: Sequence[int], activation: str, dropout: float) -> nn.Sequential:
     """Linear -> LayerNorm(eps 1e-6) -> activation -> dropout, once per width (AlgoPerf's `_make_mlp`)."""
-    layers: list[nn.Module] = []
-    for width in widths:
-        layers += [nn.Linear(in_dim, width), nn.LayerNorm(width, eps=1e-6), ACTIVATIONS[activation](), nn.Dropout(dropout)]
+    layers: dict[str, nn.Module] = {}
+    for i, width in enumerate(widths):  # AlgoPerf's module names, so state dicts carry over
+        layers |= {f"dense_{i}": nn.Linear(in_dim, width), f"norm_{i}": nn.LayerNorm(width, eps=1e-6),
+                   f"activation_fn_{i}": ACTIVATIONS[activation](), f"dropout_{i}": nn.Dropout(dropout)}
         in_dim = width
-    return nn.Sequential(*layers)
+    return nn.Sequential(OrderedDict(layers))
 
 
 class GraphNetwork(nn.Module):
