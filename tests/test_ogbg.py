@@ -25,7 +25,7 @@ from harness.core.spec import ForwardPassMode, LossType
 from harness.experiments.job import run_job
 from harness.plugins.workloads import build_workload, resolve_variant, workload_config
 from workloads.data.ogbg import LAYOUT, GraphDataset, PackedGraphs, collate_graphs
-from workloads.models.ogbg import GNN
+from workloads.models.ogbg import GNN, GraphNetwork, Graphs
 from workloads.ogbg import OgbgWorkload, mean_average_precision
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,6 +134,32 @@ def test_batching_does_not_mix_graphs(data: tuple[Path, dict]) -> None:
         together = model(collate_graphs(list(validation))["graphs"])
         alone = torch.cat([model(collate_graphs([graph])["graphs"]) for graph in validation])
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_message_passing_step_by_loops() -> None:
+    """One GraphNetwork step against jraph's definition written as loops over edges and nodes
+    (the concatenation orders of AlgoPerf's GraphNetwork.forward)."""
+    torch.manual_seed(0)
+    step = GraphNetwork(edge_in=2 + 3 + 3 + 1, node_in=3 + 4 + 4 + 1, global_in=4 + 4 + 1, widths=(4,), activation="relu", dropout=0.0).eval()
+    graphs = Graphs(nodes=torch.randn(5, 3), edges=torch.randn(4, 2), senders=torch.tensor([0, 1, 3, 4]), receivers=torch.tensor([1, 2, 4, 3]),
+                    n_node=torch.tensor([3, 2]), n_edge=torch.tensor([2, 2]))
+    globals_ = torch.randn(2, 1)
+    with torch.no_grad():
+        out, new_globals = step(graphs, globals_)
+        graph_of_node, graph_of_edge = [0, 0, 0, 1, 1], [0, 0, 1, 1]
+        edges = [step.update_edge_fn(torch.cat([graphs.edges[e], graphs.nodes[graphs.senders[e]], graphs.nodes[graphs.receivers[e]],
+                                                globals_[graph_of_edge[e]]])[None])[0] for e in range(4)]
+        nodes = []
+        for v in range(5):
+            sent = sum((edges[e] for e in range(4) if graphs.senders[e] == v), torch.zeros(4))
+            received = sum((edges[e] for e in range(4) if graphs.receivers[e] == v), torch.zeros(4))
+            nodes.append(step.update_node_fn(torch.cat([graphs.nodes[v], sent, received, globals_[graph_of_node[v]]])[None])[0])
+        for g in range(2):
+            node_sum = sum(n for n, owner in zip(nodes, graph_of_node, strict=True) if owner == g)
+            edge_sum = sum(e for e, owner in zip(edges, graph_of_edge, strict=True) if owner == g)
+            torch.testing.assert_close(new_globals[g], step.update_global_fn(torch.cat([node_sum, edge_sum, globals_[g]])[None])[0])
+    torch.testing.assert_close(out.edges, torch.stack(edges))
+    torch.testing.assert_close(out.nodes, torch.stack(nodes))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
