@@ -35,9 +35,9 @@ class Graphs:
     globals). `len()` is the number of graphs."""
 
     nodes: torch.Tensor
-    """(N, 9) node features of all graphs, graph after graph."""
+    """(N, 9) node features of all graphs, graph after graph (N, D inside the network)."""
     edges: torch.Tensor
-    """(E, 3) features of the directed edges (each bond twice, once per direction)."""
+    """(E, 3) features of the directed edges, each bond twice, once per direction (E, D inside)."""
     senders: torch.Tensor
     """(E,) int64 index into `nodes` of each edge's source."""
     receivers: torch.Tensor
