@@ -19,10 +19,10 @@ import torch.multiprocessing as mp
 from ogbg_data import SIZES, make_ogbg, random_graph, write_record
 from tfrecord import TFRecordWriter
 
-from harness.cli import compose_config
 from harness.core.errors import PacerUserError
 from harness.core.spec import ForwardPassMode, LossType
 from harness.experiments.job import run_job
+from harness.experiments.run_config import compose
 from harness.plugins.workloads import build_workload, resolve_variant, workload_config
 from workloads.data.ogbg import LAYOUT, GraphDataset, PackedGraphs, collate_graphs
 from workloads.models.ogbg import GNN, GraphNetwork, Graphs
@@ -170,7 +170,7 @@ def test_message_passing_step_by_loops() -> None:
 def test_one_train_step_and_eval_through_the_runner(variant: str | None, data: tuple[Path, dict], tmp_path: Path) -> None:
     root, _ = data
     workers = int(variant is None)  # the base workload's batches come from a DataLoader worker (collate pickled)
-    record = run_job(compose_config([
+    record = run_job(compose([
         "workload=ogbg", f"variant={variant or 'null'}", "submission=momentum", "submission.module=fixed_batch_submission",
         f"workload.data_dir={root}", f"workload.num_workers={workers}", f"workload.eval_num_workers={workers}", "workload.eval_batch_size=4",
         "workload.eval_train_size=6", f"results_root={tmp_path}", "max_steps=1", "eval_every_steps=1", "quiet=true"]))

@@ -130,9 +130,11 @@ def keyword_caller(fn: Callable[..., T]) -> Callable[..., T]:
 
 
 def batch_size_of(batch: Batch) -> int:
-    """Number of real examples in a batch (padding has weight 0)."""
+    """Number of real examples in a batch: the rows of `weights` with any weight (padding has
+    weight 0; per-label weights such as ogbg's (B, 128) mask count their example once)."""
     if "weights" in batch:
-        return int(batch["weights"].sum().item())
+        weights = batch["weights"]
+        return int((weights.reshape(len(weights), -1) > 0).any(dim=1).sum().item())
     return len(batch["inputs"])
 
 

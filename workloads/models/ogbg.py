@@ -13,13 +13,14 @@ variant (latent 128, widths (256, 256), 3 steps): 2,571,648 (derived in tests/te
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import nn
+
+from workloads.models.init import lecun_normal_
 
 NODE_FEATURES = 9
 """Atom features of ogbg-molpcba (atomic number, chirality, ...), small integers as floats."""
@@ -56,13 +57,6 @@ class Graphs:
     def pin_memory(self) -> Graphs:
         """Called by DataLoader's pinning thread (`pin_memory=True`)."""
         return Graphs(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
-
-
-def lecun_normal_(weight: torch.Tensor) -> None:
-    """Normal of variance 1/fan_in truncated at 2 standard deviations (0.8796: the std of a unit
-    normal cut at +-2), as AlgoPerf's `init_utils.pytorch_default_init`."""
-    std = math.sqrt(1.0 / weight.shape[1]) / 0.87962566103423978
-    nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
 
 def scatter_sum(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:

@@ -5,23 +5,18 @@ a selectable activation, and a CIFAR stem (3x3, no max-pool) for 32x32 images.""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from workloads.models.init import lecun_normal_
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),
     "silu": lambda: nn.SiLU(inplace=True),
     "gelu": lambda: nn.GELU(approximate="tanh"),
 }
-
-
-def lecun_normal_(weight: torch.Tensor) -> None:
-    """Truncated normal with variance 1/fan_in (0.8796: the std of a unit normal cut at +-2)."""
-    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(weight)
-    nn.init.trunc_normal_(weight, std=math.sqrt(1.0 / fan_in) / 0.87962566103423978)
 
 
 def conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Conv2d:

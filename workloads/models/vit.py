@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workloads.models.resnet import lecun_normal_
+from workloads.models.init import lecun_normal_
 
 
 def posemb_sincos_2d(h: int, w: int, width: int, device: torch.device, temperature: float = 10_000.0) -> torch.Tensor:
