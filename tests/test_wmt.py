@@ -6,12 +6,16 @@ through the real loaders, data-directory errors and the AlgoPerf target tables."
 from __future__ import annotations
 
 import math
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sacrebleu
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from harness.core.errors import PacerUserError
 from harness.core.spec import ForwardPassMode
@@ -218,6 +222,33 @@ def test_synthetic_batch_has_training_shapes(wmt_dir: Path) -> None:
     assert logits.shape == (3, 48, 48) and batch["weights"].sum() == 3 * 48
 
 
+def _evaluate_on_rank(rank: int, port: int, data_dir: Path, out: Path) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        workload = tiny(data_dir)
+        model, _ = workload.init_model_fn(0)
+        result = workload.eval_model(4, model, None, 0, 0)  # 2 examples per rank and batch
+        if rank == 0:
+            torch.save(result, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_evaluate_as_one(wmt_dir: Path, tmp_path: Path) -> None:
+    """Sharded evaluation counts each example once: the same BLEU, loss and counts as one process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_evaluate_on_rank, args=(port, wmt_dir, tmp_path / "two.pt"), nprocs=2)
+    two = torch.load(tmp_path / "two.pt")
+    workload = tiny(wmt_dir)
+    one = workload.eval_model(4, workload.init_model_fn(0)[0], None, 0, 0)
+    assert two.keys() == one.keys()
+    for key in one:
+        assert two[key] == pytest.approx(one[key], rel=1e-5), key
+
+
 @pytest.mark.parametrize("break_it, problem", [
     (lambda root: root / "absent", "is not a directory"),
     (lambda root: (root / data.VOCAB_FILE).unlink() or root, "no SentencePiece model"),
@@ -241,3 +272,10 @@ def test_config_matches_algoperf_tables(rules: str, variant: str | None) -> None
     assert (config["validation_target"], config["test_target"]) == (table["validation"], table["test"])
     assert (config["max_runtime_sec"], config["step_hint"]) == (table["max_runtime_sec"], table["step_hint"])
     assert config["eval_period_sec"] == 14 * 60  # algoperf/workloads/wmt/workload.py: eval_period_time_sec
+
+
+def test_a_bleu_target_outside_0_100_is_refused(wmt_dir: Path) -> None:
+    config = workload_config("wmt") | TINY | {"data_dir": str(wmt_dir)}
+    config["by_rules"] = config["by_rules"] | {"v1.0": config["by_rules"]["v1.0"] | {"test_target": 229.4143}}
+    with pytest.raises(PacerUserError, match="test target 229.414 of bleu is outside"):
+        build_workload(config)

@@ -14,6 +14,7 @@ does; the loss is per-token cross-entropy with padding masked by `batch["weights
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import numpy as np
 import sacrebleu
@@ -53,6 +54,13 @@ class Wmt(LoaderWorkload):
         self.max_decode_length = whole_number("max_decode_length", max_decode_length, minimum=2)
         self._tokenizer: sentencepiece.SentencePieceProcessor | None = None
         super().__init__(**common)
+
+    def check_targets(self) -> None:
+        """Raise ValueError for a BLEU target outside [0, 100] (e.g. AlgoPerf PyTorch's
+        `wmt_attention_temp` test target 229.4143, a typo of 29.4143)."""
+        for split, value in (("validation", self.validation_target_value), ("test", self.test_target_value)):
+            if not 0.0 <= value <= 100.0:
+                raise ValueError(f"{split} target {value:g} of bleu is outside [0, 100]")
 
     def check_data(self) -> None:
         problem = data.missing_parts(self.data_dir)
@@ -155,7 +163,7 @@ class Wmt(LoaderWorkload):
     def translate(self, params: ParameterContainer, inputs: Tensor) -> Tensor:
         """Beam-search translations (B, max_decode_length - 1) of inputs (B, L) (AlgoPerf's
         `predict_step`)."""
-        model = params.module if isinstance(params, DistributedDataParallel) else params
+        model = cast(Transformer, params.module if isinstance(params, DistributedDataParallel) else params)
         model.eval()
         with self._autocast():
             memory = model.encode(inputs).repeat_interleave(self.beam_size, 0)

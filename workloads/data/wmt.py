@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import sentencepiece
 import torch
-from torch.utils.data import Dataset
 from tfrecord import example_pb2
 from tfrecord.reader import tfrecord_iterator
+from torch.utils.data import Dataset
 
 LAYOUT = ("<data_dir>/wmt_sentencepiece_model, <data_dir>/wmt17_translate/de-en/1.0.0/{dataset_info.json,"
           "wmt17_translate-train.tfrecord-NNNNN-of-NNNNN}, <data_dir>/wmt14_translate/de-en/1.0.0/{dataset_info.json,"
@@ -92,7 +93,7 @@ class TokenizedPairs:
         return np.diff(self.input_offsets), np.diff(self.target_offsets)
 
 
-def tokenize(pairs: Iterator[tuple[str, str]], processor: object, vocab_size: int) -> TokenizedPairs:
+def tokenize(pairs: Iterator[tuple[str, str]], processor: sentencepiece.SentencePieceProcessor, vocab_size: int) -> TokenizedPairs:
     """SentencePiece ids of every pair, EOS appended (AlgoPerf's `TokenizeOp`)."""
     dtype = np.min_scalar_type(vocab_size - 1)  # uint16 for 32k tokens: half the memory
     columns: list[list[np.ndarray]] = [[], [], [], []]
@@ -177,7 +178,7 @@ class PaddedExamples(Dataset[dict[str, torch.Tensor]]):
     """Evaluation examples, one per row: `inputs` and `targets` int32 (max_length,), padded
     with 0 (AlgoPerf's static-shape eval batches)."""
 
-    def __init__(self, pairs: TokenizedPairs, indices: Sequence[int], max_length: int):
+    def __init__(self, pairs: TokenizedPairs, indices: Sequence[int] | np.ndarray, max_length: int):
         self.pairs, self.indices, self.max_length = pairs, indices, max_length
 
     def __len__(self) -> int:

@@ -60,6 +60,8 @@ def segment_bias(query_segments: torch.Tensor, key_segments: torch.Tensor) -> to
 class SinusoidalPositions(nn.Module):
     """Adds fixed position encodings: sin of d_model // 2 frequencies, then their cos."""
 
+    table: torch.Tensor
+
     def __init__(self, d_model: int, max_len: int = 256):
         super().__init__()
         position = torch.arange(max_len)[:, None]
@@ -107,10 +109,10 @@ class MultiheadAttention(nn.Module):
             if name + ".key" in cache:
                 k, v = torch.cat([cache[name + ".key"], k], 1), torch.cat([cache[name + ".value"], v], 1)
             cache[name + ".key"], cache[name + ".value"] = k, v
-        heads = [t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (q * self.attention_temp, k, v)]  # (B, H, L, d/H)
+        q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (q * self.attention_temp, k, v))  # (B, H, L, d/H)
         if bias is not None:
-            bias = bias.to(heads[0].dtype)
-        out = F.scaled_dot_product_attention(*heads, attn_mask=bias, dropout_p=self.dropout.p if self.training else 0.0)
+            bias = bias.to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.dropout.p if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
 
@@ -218,7 +220,7 @@ class Transformer(nn.Module):
         decoder reads the targets shifted right by one, a 0 first)."""
         self_bias = attention_bias(targets > 0, targets > 0, causal=True)
         memory_bias = attention_bias(targets > 0, inputs > 0)
-        if segments is not None:
+        if segments is not None and input_segments is not None:
             self_bias = self_bias + segment_bias(segments, segments)
             memory_bias = memory_bias + segment_bias(segments, input_segments)
         shifted = F.pad(targets, (1, 0))[:, :-1]
