@@ -175,7 +175,7 @@ def test_beam_search_returns_the_highest_scoring_sequence() -> None:
     expected = best_by_enumeration(4, 0.6)
     assert expected == [1, EOS_ID]
     found = beam_search(fixed_step, batch_size=3, beam_size=2, alpha=0.6, max_decode_len=5)
-    assert found.tolist() == [[1, EOS_ID, 0, 0]] * 3
+    assert found.tolist() == [[1, EOS_ID, EOS_ID, EOS_ID]] * 3
 
 
 # --- the workload through its loaders -----------------------------------------------------

@@ -268,7 +268,7 @@ def beam_search(step_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], b
 
     Returns:
         (B, max_decode_len - 1) int64: each example's best sequence (its best live one if
-        none finished), ending with `eos_id` then zeros when finished.
+        none finished); a finished one repeats `eos_id` to the end.
     """
     B, K = batch_size, beam_size
     rows = torch.arange(B, device=device)[:, None]
@@ -288,7 +288,7 @@ def beam_search(step_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], b
         top_logprobs, top_indices = candidates.topk(2 * K)  # 2K: even if K of them end here, K stay live
         top_beams = top_indices // vocab
         top_seqs = live_seqs[rows, top_beams]
-        top_seqs[:, :, index + 1] = top_indices % vocab
+        top_seqs[:, :, index + 1:] = (top_indices % vocab)[:, :, None]  # to the end, as AlgoPerf: a finished one repeats EOS
         ended = top_seqs[:, :, index + 1] == eos_id
         # live: the best K that did not end
         alive = (top_logprobs + ended * NEG_INF).topk(K).indices
