@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from harness.core.errors import PacerUserError
-from harness.core.spec import ForwardPassMode
+from harness.core.spec import ForwardPassMode, ParameterType
 from harness.plugins.workloads import build_workload, resolve_variant, workload_config
 from harness.scoring.algoperf_import import algoperf_targets
 from tests.wmt_data import SIZES, make_wmt
@@ -211,6 +211,18 @@ def test_evaluation_translates_every_example_once(wmt_dir: Path) -> None:
     workload._evaluate_split("validation", 3, model, None)
     pairs = list(data.read_pairs(data.shard_paths(wmt_dir, "validation")))
     assert [reference for _, reference in seen] == [en for _, en in pairs]
+
+
+def test_attention_projections_are_typed_as_in_algoperf(wmt_dir: Path) -> None:
+    workload = tiny(wmt_dir, num_layers=2)
+    workload.init_model_fn(0)
+    types = workload.model_params_types
+    assert types["encoder_layers.1.self_attn.in_proj.weight"] is ParameterType.ATTENTION_QKV
+    assert types["decoder_layers.0.multihead_attn.q_proj.weight"] is ParameterType.ATTENTION_Q
+    assert types["decoder_layers.0.multihead_attn.kv_proj.weight"] is ParameterType.ATTENTION_KV
+    assert types["decoder_layers.1.self_attn.out_proj.weight"] is ParameterType.ATTENTION_OUT
+    assert types["shared_embedding.weight"] is ParameterType.EMBEDDING
+    assert types["decoder_layers.0.ff.linear1.bias"] is ParameterType.BIAS and types["encoder_norm.weight"] is ParameterType.LAYER_NORM_SCALE
 
 
 def test_synthetic_batch_has_training_shapes(wmt_dir: Path) -> None:

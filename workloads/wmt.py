@@ -26,12 +26,24 @@ from torch.nn.parallel import DistributedDataParallel
 
 from harness.core.checks import check_choice, finite_number, flag, whole_number
 from harness.core.errors import PacerUserError
-from harness.core.spec import Batch, ForwardPassMode, LossOutput, MetricDirection, ModelAuxiliaryState, ParameterContainer, Tensor
+from harness.core.spec import (
+    Batch,
+    ForwardPassMode,
+    LossOutput,
+    MetricDirection,
+    ModelAuxiliaryState,
+    ParameterContainer,
+    ParameterType,
+    Tensor,
+)
 from harness.plugins.loader_workload import BatchEval, LoaderWorkload, SplitDatasets, fixed_subset
 from workloads.data import wmt as data
 from workloads.models.wmt import ACTIVATIONS, EOS_ID, Transformer, beam_search
 
 PACKED_KEYS = ("inputs_position", "inputs_segmentation", "targets_position", "targets_segmentation")
+ATTENTION_TYPES = {"in_proj": ParameterType.ATTENTION_QKV, "q_proj": ParameterType.ATTENTION_Q,
+                   "kv_proj": ParameterType.ATTENTION_KV, "out_proj": ParameterType.ATTENTION_OUT}
+"""The kinds of the attention projections, by module name (AlgoPerf's `pytorch_param_types`)."""
 
 
 class Wmt(LoaderWorkload):
@@ -123,6 +135,16 @@ class Wmt(LoaderWorkload):
         return Transformer(vocab_size=self.vocab_size, d_model=self.d_model, num_heads=self.num_heads, d_hid=self.d_hid,
                            num_layers=self.num_layers, activation=self.activation, glu=self.glu, pre_ln=self.pre_ln,
                            attention_temp=self.attention_temp, max_len=self.max_length, dropout=self.dropout_rate)
+
+    @property
+    def model_params_types(self) -> dict[str, ParameterType]:
+        """As the base infers them, except attention projections: QKV, Q, KV and OUT, as
+        AlgoPerf's `algoperf/param_utils.py` types them."""
+        types = super().model_params_types
+        for name in types:
+            module = name.rsplit(".", 2)[-2] if "." in name else ""
+            types[name] = ATTENTION_TYPES.get(module, types[name])
+        return types
 
     def forward(self, model: nn.Module, batch: Batch) -> Tensor:
         """(B, L, vocab_size) logits of each next target token; packed rows pass their
