@@ -193,6 +193,7 @@ def test_one_train_step_and_one_evaluation(wmt_dir: Path, variant: str | None) -
     with torch.no_grad():
         for p in model.parameters():
             p -= 0.01 * p.grad
+    assert workload.num_train_examples == SIZES["train"] > len(workload.datasets.train)  # pairs, packed into fewer rows
     results = workload.eval_model(4, model, state, 0, 1)
     for split, n in (("train", TINY["eval_train_size"]), ("validation", SIZES["validation"]), ("test", SIZES["test"])):
         assert results[f"{split}/num_examples"] == n

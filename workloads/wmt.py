@@ -106,6 +106,14 @@ class Wmt(LoaderWorkload):
             validation=data.PaddedExamples(splits["validation"], kept["validation"], self.max_length),
             test=data.PaddedExamples(splits["test"], kept["test"], self.max_length))
 
+    @property
+    def num_train_examples(self) -> int:
+        """Sentence pairs of the training split, as AlgoPerf counts them (5,906,184 for WMT17,
+        long ones included); the training stream's rows pack several of them."""
+        train = self.datasets.train
+        assert isinstance(train, data.PackedExamples)
+        return len(train.pairs)
+
     def device_batch(self, host_batch: Mapping[str, Tensor], weights: Tensor | None = None) -> Batch:
         """int32 (B, L) host tensors -> int64 on the device, plus `weights` float32 (B, L):
         1 for a real target token (AlgoPerf's `targets > 0`), times the example's weight."""

@@ -160,13 +160,16 @@ class PackedExamples(Dataset[dict[str, torch.Tensor]]):
     int32 (max_length,) (AlgoPerf's packed feature names)."""
 
     def __init__(self, pairs: TokenizedPairs, rows: list[list[int]], max_length: int):
-        self.pairs, self.rows, self.max_length = pairs, rows, max_length
+        self.pairs, self.max_length = pairs, max_length
+        # numpy, not lists of ints: forked DataLoader workers would copy every list they touch
+        self.row_offsets = _offsets(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))
+        self.members = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(self.row_offsets[-1]))
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.row_offsets) - 1
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        examples = [self.pairs.pair(j) for j in self.rows[i]]
+        examples = [self.pairs.pair(j) for j in self.members[self.row_offsets[i]:self.row_offsets[i + 1]]]
         example: dict[str, torch.Tensor] = {}
         for side, key in enumerate(("inputs", "targets")):
             tokens, positions, segments = _packed_side([e[side] for e in examples], self.max_length)
