@@ -266,6 +266,8 @@ def test_two_gloo_processes_evaluate_as_one(wmt_dir: Path, tmp_path: Path) -> No
     (lambda root: root / "absent", "is not a directory"),
     (lambda root: (root / data.VOCAB_FILE).unlink() or root, "no SentencePiece model"),
     (lambda root: [p.unlink() for p in data.shard_paths(root, "test")] and root, "no test shards"),
+    (lambda root: (root / data.VOCAB_FILE).write_bytes(b"not a model") and root, "is not a SentencePiece model"),
+    (lambda root: data.shard_paths(root, "train")[0].write_bytes(b"\x05" * 40) and root, "does not start with a TFRecord"),
 ])
 def test_a_broken_data_dir_names_the_layout(tmp_path: Path, break_it, problem: str) -> None:
     root = break_it(make_wmt(tmp_path / "wmt"))

@@ -75,7 +75,7 @@ class Wmt(LoaderWorkload):
                 raise ValueError(f"{split} target {value:g} of bleu is outside [0, 100]")
 
     def check_data(self) -> None:
-        problem = data.missing_parts(self.data_dir)
+        problem = data.layout_problem(self.data_dir)
         if problem:
             raise PacerUserError(f"workload {self.name}: {problem}; expected {data.LAYOUT}")
 

@@ -9,13 +9,16 @@ Source: `algoperf/workloads/wmt/input_pipeline.py` (splits, length filter, packi
 from __future__ import annotations
 
 import itertools
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import crc32c
 import numpy as np
 import sentencepiece
 import torch
+from google.protobuf.message import DecodeError
 from tfrecord import example_pb2
 from tfrecord.reader import tfrecord_iterator
 from torch.utils.data import Dataset
@@ -43,33 +46,70 @@ def shard_paths(data_dir: Path, split: str) -> list[Path]:
     return sorted(folder.glob(f"{SOURCES[split]}-{split}.tfrecord-*-of-*"))
 
 
-def missing_parts(data_dir: Path) -> str | None:
-    """What is missing from `data_dir` for `LAYOUT`, or None when nothing is."""
+def layout_problem(data_dir: Path) -> str | None:
+    """What in `data_dir` does not fit `LAYOUT` (missing files, a SentencePiece model that
+    does not load, a first record that is not a 'de'/'en' translation), or None."""
     if not data_dir.is_dir():
         return f"data_dir {data_dir} is not a directory"
     if not (data_dir / VOCAB_FILE).is_file():
         return f"no SentencePiece model {data_dir / VOCAB_FILE}"
+    try:
+        sentencepiece.SentencePieceProcessor(model_file=str(data_dir / VOCAB_FILE))
+    except (OSError, RuntimeError):
+        return f"{data_dir / VOCAB_FILE} is not a SentencePiece model"
     for split in SOURCES:
         if not (split_dir(data_dir, split) / "dataset_info.json").is_file():
             return f"no {split_dir(data_dir, split) / 'dataset_info.json'}"
-        if not shard_paths(data_dir, split):
+        shards = shard_paths(data_dir, split)
+        if not shards:
             return f"no {split} shards in {split_dir(data_dir, split)}"
+        try:
+            translation(first_record(shards[0]), shards[0])
+        except (ValueError, UnicodeDecodeError, DecodeError):
+            return f"{shards[0]} does not start with a TFRecord of {INPUT_LANGUAGE!r}/{TARGET_LANGUAGE!r} text features"
     return None
 
 
-def read_pairs(paths: Sequence[Path]) -> Iterator[tuple[str, str]]:
-    """(German, English) sentences of every TFDS `Translation` example of the shards, in order.
+def first_record(path: Path) -> bytes:
+    """The first record of a TFRecord file.
 
     Raises:
-        ValueError: a record without the 'de' or 'en' bytes feature.
+        ValueError: the file does not start with a TFRecord header (length and its masked CRC-32C).
     """
+    with open(path, "rb") as f:
+        header = f.read(12)
+        if len(header) < 12 or struct.unpack("<I", header[8:])[0] != _masked_crc(header[:8]):
+            raise ValueError(f"{path} is not a TFRecord file")
+        length = struct.unpack("<Q", header[:8])[0]
+        record = f.read(length)
+    if len(record) != length:
+        raise ValueError(f"{path} ends inside its first record")
+    return record
+
+
+def _masked_crc(data: bytes) -> int:
+    crc = crc32c.crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def translation(record: bytes, path: Path) -> tuple[str, str]:
+    """(German, English) of one serialized TFDS `Translation` example.
+
+    Raises:
+        ValueError: the record lacks the 'de' or 'en' bytes feature.
+    """
+    features = example_pb2.Example.FromString(record).features.feature
+    if INPUT_LANGUAGE not in features or TARGET_LANGUAGE not in features:
+        raise ValueError(f"{path}: a record without the {INPUT_LANGUAGE!r} and {TARGET_LANGUAGE!r} features")
+    return (features[INPUT_LANGUAGE].bytes_list.value[0].decode("utf-8"),
+            features[TARGET_LANGUAGE].bytes_list.value[0].decode("utf-8"))
+
+
+def read_pairs(paths: Sequence[Path]) -> Iterator[tuple[str, str]]:
+    """(German, English) sentences of every record of the shards, in order (see `translation`)."""
     for path in paths:
         for record in tfrecord_iterator(str(path)):
-            features = example_pb2.Example.FromString(record).features.feature
-            if INPUT_LANGUAGE not in features or TARGET_LANGUAGE not in features:
-                raise ValueError(f"{path}: a record without the {INPUT_LANGUAGE!r} and {TARGET_LANGUAGE!r} features")
-            yield (features[INPUT_LANGUAGE].bytes_list.value[0].decode("utf-8"),
-                   features[TARGET_LANGUAGE].bytes_list.value[0].decode("utf-8"))
+            yield translation(bytes(record), path)
 
 
 @dataclass(frozen=True)
