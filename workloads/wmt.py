@@ -170,8 +170,7 @@ class Wmt(LoaderWorkload):
         """
         if logits_batch.ndim != label_batch.ndim + 1:
             raise ValueError(f"logits of shape {tuple(logits_batch.shape)} do not match labels of shape {tuple(label_batch.shape)}")
-        per_token = F.cross_entropy(logits_batch.transpose(1, -1), label_batch.transpose(1, -1), reduction="none",
-                                    label_smoothing=label_smoothing).transpose(1, -1)
+        per_token = F.cross_entropy(logits_batch.movedim(-1, 1), label_batch, reduction="none", label_smoothing=label_smoothing)
         if mask_batch is None:
             mask_batch = torch.ones_like(per_token)
         per_token = torch.where(mask_batch.bool(), per_token, 0.0)
