@@ -23,7 +23,7 @@ from harness.plugins.workloads import build_workload, resolve_variant, workload_
 from harness.scoring.algoperf_import import algoperf_targets
 from tests.wmt_data import SIZES, make_wmt
 from workloads.data import wmt as data
-from workloads.models.wmt import EOS_ID, Transformer, beam_search, brevity_penalty
+from workloads.models.wmt import EOS_ID, Transformer, beam_search, brevity_penalty, reorder_cache
 from workloads.wmt import Wmt, corpus_bleu
 
 VARIANTS = (None, "post_ln", "attention_temp", "glu_tanh")
@@ -176,6 +176,35 @@ def test_beam_search_returns_the_highest_scoring_sequence() -> None:
     assert expected == [1, EOS_ID]
     found = beam_search(fixed_step, batch_size=3, beam_size=2, alpha=0.6, max_decode_len=5)
     assert found.tolist() == [[1, EOS_ID, EOS_ID, EOS_ID]] * 3
+
+
+def test_beam_search_with_the_reordered_cache_equals_decoding_each_prefix_afresh() -> None:
+    """Reordering the decoder cache by beam gives what re-decoding every beam's whole prefix
+    without a cache gives."""
+    torch.manual_seed(4)  # a model for which skipping or mixing up the reordering changes translations
+    model = Transformer(vocab_size=12, d_model=16, num_heads=2, d_hid=16, num_layers=2).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2)  # sharper logits: beams diverge and finish at different lengths
+    inputs = torch.tensor([[5, 6, 7, EOS_ID], [8, 9, EOS_ID, 0], [10, 11, 3, EOS_ID]])
+    memory, sources = model.encode(inputs).repeat_interleave(4, 0), inputs.repeat_interleave(4, 0)
+    cache: dict[str, torch.Tensor] = {}
+    prefixes = torch.zeros(12, 0, dtype=torch.long)
+
+    def cached(tokens: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        reorder_cache(cache, order)
+        return model.decode_step(tokens, memory, sources, cache)
+
+    def afresh(tokens: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        nonlocal prefixes
+        prefixes = torch.cat([prefixes[order], tokens[:, None]], 1)
+        fresh: dict[str, torch.Tensor] = {}
+        for t in range(prefixes.shape[1]):
+            logits = model.decode_step(prefixes[:, t], memory, sources, fresh)
+        return logits
+
+    with torch.no_grad():
+        assert torch.equal(beam_search(cached, 3, beam_size=4, max_decode_len=10), beam_search(afresh, 3, beam_size=4, max_decode_len=10))
 
 
 # --- the workload through its loaders -----------------------------------------------------

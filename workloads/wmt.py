@@ -38,7 +38,7 @@ from harness.core.spec import (
 )
 from harness.plugins.loader_workload import BatchEval, LoaderWorkload, SplitDatasets, fixed_subset
 from workloads.data import wmt as data
-from workloads.models.wmt import ACTIVATIONS, EOS_ID, Transformer, beam_search
+from workloads.models.wmt import ACTIVATIONS, EOS_ID, Transformer, beam_search, reorder_cache
 
 PACKED_KEYS = ("inputs_position", "inputs_segmentation", "targets_position", "targets_segmentation")
 ATTENTION_TYPES = {"in_proj": ParameterType.ATTENTION_QKV, "q_proj": ParameterType.ATTENTION_Q,
@@ -200,8 +200,7 @@ class Wmt(LoaderWorkload):
             cache: dict[str, Tensor] = {}
 
             def step(tokens: Tensor, order: Tensor) -> Tensor:
-                for key, value in cache.items():
-                    cache[key] = value[order]
+                reorder_cache(cache, order)
                 return model.decode_step(tokens, memory, sources, cache)
 
             return beam_search(step, len(inputs), self.beam_size, self.length_penalty, EOS_ID, self.max_decode_length, inputs.device)

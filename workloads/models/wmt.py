@@ -99,16 +99,23 @@ class MultiheadAttention(nn.Module):
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, bias: torch.Tensor | None = None,
                 cache: Cache | None = None, name: str = "") -> torch.Tensor:
         """x (B, Lq, d) -> (B, Lq, d). `memory` (B, Lk, d): encoder-decoder attention.
-        `cache`: decoding one position at a time; this layer's keys and values so far are
-        `cache[name + ".key"]`/`.value` (B, t, d), extended here."""
+        `cache`: decoding one position at a time; self-attention's keys and values so far are
+        `cache[name + ".key"]`/`.value` (B, t, d), extended here; encoder-decoder attention
+        computes the encoder's once, into `cache[name + ".memory_key"]`/`.memory_value`."""
         if memory is None:
             q, k, v = self.in_proj(x).chunk(3, dim=-1)
+            if cache is not None:
+                if name + ".key" in cache:
+                    k, v = torch.cat([cache[name + ".key"], k], 1), torch.cat([cache[name + ".value"], v], 1)
+                cache[name + ".key"], cache[name + ".value"] = k, v
         else:
-            q, (k, v) = self.q_proj(x), self.kv_proj(memory).chunk(2, dim=-1)
-        if cache is not None:
-            if name + ".key" in cache:
-                k, v = torch.cat([cache[name + ".key"], k], 1), torch.cat([cache[name + ".value"], v], 1)
-            cache[name + ".key"], cache[name + ".value"] = k, v
+            q = self.q_proj(x)
+            if cache is not None and name + ".memory_key" in cache:
+                k, v = cache[name + ".memory_key"], cache[name + ".memory_value"]
+            else:
+                k, v = self.kv_proj(memory).chunk(2, dim=-1)
+                if cache is not None:
+                    cache[name + ".memory_key"], cache[name + ".memory_value"] = k, v
         q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (q * self.attention_temp, k, v))  # (B, H, L, d/H)
         if bias is not None:
             bias = bias.to(q.dtype)
@@ -169,7 +176,7 @@ class DecoderLayer(nn.Module):
             return self.dropout(self.self_attn(h, bias=self_bias, cache=cache, name=name))
 
         def cross_attention(h: torch.Tensor) -> torch.Tensor:
-            return self.dropout(self.multihead_attn(h, memory, bias=memory_bias))
+            return self.dropout(self.multihead_attn(h, memory, bias=memory_bias, cache=cache, name=name))
 
         if self.pre_ln:
             x = x + self_attention(self.norm1(x))
@@ -229,7 +236,7 @@ class Transformer(nn.Module):
     def decode_step(self, token: torch.Tensor, memory: torch.Tensor, inputs: torch.Tensor, cache: Cache) -> torch.Tensor:
         """One autoregressive step: token (B,) at position `len` of the cache -> logits
         (B, vocab) of the next token; `cache` is extended in place."""
-        step = next(iter(cache.values())).shape[1] if cache else 0
+        step = cache["0.key"].shape[1] if "0.key" in cache else 0
         memory_bias = attention_bias(torch.ones_like(token[:, None], dtype=torch.bool), inputs > 0)
         x = self.pos_encoder(self.shared_embedding(token[:, None]), offset=step)
         return self._decoder_stack(x, memory, None, memory_bias, cache)[:, 0]
@@ -250,6 +257,14 @@ class Transformer(nn.Module):
         segment ids of packed examples -> logits (B, Lt, vocab_size)."""
         memory = self.encode(inputs, inputs_position, inputs_segmentation)
         return self.decode(targets, memory, inputs, targets_position, targets_segmentation, inputs_segmentation)
+
+
+def reorder_cache(cache: Cache, order: torch.Tensor) -> None:
+    """Make row i of the self-attention entries the old row `order[i]` (the beam it
+    continues); the encoder's keys and values, the same for every beam of an example, stay."""
+    for key, value in cache.items():
+        if ".memory_" not in key:
+            cache[key] = value[order]
 
 
 def brevity_penalty(alpha: float, length: int) -> float:
