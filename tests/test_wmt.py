@@ -255,6 +255,17 @@ def test_attention_projections_are_typed_as_in_algoperf(wmt_dir: Path) -> None:
     assert types["decoder_layers.0.ff.linear1.bias"] is ParameterType.BIAS and types["encoder_norm.weight"] is ParameterType.LAYER_NORM_SCALE
 
 
+def test_token_cache_is_written_once_then_memory_mapped(wmt_dir: Path, tmp_path: Path) -> None:
+    first = tiny(wmt_dir, token_cache_dir=str(tmp_path / "cache"))
+    rows = [first.datasets.train[i] for i in range(3)]
+    assert len(list((tmp_path / "cache").iterdir())) == 3  # train, validation, test
+    second = tiny(wmt_dir, token_cache_dir=str(tmp_path / "cache"))
+    assert isinstance(second.datasets.train.pairs.inputs, np.memmap)
+    for row, again in zip(rows, (second.datasets.train[i] for i in range(3)), strict=True):
+        assert all(torch.equal(row[key], again[key]) for key in row)
+    assert [second.datasets.validation[i]["targets"].tolist() for i in range(3)] == [first.datasets.validation[i]["targets"].tolist() for i in range(3)]
+
+
 def test_synthetic_batch_has_training_shapes(wmt_dir: Path) -> None:
     workload = tiny(wmt_dir)
     batch = workload.synthetic_batch(3)

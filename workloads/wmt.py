@@ -14,6 +14,7 @@ does; the loss is per-token cross-entropy with padding masked by `batch["weights
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import cast
 
 import numpy as np
@@ -53,7 +54,9 @@ class Wmt(LoaderWorkload):
     def __init__(self, *, vocab_size: int = 32_000, d_model: int = 1024, num_heads: int = 16, d_hid: int = 1024,
                  num_layers: int = 6, activation: str = "relu", glu: bool = False, pre_ln: bool = True,
                  attention_temp: float = 1.0, dropout_rate: float = 0.1, max_length: int = 256, beam_size: int = 4,
-                 length_penalty: float = 0.6, max_decode_length: int = 256, **common):
+                 length_penalty: float = 0.6, max_decode_length: int = 256, token_cache_dir: str | None = None, **common):
+        """`token_cache_dir`: where to keep the tokenized splits between runs (None: tokenize
+        at every start)."""
         self.vocab_size, self.d_model = whole_number("vocab_size", vocab_size, minimum=3), whole_number("d_model", d_model)
         self.num_heads, self.d_hid, self.num_layers = whole_number("num_heads", num_heads), whole_number("d_hid", d_hid), whole_number("num_layers", num_layers)
         if d_model % num_heads:
@@ -64,6 +67,7 @@ class Wmt(LoaderWorkload):
         self.max_length, self.beam_size = whole_number("max_length", max_length), whole_number("beam_size", beam_size)
         self.length_penalty = finite_number("length_penalty", length_penalty, 0.0)
         self.max_decode_length = whole_number("max_decode_length", max_decode_length, minimum=2)
+        self.token_cache_dir = None if token_cache_dir is None else Path(token_cache_dir).expanduser()
         self._tokenizer: sentencepiece.SentencePieceProcessor | None = None
         super().__init__(**common)
 
@@ -92,9 +96,10 @@ class Wmt(LoaderWorkload):
     # --- data ---------------------------------------------------------------------------
 
     def make_datasets(self) -> SplitDatasets:
-        """Tokenizes every split (minutes for the 5.9M WMT17 pairs), drops pairs longer than
-        `max_length`, packs the training pairs in an order drawn from `dataset_seed`."""
-        splits = {split: data.tokenize(data.read_pairs(data.shard_paths(self.data_dir, split)), self.tokenizer, self.vocab_size)
+        """Tokenizes every split (minutes for the 5.9M WMT17 pairs, unless `token_cache_dir`
+        has them), drops pairs longer than `max_length`, packs the training pairs in an order
+        drawn from `dataset_seed`."""
+        splits = {split: data.tokenized_split(self.data_dir, split, self.tokenizer, self.vocab_size, self.token_cache_dir)
                   for split in data.SOURCES}
         kept = {split: data.short_enough(pairs, self.max_length) for split, pairs in splits.items()}
         train = splits["train"]

@@ -8,10 +8,13 @@ Source: `algoperf/workloads/wmt/input_pipeline.py` (splits, length filter, packi
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
+import os
+import shutil
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import crc32c
@@ -112,7 +115,7 @@ def read_pairs(paths: Sequence[Path]) -> Iterator[tuple[str, str]]:
             yield translation(bytes(record), path)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TokenizedPairs:
     """Sentence pairs as token ids: example i's inputs are
     `inputs[input_offsets[i]:input_offsets[i + 1]]` (each sentence ends with EOS)."""
@@ -133,6 +136,9 @@ class TokenizedPairs:
         return np.diff(self.input_offsets), np.diff(self.target_offsets)
 
 
+ARRAYS = tuple(f.name for f in dataclasses.fields(TokenizedPairs))
+
+
 def tokenize(pairs: Iterator[tuple[str, str]], processor: sentencepiece.SentencePieceProcessor, vocab_size: int) -> TokenizedPairs:
     """SentencePiece ids of every pair, EOS appended (AlgoPerf's `TokenizeOp`)."""
     dtype = np.min_scalar_type(vocab_size - 1)  # uint16 for 32k tokens: half the memory
@@ -148,6 +154,35 @@ def tokenize(pairs: Iterator[tuple[str, str]], processor: sentencepiece.Sentence
 
 def _offsets(lengths: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+
+
+def tokenized_split(data_dir: Path, split: str, processor: sentencepiece.SentencePieceProcessor, vocab_size: int,
+                    cache_dir: Path | None = None) -> TokenizedPairs:
+    """The split's pairs tokenized; with `cache_dir`, saved there on first use as .npy files
+    (in a folder named by the split and a hash of the SentencePiece model and the shards'
+    names and sizes) and memory-mapped afterwards, which also lets processes share them."""
+    if cache_dir is None:
+        return tokenize(read_pairs(shard_paths(data_dir, split)), processor, vocab_size)
+    folder = cache_dir / f"{split}-{_cache_key(data_dir, split, vocab_size)}"
+    if not folder.is_dir():
+        pairs = tokenize(read_pairs(shard_paths(data_dir, split)), processor, vocab_size)
+        partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+        partial.mkdir(parents=True)
+        for name in ARRAYS:
+            np.save(partial / f"{name}.npy", getattr(pairs, name))
+        try:
+            partial.rename(folder)  # atomic: a concurrent process (another rank) sees all or nothing
+        except OSError:  # another process got there first
+            shutil.rmtree(partial)
+    return TokenizedPairs(**{name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS})
+
+
+def _cache_key(data_dir: Path, split: str, vocab_size: int) -> str:
+    digest = hashlib.sha256((data_dir / VOCAB_FILE).read_bytes())
+    for path in shard_paths(data_dir, split):
+        digest.update(f"{path.name}:{path.stat().st_size};".encode())
+    digest.update(f"vocab_size={vocab_size}".encode())  # sets the token dtype
+    return digest.hexdigest()[:16]
 
 
 def short_enough(pairs: TokenizedPairs, max_length: int) -> np.ndarray:
