@@ -73,9 +73,9 @@ def test_parameter_count_is_algoperfs(variant: str | None) -> None:
                 num_message_passing_steps=cfg["num_message_passing_steps"])
     expected = algoperf_parameter_count(cfg["latent_dim"], tuple(cfg["hidden_dims"]), cfg["num_message_passing_steps"])
     assert sum(p.numel() for p in model.parameters()) == expected == (2_571_648 if variant == "model_size" else 3_554_176)
-    layer = model.graph_network[0].update_edge_fn.dense_0.requires_grad_(False)  # AlgoPerf's init: LeCun normal cut at 2 std, zero bias
+    layer = model.graph_network[0].update_edge_fn.dense_0.requires_grad_(False)  # AlgoPerf's init: LeCun normal cut at 2 std (float32 rounding aside), zero bias
     std = (1 / layer.in_features) ** 0.5 / 0.87962566103423978
-    assert float(layer.weight.abs().max()) <= 2 * std and float(layer.weight.std()) == pytest.approx(0.88 * std, rel=0.05)
+    assert float(layer.weight.abs().max()) <= 2 * std * (1 + 1e-6) and float(layer.weight.std()) == pytest.approx(0.88 * std, rel=0.05)
     assert not layer.bias.any()
     last = cfg["num_message_passing_steps"] - 1  # AlgoPerf's parameter names, e.g. for its `is_output_params`
     assert {"decoder.weight", f"graph_network.{last}.update_global_fn.norm_{len(cfg['hidden_dims']) - 1}.bias"} <= dict(model.named_parameters()).keys()

@@ -57,6 +57,7 @@ def per_example_sigmoid_binary_cross_entropy(logits: Tensor, targets: Tensor) ->
 class Criteo1TB(LoaderWorkload):
     target_metric_name = "loss"
     target_metric_direction = MetricDirection.MINIMIZE
+    augments_examples = False  # no augmentation: batches are read in one vectorised pass (`CriteoArrays.__getitems__`)
 
     def __init__(self, *, vocab_size: int = 4_194_304, mlp_bottom_dims: Sequence[int] = (512, 256, 128),
                  mlp_top_dims: Sequence[int] = (1024, 1024, 512, 256, 1), embed_dim: int = 128, use_layer_norm: bool = False,

@@ -291,8 +291,21 @@ class CriteoArrays(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return self.__dict__ | {"_arrays": None}
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, labels = self._read(np.array([index]))
+        return inputs[0], labels[0]
+
+    def __getitems__(self, indices: Sequence[int] | np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Examples `indices` in one vectorised read of the maps (what the training stream's
+        DataLoader calls for a batch; `Criteo1TB.augments_examples` is False)."""
+        inputs, labels = self._read(np.asarray(indices, dtype=np.int64))
+        return list(zip(inputs.unbind(0), labels.unbind(0), strict=True))
+
+    def _read(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 (n, 39) inputs and float32 (n,) labels of `indices`."""
         if self._arrays is None:  # plain views of the maps: indexing an np.memmap is several times slower
             self._arrays = {name: np.load(self.split_dir / f"{name}.npy", mmap_mode="r").view(np.ndarray) for name in ARRAYS}
-        inputs = np.empty(NUM_DENSE + NUM_SPARSE, dtype=np.float32)
-        inputs[:NUM_DENSE], inputs[NUM_DENSE:] = self._arrays["dense"][index], self._arrays["categorical"][index]
-        return torch.from_numpy(inputs), torch.from_numpy(np.array(self._arrays["labels"][index]))
+        if len(indices) and not (0 <= indices.min() and indices.max() < self.length):
+            raise IndexError(f"example indices outside 0..{self.length - 1}")
+        inputs = np.empty((len(indices), NUM_DENSE + NUM_SPARSE), dtype=np.float32)
+        inputs[:, :NUM_DENSE], inputs[:, NUM_DENSE:] = self._arrays["dense"][indices], self._arrays["categorical"][indices]
+        return torch.from_numpy(inputs), torch.from_numpy(self._arrays["labels"][indices].astype(np.float32))
