@@ -295,6 +295,11 @@ def test_missing_or_malformed_data_is_one_line_naming_the_layout(data: Path, tmp
     (broken / "knee_singlecoil_train" / "a.h5").write_text("not hdf5")
     with pytest.raises(PacerUserError, match=r"a.h5 is not a readable HDF5 file"):
         tiny_workload(broken)
+    write_volume(broken / "knee_singlecoil_train" / "a.h5", 1, rng)
+    (broken / "knee_singlecoil_val" / "c.h5").write_text("only the first file of a directory is checked up front")
+    workload = tiny_workload(broken)
+    with pytest.raises(PacerUserError, match=r"c.h5 is not a readable HDF5 file.*" + layout):
+        workload.make_datasets()
 
 
 # --- DDP -----------------------------------------------------------------------------------

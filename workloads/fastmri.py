@@ -27,7 +27,7 @@ from torch.utils.data import Subset
 from harness.core.checks import flag, whole_number
 from harness.core.errors import PacerUserError
 from harness.core.spec import Batch, ForwardPassMode, LossOutput, LossType, MetricDirection, ModelAuxiliaryState, ParameterContainer, Tensor
-from harness.plugins.loader_workload import BatchEval, LoaderWorkload, SplitDatasets, fixed_subset
+from harness.plugins.loader_workload import BatchEval, HostBatch, LoaderWorkload, SplitDatasets, fixed_subset
 from workloads.data.fastmri import CLIP, EVAL_MASK_SEED, LAYOUT, VALIDATION_VOLUMES, FastMRISlices, check_volume, split_files
 from workloads.models.fastmri import UNet
 
@@ -97,7 +97,7 @@ class FastMRI(LoaderWorkload):
     def check_targets(self) -> None:
         """Raise ValueError for a target outside SSIM's range [-1, 1]."""
         for split, value in (("validation", self.validation_target_value), ("test", self.test_target_value)):
-            if not -1 <= value <= 1:
+            if value is not None and not -1 <= value <= 1:
                 raise ValueError(f"{split} target {value:g} of the SSIM is outside [-1, 1]")
 
     # --- model ----------------------------------------------------------------------------
@@ -121,18 +121,22 @@ class FastMRI(LoaderWorkload):
             raise PacerUserError(f"workload {self.name}: {problem}; expected {LAYOUT}") from None
 
     def make_datasets(self) -> SplitDatasets:
-        files = split_files(self.data_dir, self.validation_volumes)
-        train = FastMRISlices(files["train"], mask_seed=self.dataset_seed, per_slice_masks=True)
-        return SplitDatasets(
-            train=train,
-            eval_train=Subset(train, fixed_subset(len(train), self.eval_train_size, self.dataset_seed)),
-            validation=FastMRISlices(files["validation"], mask_seed=EVAL_MASK_SEED, per_slice_masks=False),
-            test=FastMRISlices(files["test"], mask_seed=EVAL_MASK_SEED, per_slice_masks=False))
+        """Reads every volume's header (`check_data` looked at one per directory)."""
+        try:
+            files = split_files(self.data_dir, self.validation_volumes)
+            train = FastMRISlices(files["train"], mask_seed=self.dataset_seed, per_slice_masks=True)
+            validation = FastMRISlices(files["validation"], mask_seed=EVAL_MASK_SEED, per_slice_masks=False)
+            test = FastMRISlices(files["test"], mask_seed=EVAL_MASK_SEED, per_slice_masks=False)
+        except ValueError as problem:
+            raise PacerUserError(f"workload {self.name}: {problem}; expected {LAYOUT}") from None
+        return SplitDatasets(train=train, eval_train=Subset(train, fixed_subset(len(train), self.eval_train_size, self.dataset_seed)),
+                             validation=validation, test=test)
 
-    def device_batch(self, host_batch: Sequence[Tensor], weights: Tensor | None = None) -> Batch:
+    def device_batch(self, host_batch: HostBatch, weights: Tensor | None = None) -> Batch:
         """(inputs, targets, mean, std, volume_max) -> a dict of them on the device."""
         keys = ("inputs", "targets", "mean", "std", "volume_max")
-        batch = {key: value.to(self.device, dtype=torch.float32, non_blocking=True) for key, value in zip(keys, host_batch, strict=True)}
+        batch = {key: torch.as_tensor(value).to(self.device, dtype=torch.float32, non_blocking=True)
+                 for key, value in zip(keys, host_batch, strict=True)}
         return batch if weights is None else batch | {"weights": weights.to(self.device, non_blocking=True)}
 
     def synthetic_batch(self, batch_size: int, seed: int = 0) -> Batch:

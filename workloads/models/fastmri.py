@@ -74,21 +74,23 @@ class UNet(nn.Module):
         super().__init__()
         if num_channels < 1 or num_pool_layers < 1:
             raise ValueError(f"num_channels={num_channels} and num_pool_layers={num_pool_layers} must be at least 1")
-        options = {"use_tanh": use_tanh, "use_layer_norm": use_layer_norm, "dropout_rate": dropout_rate}
-        self.down_sample_layers = nn.ModuleList([ConvBlock(in_chans, num_channels, **options)])
+        def block(i: int, o: int) -> ConvBlock:
+            return ConvBlock(i, o, use_tanh=use_tanh, use_layer_norm=use_layer_norm, dropout_rate=dropout_rate)
+
+        self.down_sample_layers = nn.ModuleList([block(in_chans, num_channels)])
         ch = num_channels
         for _ in range(num_pool_layers - 1):
-            self.down_sample_layers.append(ConvBlock(ch, ch * 2, **options))
+            self.down_sample_layers.append(block(ch, ch * 2))
             ch *= 2
-        self.conv = ConvBlock(ch, ch * 2, **options)
+        self.conv = block(ch, ch * 2)
         self.up_conv = nn.ModuleList()
         self.up_transpose_conv = nn.ModuleList()
         for _ in range(num_pool_layers - 1):
             self.up_transpose_conv.append(TransposeConvBlock(ch * 2, ch, use_tanh))
-            self.up_conv.append(ConvBlock(ch * 2, ch, **options))
+            self.up_conv.append(block(ch * 2, ch))
             ch //= 2
         self.up_transpose_conv.append(TransposeConvBlock(ch * 2, ch, use_tanh))
-        self.up_conv.append(nn.Sequential(ConvBlock(ch * 2, ch, **options), nn.Conv2d(ch, out_chans, kernel_size=1)))
+        self.up_conv.append(nn.Sequential(block(ch * 2, ch), nn.Conv2d(ch, out_chans, kernel_size=1)))
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
                 lecun_normal_(module.weight)
