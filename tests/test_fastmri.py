@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -267,6 +268,14 @@ def test_synthetic_batch_trains(data: Path) -> None:
 
 
 # --- data-directory errors -----------------------------------------------------------------
+
+
+def test_the_release_directory_names_are_read_too(data: Path, tmp_path: Path) -> None:
+    for name in ("train", "val"):
+        shutil.copytree(data / f"knee_singlecoil_{name}", tmp_path / f"singlecoil_{name}")
+    datasets = tiny_workload(tmp_path).datasets
+    assert [len(datasets.train), len(datasets.validation), len(datasets.test)] == [SIZES["train"], SIZES["validation"], SIZES["test"]]
+    assert datasets.test.files[0] == tmp_path / "singlecoil_val" / "file1000001.h5"
 
 
 def test_missing_or_malformed_data_is_one_line_naming_the_layout(data: Path, tmp_path: Path) -> None:

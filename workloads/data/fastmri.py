@@ -26,7 +26,7 @@ VALIDATION_VOLUMES = 100
 """AlgoPerf's validation split: the first 100 of the sorted `knee_singlecoil_val` files; its
 test split is the rest (99 volumes)."""
 LAYOUT = (f"AlgoPerf's layout (datasets/dataset_setup.py --fastmri): DATA_DIR/{TRAIN_DIR}/*.h5 and DATA_DIR/{VAL_DIR}/*.h5 "
-          "(fastMRI's singlecoil_train and singlecoil_val renamed), each file holding kspace (S, 640, W) complex64, "
+          "(or fastMRI's own names singlecoil_train and singlecoil_val), each file holding kspace (S, 640, W) complex64, "
           "reconstruction_esc (S, 320, 320) float32 and the attribute max")
 CENTER_FRACTION, ACCELERATION = 0.08, 4
 CLIP = 6.0
@@ -40,7 +40,9 @@ Slice = tuple[torch.Tensor, torch.Tensor, float, float, float]
 
 def split_files(data_dir: Path, validation_volumes: int = VALIDATION_VOLUMES) -> dict[str, list[Path]]:
     """The volume files of AlgoPerf's splits: `train` (every training volume), `validation`
-    (the first `validation_volumes` sorted validation volumes) and `test` (the rest).
+    (the first `validation_volumes` sorted validation volumes) and `test` (the rest). The
+    directories are `knee_singlecoil_{train,val}`, or `singlecoil_{train,val}` if those are
+    absent.
 
     Raises:
         ValueError: a directory is missing, holds no `.h5` file, or the validation
@@ -49,15 +51,16 @@ def split_files(data_dir: Path, validation_volumes: int = VALIDATION_VOLUMES) ->
     files = {}
     for name in (TRAIN_DIR, VAL_DIR):
         folder = data_dir / name
+        if not folder.is_dir() and (data_dir / name.removeprefix("knee_")).is_dir():
+            folder = data_dir / name.removeprefix("knee_")  # the tarballs' names, before dataset_setup.py renames them
         if not folder.is_dir():
             raise ValueError(f"{folder} is not a directory")
         files[name] = sorted(folder.glob("*.h5"))
         if not files[name]:
             raise ValueError(f"{folder} holds no .h5 file")
-    if len(files[VAL_DIR]) <= validation_volumes:
-        raise ValueError(f"{data_dir / VAL_DIR} holds {len(files[VAL_DIR])} volumes: none left for the test split "
-                         f"after the first {validation_volumes} (validation)")
     val = files[VAL_DIR]
+    if len(val) <= validation_volumes:
+        raise ValueError(f"{val[0].parent} holds {len(val)} volumes: none left for the test split after the first {validation_volumes} (validation)")
     return {"train": files[TRAIN_DIR], "validation": val[:validation_volumes], "test": val[validation_volumes:]}
 
 
