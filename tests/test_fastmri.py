@@ -110,6 +110,13 @@ def test_config_matches_algoperf_tables(rules: str, variant: str | None) -> None
     assert cfg["eval_period_sec"] == 80  # AlgoPerf's eval_period_time_sec in both versions
 
 
+def test_a_target_outside_the_ssim_range_is_one_line(data: Path) -> None:
+    cfg = workload_config("fastmri")
+    cfg["by_rules"]["v1.0"]["test_target"] = 1.2
+    with pytest.raises(PacerUserError, match=r"test target 1.2 of the SSIM is outside \[-1, 1\] \(config: .*fastmri.yaml\)"):
+        build_workload(cfg | TINY | {"data_dir": str(data)})
+
+
 # --- preprocessing -------------------------------------------------------------------------
 
 
