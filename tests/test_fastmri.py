@@ -22,7 +22,7 @@ from fastmri_data import KSPACE_SHAPE, SIZES, TARGET_SHAPE, make_fastmri, write_
 from scipy.ndimage import uniform_filter
 
 from harness.core.errors import PacerUserError
-from harness.core.spec import ForwardPassMode
+from harness.core.spec import ForwardPassMode, ParameterType
 from harness.experiments.job import run_job
 from harness.experiments.run_config import compose
 from harness.plugins.workloads import build_workload, resolve_variant, workload_config
@@ -94,8 +94,9 @@ def test_full_size_parameter_count_equals_algoperf(variant: str | None, data: Pa
     with torch.device("meta"):
         model = workload.build_model()
     assert sum(p.numel() for p in model.parameters()) == PARAMETERS[variant]
-    names = [name for name, _ in model.named_parameters()]
-    assert "up_conv.3.1.weight" in names or variant == "model_size"  # AlgoPerf's is_output_params names
+    *_, output_weight, output_bias = (name for name, _ in model.named_parameters() if name.startswith("up_conv."))
+    last = 2 if variant == "model_size" else 3
+    assert (output_weight, output_bias) == (f"up_conv.{last}.1.weight", f"up_conv.{last}.1.bias")  # AlgoPerf's names
 
 
 @pytest.mark.parametrize("rules", ["v0.6", "v1.0"])
@@ -272,6 +273,11 @@ def test_synthetic_batch_trains(data: Path) -> None:
     (loss["summed"] / loss["n_valid_examples"]).backward()
     assert all(p.grad is not None for p in model.parameters())
     assert {m.p for m in model.modules() if type(m).__name__ == "ChannelDropout"} == {0.1}
+    types = workload.model_params_types
+    assert types["down_sample_layers.0.conv_layers.0.weight"] is ParameterType.CONV_WEIGHT
+    assert types["up_transpose_conv.0.layers.0.weight"] is ParameterType.CONV_WEIGHT
+    assert (types["conv.conv_layers.1.weight"], types["conv.conv_layers.1.bias"]) == (ParameterType.LAYER_NORM_SCALE, ParameterType.LAYER_NORM_BIAS)
+    assert types["up_conv.1.1.bias"] is ParameterType.BIAS  # the output conv (AlgoPerf's up_conv.3.1 at 4 levels)
 
 
 # --- data-directory errors -----------------------------------------------------------------
