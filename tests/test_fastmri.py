@@ -28,6 +28,7 @@ from harness.experiments.run_config import compose
 from harness.plugins.workloads import build_workload, resolve_variant, workload_config
 from workloads.data.fastmri import FastMRISlices, process_slice, undersampling_mask
 from workloads.fastmri import FastMRI, ssim, structural_similarity
+from workloads.models.fastmri import UNet
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = [None, "model_size", "tanh", "layernorm"]
@@ -97,6 +98,13 @@ def test_full_size_parameter_count_equals_algoperf(variant: str | None, data: Pa
     *_, output_weight, output_bias = (name for name, _ in model.named_parameters() if name.startswith("up_conv."))
     last = 2 if variant == "model_size" else 3
     assert (output_weight, output_bias) == (f"up_conv.{last}.1.weight", f"up_conv.{last}.1.bias")  # AlgoPerf's names
+
+
+def test_odd_sizes_are_padded_back_as_algoperf() -> None:
+    """15 x 17 pools to 7 x 8; the upsampled 14 x 16 is reflect-padded to 15 x 17 (right/bottom)."""
+    torch.manual_seed(0)
+    model = UNet(num_channels=2, num_pool_layers=1).eval()
+    assert model(torch.randn(2, 1, 15, 17)).shape == (2, 1, 15, 17)
 
 
 @pytest.mark.parametrize("rules", ["v0.6", "v1.0"])
