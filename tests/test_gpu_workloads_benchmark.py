@@ -12,6 +12,7 @@ TINY = {
     "wmt": ["batch_size=2", "d_model=32", "d_hid=32", "num_heads=2", "num_layers=1", "vocab_size=64", "max_length=16"],
     "ogbg": ["batch_size=4", "latent_dim=8", "hidden_dims=[8]"],
     "criteo1tb": ["batch_size=8", "vocab_size=1024", "embed_dim=8", "mlp_bottom_dims=[16,8]", "mlp_top_dims=[16,1]"],
+    "fastmri": ["batch_size=2", "num_channels=2", "num_pool_layers=1"],
     "finewebedu_lm": ["batch_size=2", "width=32", "num_layers=1", "num_heads=2", "mlp_dim=64", "seq_len=16", "vocab_size=100"],
 }
 
