@@ -24,7 +24,7 @@ from harness.core.spec import ForwardPassMode, LossType
 from harness.experiments.job import run_job
 from harness.experiments.run_config import compose
 from harness.plugins.workloads import build_workload, resolve_variant, workload_config
-from workloads.data.librispeech import LAYOUT, LogMelFrontend, Utterances, split_dataset
+from workloads.data.librispeech import LAYOUT, LogMelFrontend, split_dataset
 from workloads.librispeech_common import CTCLogits, LibriSpeechWorkload, ctc_greedy_decode, word_error_rate
 from workloads.librispeech_conformer import LibriSpeechConformer
 

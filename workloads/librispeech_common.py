@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Subset
 
-from harness.core.checks import flag, finite_number, whole_number
+from harness.core.checks import finite_number, flag, whole_number
 from harness.core.errors import PacerUserError
 from harness.core.spec import Batch, ForwardPassMode, LossOutput, LossType, MetricDirection, ModelAuxiliaryState, ParameterContainer, Tensor
 from harness.plugins.loader_workload import BatchEval, LoaderWorkload, SplitDatasets, fixed_subset
