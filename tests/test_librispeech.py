@@ -27,6 +27,7 @@ from harness.plugins.workloads import build_workload, resolve_variant, workload_
 from workloads.data.librispeech import LAYOUT, LogMelFrontend, split_dataset
 from workloads.librispeech_common import CTCLogits, LibriSpeechWorkload, ctc_greedy_decode, word_error_rate
 from workloads.librispeech_conformer import LibriSpeechConformer
+from workloads.models.conformer import MaskedBatchNorm
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {"librispeech_conformer": (None, "attention_temperature", "layernorm", "gelu"),
@@ -278,12 +279,18 @@ def test_config_has_algoperfs_targets(rules: str, name: str, variant: str | None
     assert cfg["eval_batch_size"] == (128 if variant == "norm_and_spec_aug" else 256)
 
 
+def set_running_means(model: torch.nn.Module, value: float) -> None:
+    for norm in (m for m in model.modules() if isinstance(m, MaskedBatchNorm)):
+        norm.running_mean.fill_(value)
+
+
 def _evaluate_on_rank(rank: int, port: int, root: Path, out: Path) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
         workload = tiny_workload("librispeech_conformer", root)
         model, state = workload.init_model_fn(0)
+        set_running_means(model, float(rank))  # averaged over the ranks before evaluating: 0.5
         result = workload.eval_model(4, model, state, 0, 0)  # 2 utterances per rank per batch
         if rank == 0:
             torch.save(result, out)
@@ -293,8 +300,8 @@ def _evaluate_on_rank(rank: int, port: int, root: Path, out: Path) -> None:
 
 @pytest.mark.slow  # two spawned processes import torch: most of this file's time on a busy machine
 def test_two_gloo_processes_evaluate_as_one(data: tuple[Path, dict], tmp_path: Path) -> None:
-    """Each rank evaluates its share of the utterances; the gathered WER and the summed loss
-    are those of one process."""
+    """Each rank evaluates its share of the utterances, with the batch-norm statistics
+    averaged over the ranks; the gathered WER and the summed loss are those of one process."""
     root, _ = data
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -303,6 +310,7 @@ def test_two_gloo_processes_evaluate_as_one(data: tuple[Path, dict], tmp_path: P
     two = torch.load(tmp_path / "two.pt")
     workload = tiny_workload("librispeech_conformer", root)
     model, state = workload.init_model_fn(0)
+    set_running_means(model, 0.5)
     one = workload.eval_model(4, model, state, 0, 0)
     assert two.keys() == one.keys()
     for key in one:

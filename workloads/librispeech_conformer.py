@@ -12,11 +12,15 @@ docs/workloads/librispeech.md lists the differences from AlgoPerf.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from harness.core import distributed
 from harness.core.checks import check_choice, finite_number, flag, whole_number
+from harness.core.spec import EvalResults, ModelAuxiliaryState, ParameterContainer, Rng
 from workloads.librispeech_common import LibriSpeechWorkload
-from workloads.models.conformer import ACTIVATIONS, Conformer
+from workloads.models.conformer import ACTIVATIONS, Conformer, MaskedBatchNorm
 
 
 class LibriSpeechConformer(LibriSpeechWorkload):
@@ -39,3 +43,15 @@ class LibriSpeechConformer(LibriSpeechWorkload):
                          activation=self.activation, attention_temperature=self.attention_temperature, post_layer_norm=self.post_layer_norm,
                          use_specaug=self.use_specaug, freq_mask_count=self.freq_mask_count, time_mask_count=self.time_mask_count,
                          dropout=self.dropout_rate)
+
+    def eval_model(self, global_batch_size: int, params: ParameterContainer, model_state: ModelAuxiliaryState, rng: Rng,
+                   global_step: int) -> EvalResults:
+        """Under DDP, first averages the batch-norm running statistics over the ranks (each
+        rank's come from its own batches), as AlgoPerf's `sync_sd` does before evaluating."""
+        if distributed.active():
+            model = params.module if isinstance(params, DistributedDataParallel) else params
+            with torch.no_grad():
+                for norm in (m for m in model.modules() if isinstance(m, MaskedBatchNorm)):
+                    for statistic in (norm.running_mean, norm.running_var):
+                        distributed.all_reduce(statistic).div_(distributed.world_size())
+        return super().eval_model(global_batch_size, params, model_state, rng, global_step)
