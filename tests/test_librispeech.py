@@ -23,8 +23,9 @@ from harness.core.errors import PacerUserError
 from harness.core.spec import ForwardPassMode, LossType
 from harness.experiments.job import run_job
 from harness.experiments.run_config import compose
+from harness.plugins.tensor_workload import frozen_batch_norm_statistics
 from harness.plugins.workloads import build_workload, resolve_variant, workload_config
-from workloads.data.librispeech import LAYOUT, LogMelFrontend, split_dataset
+from workloads.data.librispeech import LAYOUT, LogMelFrontend, SpecAugment, split_dataset
 from workloads.librispeech_common import CTCLogits, LibriSpeechWorkload, ctc_greedy_decode, word_error_rate
 from workloads.librispeech_conformer import LibriSpeechConformer
 from workloads.models.conformer import MaskedBatchNorm
@@ -129,6 +130,51 @@ def test_frontend_frames_and_paddings() -> None:
     assert abs(int(standardized.argmax()) - expected_bin) <= 1
 
 
+def test_spec_augment_masks_within_algoperfs_bounds() -> None:
+    """Time masks only inside each utterance, each at most 5% of its frames; frequency masks
+    of at most 27 bins each."""
+    torch.manual_seed(0)
+    features, paddings = torch.ones(4, 400, 80), torch.zeros(4, 400)
+    paddings[1, 200:] = 1
+    masked = SpecAugment(freq_mask_count=2, time_mask_count=10)(features, paddings)
+    masked_frames, masked_bins = (masked == 0).all(dim=2), (masked == 0).all(dim=1)
+    assert masked_frames[0].sum() <= 10 * 20 and masked_frames[1].sum() <= 10 * 10 and not masked_frames[1, 200:].any()
+    assert 0 < masked_bins.sum(dim=1).max() <= 2 * 27 and masked_frames.any()
+    assert torch.equal(SpecAugment(0, 0)(features, paddings), features)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_an_utterance_does_not_depend_on_its_batch(name: str, data: tuple[Path, dict]) -> None:
+    """In evaluation, an utterance's logits are the same alone and batched with others
+    (attention, convolutions, LSTMs and norms respect the paddings)."""
+    workload = tiny_workload(name, data[0])
+    model, state = workload.init_model_fn(0)
+    validation = workload.datasets.validation
+    batch = workload.device_batch(workload.collate([validation[i] for i in range(len(validation))]))
+    with torch.no_grad():
+        together = workload.model_fn(model, batch, state, ForwardPassMode.EVAL, 0, update_batch_norm=False)[0]
+        for i in range(len(validation)):
+            alone = workload.model_fn(model, workload.device_batch(workload.collate([validation[i]])), state, ForwardPassMode.EVAL, 0,
+                                      update_batch_norm=False)[0]
+            valid = together.paddings[i] == 0
+            torch.testing.assert_close(together.logits[i][valid], alone.logits[0][valid], rtol=1e-5, atol=1e-5)
+
+
+def test_masked_batch_norm_skips_padded_frames_and_freezes_on_request() -> None:
+    """Batch statistics of the unpadded frames only; running averages move by 0.001 of them,
+    and not at all under `frozen_batch_norm_statistics` (`update_batch_norm=False`)."""
+    norm = MaskedBatchNorm(2)
+    x = torch.tensor([[[1.0, 2.0], [3.0, 6.0], [100.0, 100.0]]])
+    paddings = torch.tensor([[0.0, 0.0, 1.0]])
+    out = norm(x, paddings)
+    torch.testing.assert_close(out[0, :2], torch.tensor([[-1.0, -2.0], [1.0, 2.0]]) / torch.sqrt(torch.tensor([1.0, 4.0]) + 1e-3), rtol=1e-5, atol=1e-6)
+    assert not out[0, 2].any()
+    torch.testing.assert_close(norm.running_mean, torch.tensor([2.0, 4.0]) * 1e-3)
+    with frozen_batch_norm_statistics(norm):
+        norm(x, paddings)
+    torch.testing.assert_close(norm.running_mean, torch.tensor([2.0, 4.0]) * 1e-3)
+
+
 def test_greedy_ctc_decoding_by_hand() -> None:
     """Argmax frames 1 1 0 1 2 2 | 0 0 (last two padded) -> 1 1 2; frames 3 3 0 3 1 1 | 2 2
     -> padded frames are blanks -> 3 3 1."""
@@ -194,7 +240,8 @@ def test_eval_counts_each_utterance_once_and_matches_one_at_a_time(data: tuple[P
     losses, hypotheses, references = [], [], []
     for i in range(len(validation)):
         batch = workload.device_batch(workload.collate([validation[i]]), torch.ones(1))
-        evaluated = workload.eval_batch(model, state, batch)
+        with torch.no_grad():
+            evaluated = workload.eval_batch(model, state, batch)
         losses.append(float(evaluated.sums["loss"]))
         hypotheses.append(evaluated.per_example[0][0])
         references.append(evaluated.per_example[0][1])
@@ -212,7 +259,7 @@ def test_synthetic_batch_has_algoperf_shapes(name: str, data: tuple[Path, dict])
     assert (targets * (1 - target_paddings).long() == targets).all() and (targets[target_paddings == 0] > 0).all()
     model, state = workload.init_model_fn(0)
     logits, _ = workload.model_fn(model, batch, state, ForwardPassMode.EVAL, 0, update_batch_norm=False)
-    assert logits.logits.shape == (2, 500, 24) and math.isfinite(float(workload.loss_fn(batch["targets"], logits)["summed"]))
+    assert logits.logits.shape == (2, 500, 24) and math.isfinite(float(workload.loss_fn(batch["targets"], logits)["summed"].detach()))
 
 
 @pytest.mark.parametrize(("breakage", "expected"), [
