@@ -18,6 +18,7 @@ spectrum_augmenter.py), which run inside the model on the device.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -172,15 +173,16 @@ def split_dataset(data_dir: Path, split: str, max_audio_length: int = MAX_AUDIO_
     return ConcatDataset([Utterances(data_dir, subset, max_audio_length, max_target_length) for subset in SUBSETS[split]])
 
 
-def mel_weights(num_spectrogram_bins: int = FFT_SIZE // 2 + 1) -> torch.Tensor:
-    """(num_spectrogram_bins, 80) triangular filters, linear in mel (HTK's mel scale, DC bin
-    excluded): `tf.signal.linear_to_mel_weight_matrix` as AlgoPerf ports it."""
-    def mel(hertz: torch.Tensor) -> torch.Tensor:
-        return 1127.0 * torch.log1p(hertz / 700.0)
+def hertz_to_mel(hertz: float | torch.Tensor) -> float | torch.Tensor:
+    """HTK's mel scale: 1127 ln(1 + f / 700)."""
+    return 1127.0 * (math.log1p(hertz / 700.0) if isinstance(hertz, float) else torch.log1p(hertz / 700.0))
 
-    bins = mel(torch.linspace(0.0, SAMPLE_RATE / 2, num_spectrogram_bins, dtype=torch.float64)[1:])[:, None]
-    edges = mel(torch.linspace(LOWER_EDGE_HERTZ, UPPER_EDGE_HERTZ, 2, dtype=torch.float64))
-    edges = torch.linspace(0.0, 1.0, NUM_MEL_BINS + 2, dtype=torch.float64) * (edges[1] - edges[0]) + edges[0]
+
+def mel_weights(num_spectrogram_bins: int = FFT_SIZE // 2 + 1) -> torch.Tensor:
+    """(num_spectrogram_bins, 80) triangular filters, linear in mel, the DC bin excluded:
+    `tf.signal.linear_to_mel_weight_matrix` as AlgoPerf ports it (computed in float64)."""
+    bins = hertz_to_mel(torch.linspace(0.0, SAMPLE_RATE / 2, num_spectrogram_bins, dtype=torch.float64)[1:])[:, None]
+    edges = torch.linspace(hertz_to_mel(LOWER_EDGE_HERTZ), hertz_to_mel(UPPER_EDGE_HERTZ), NUM_MEL_BINS + 2, dtype=torch.float64)
     lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
     weights = torch.minimum((bins - lower) / (center - lower), (upper - bins) / (upper - center)).clamp(min=0.0)
     return F.pad(weights, (0, 0, 1, 0)).float()
