@@ -20,7 +20,7 @@ import torch.multiprocessing as mp
 from librispeech_data import AUDIO_LENGTH, SIZES, TARGET_LENGTH, make_librispeech
 
 from harness.core.errors import PacerUserError
-from harness.core.spec import ForwardPassMode, LossType
+from harness.core.spec import ForwardPassMode, LossType, ParameterType
 from harness.experiments.job import run_job
 from harness.experiments.run_config import compose
 from harness.plugins.tensor_workload import frozen_batch_norm_statistics
@@ -97,6 +97,16 @@ def test_parameter_count_is_algoperfs(name: str, variant: str | None, data: tupl
         expected = deepspeech_parameters(decoder_layer_norm=variant != "norm_and_spec_aug")
         assert count == expected == (18_392_576 if variant == "norm_and_spec_aug" else 18_393_600)
     assert {"lin.weight", "lin.bias"} <= dict(model.named_parameters()).keys()  # AlgoPerf's output parameters
+
+
+def test_parameter_types(data: tuple[Path, dict]) -> None:
+    workload = tiny_workload("librispeech_conformer", data[0])
+    workload.init_model_fn(0)
+    types = workload.model_params_types
+    assert types["conformers.0.ff1.ln.scale"] is ParameterType.LAYER_NORM_SCALE and types["ln.bias"] is ParameterType.LAYER_NORM_BIAS
+    assert types["conformers.0.conv.bn.weight"] is ParameterType.BATCH_NORM_SCALE and types["subsample.conv1.kernel"] is ParameterType.CONV_WEIGHT
+    assert types["conformers.0.conv.conv1.weight"] is ParameterType.CONV_WEIGHT and types["lin.weight"] is ParameterType.WEIGHT
+    assert types["lin.bias"] is ParameterType.BIAS and types.keys() == workload.param_shapes.keys()
 
 
 def test_reader_pads_each_utterance(data: tuple[Path, dict]) -> None:

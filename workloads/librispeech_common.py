@@ -29,7 +29,18 @@ from torch.utils.data import Subset
 
 from harness.core.checks import finite_number, flag, whole_number
 from harness.core.errors import PacerUserError
-from harness.core.spec import Batch, ForwardPassMode, LossOutput, LossType, MetricDirection, ModelAuxiliaryState, ParameterContainer, Tensor
+from harness.core.spec import (
+    Batch,
+    ForwardPassMode,
+    LossOutput,
+    LossType,
+    MetricDirection,
+    ModelAuxiliaryState,
+    ParameterContainer,
+    ParameterType,
+    Tensor,
+    parameter_type,
+)
 from harness.plugins.loader_workload import BatchEval, LoaderWorkload, SplitDatasets, fixed_subset
 from workloads.data.librispeech import (
     LAYOUT,
@@ -41,6 +52,7 @@ from workloads.data.librispeech import (
     load_tokenizer,
     split_dataset,
 )
+from workloads.models.conformer import ConvSubsampling, LayerNorm
 
 BLANK_ID = 0
 """CTC's blank: SentencePiece's <unk> id, which transcripts never hold."""
@@ -172,6 +184,23 @@ class LibriSpeechWorkload(LoaderWorkload):
     @abc.abstractmethod
     def build_model(self) -> nn.Module:
         """The speech model: (audio, paddings) -> (logits, paddings)."""
+
+    @property
+    def model_params_types(self) -> dict[str, ParameterType]:
+        """The harness's guess by owning module, except the models' own LayerNorms (`scale`,
+        `bias`: layer-norm parameters) and the subsampling kernels (convolution weights)."""
+        model = self._built_model()
+        types = {}
+        for name, _ in model.named_parameters():
+            owner, _, leaf = name.rpartition(".")
+            module = model.get_submodule(owner)
+            if isinstance(module, LayerNorm):
+                types[name] = ParameterType.LAYER_NORM_SCALE if leaf == "scale" else ParameterType.LAYER_NORM_BIAS
+            elif isinstance(module, ConvSubsampling) and leaf == "kernel":
+                types[name] = ParameterType.CONV_WEIGHT
+            else:
+                types[name] = parameter_type(model, name)
+        return types
 
     def forward(self, model: nn.Module, batch: Batch) -> CTCLogits:
         return CTCLogits(*model(*batch["inputs"]))
