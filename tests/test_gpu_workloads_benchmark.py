@@ -14,6 +14,10 @@ TINY = {
     "criteo1tb": ["batch_size=8", "vocab_size=1024", "embed_dim=8", "mlp_bottom_dims=[16,8]", "mlp_top_dims=[16,1]"],
     "fastmri": ["batch_size=2", "num_channels=2", "num_pool_layers=1"],
     "finewebedu_lm": ["batch_size=2", "width=32", "num_layers=1", "num_heads=2", "mlp_dim=64", "seq_len=16", "vocab_size=100"],
+    "librispeech_conformer": ["batch_size=2", "encoder_dim=8", "num_heads=2", "num_layers=1", "vocab_size=16", "max_audio_length=8000",
+                              "max_target_length=4"],
+    "librispeech_deepspeech": ["batch_size=2", "encoder_dim=8", "num_lstm_layers=1", "num_ffn_layers=1", "vocab_size=16",
+                               "max_audio_length=8000", "max_target_length=4"],
 }
 
 
