@@ -24,6 +24,7 @@ from harness.core.errors import PacerUserError
 from harness.core.spec import Batch, ForwardPassMode, LossOutput, LossType, MetricDirection, ModelAuxiliaryState, ParameterContainer, Tensor
 from harness.plugins.loader_workload import BatchEval, LoaderWorkload, SplitDatasets
 from workloads.data.criteo1tb import CONVERTED_LAYOUT, NUM_DENSE, NUM_SPARSE, RAW_LAYOUT, SPLITS, VOCAB_SIZES, CriteoArrays, check_converted, split_files
+from workloads.data.criteo1tb import collate as collate_rows
 from workloads.models.criteo1tb import DLRM
 
 LAYOUT = f"data_dir holding the {CONVERTED_LAYOUT}, converted from the {RAW_LAYOUT}"
@@ -58,6 +59,7 @@ class Criteo1TB(LoaderWorkload):
     target_metric_name = "loss"
     target_metric_direction = MetricDirection.MINIMIZE
     augments_examples = False  # no augmentation: batches are read in one vectorised pass (`CriteoArrays.__getitems__`)
+    collate = staticmethod(collate_rows)
 
     def __init__(self, *, vocab_size: int = 4_194_304, mlp_bottom_dims: Sequence[int] = (512, 256, 128),
                  mlp_top_dims: Sequence[int] = (1024, 1024, 512, 256, 1), embed_dim: int = 128, use_layer_norm: bool = False,

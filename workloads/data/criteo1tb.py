@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 NUM_DENSE = 13
 NUM_SPARSE = 26
@@ -294,11 +294,10 @@ class CriteoArrays(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         inputs, labels = self._read(np.array([index]))
         return inputs[0], labels[0]
 
-    def __getitems__(self, indices: Sequence[int] | np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def __getitems__(self, indices: Sequence[int] | np.ndarray) -> ExampleRows:
         """Examples `indices` in one vectorised read of the maps (what the training stream's
         DataLoader calls for a batch; `Criteo1TB.augments_examples` is False)."""
-        inputs, labels = self._read(np.asarray(indices, dtype=np.int64))
-        return list(zip(inputs.unbind(0), labels.unbind(0), strict=True))
+        return ExampleRows(*self._read(np.asarray(indices, dtype=np.int64)))
 
     def _read(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """float32 (n, 39) inputs and float32 (n,) labels of `indices`."""
@@ -309,3 +308,25 @@ class CriteoArrays(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         inputs = np.empty((len(indices), NUM_DENSE + NUM_SPARSE), dtype=np.float32)
         inputs[:, :NUM_DENSE], inputs[:, NUM_DENSE:] = self._arrays["dense"][indices], self._arrays["categorical"][indices]
         return torch.from_numpy(inputs), torch.from_numpy(self._arrays["labels"][indices].astype(np.float32))
+
+
+class ExampleRows(Sequence[tuple[torch.Tensor, torch.Tensor]]):
+    """A batch read in one piece, still a sequence of `(inputs, target)` examples: `collate`
+    hands its two tensors on as they are (cutting 262,144 rows into examples and stacking them
+    again took 20x the read itself)."""
+
+    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor):
+        self.inputs, self.labels = inputs, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return self.inputs[i], self.labels[i]
+
+
+def collate(examples: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 (B, 39) inputs and (B,) targets: an `ExampleRows` as it is, else stacked."""
+    if isinstance(examples, ExampleRows):
+        return examples.inputs, examples.labels
+    return default_collate(list(examples))
