@@ -2,7 +2,7 @@
 preprocessed layout: the reader, the models at AlgoPerf's sizes, the CTC loss, greedy CTC
 decoding and the word error rate on hand-made examples, one training step and one evaluation
 through the real runner for each base workload and variant, data errors, AlgoPerf's targets,
-and DDP."""
+DDP, and the converter from a tiny raw LibriSpeech release."""
 
 from __future__ import annotations
 
@@ -14,18 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sentencepiece
+import soundfile as sf
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from librispeech_data import AUDIO_LENGTH, SIZES, TARGET_LENGTH, make_librispeech
+from librispeech_data import AUDIO_LENGTH, SIZES, TARGET_LENGTH, make_librispeech, write_sentencepiece
 
+from harness.cli import main
 from harness.core.errors import PacerUserError
 from harness.core.spec import ForwardPassMode, LossType, ParameterType
 from harness.experiments.job import run_job
 from harness.experiments.run_config import compose
 from harness.plugins.tensor_workload import frozen_batch_norm_statistics
 from harness.plugins.workloads import build_workload, resolve_variant, workload_config
-from workloads.data.librispeech import LAYOUT, LogMelFrontend, SpecAugment, split_dataset
+from workloads.data.librispeech import LAYOUT, LogMelFrontend, SpecAugment, Utterances, convert, split_dataset
 from workloads.librispeech_common import CTCLogits, LibriSpeechWorkload, ctc_greedy_decode, word_error_rate
 from workloads.librispeech_conformer import LibriSpeechConformer
 from workloads.models.conformer import MaskedBatchNorm
@@ -372,3 +375,65 @@ def test_two_gloo_processes_evaluate_as_one(data: tuple[Path, dict], tmp_path: P
     assert two.keys() == one.keys()
     for key in one:
         assert two[key] == pytest.approx(one[key], rel=1e-5, nan_ok=True), key
+
+
+RAW_UTTERANCES = {"train-clean-100": {"19-198": ["THE CAT SAT ON A MAT", "A DOG RAN HOME"], "26-495": ["THE DOG AND THE CAT", "ON A MAT AT HOME"]},
+                  "dev-clean": {"84-121123": ["A CAT RAN", "THE MAT AND THE DOG SAT"]}}
+"""Per raw subset, per `<speaker>-<chapter>`, the transcripts of the utterances kept."""
+
+
+def write_raw_librispeech(root: Path) -> dict[str, np.ndarray]:
+    """`root/LibriSpeech/` in the raw release's layout: RAW_UTTERANCES as short synthetic
+    FLACs, plus utterances AlgoPerf drops (a transcript of 257 characters, 320,001 samples, a
+    missing FLAC); returns the int16 samples of each kept utterance by id."""
+    rng = np.random.default_rng(0)
+    kept = {}
+    for subset, chapters in RAW_UTTERANCES.items():
+        for name, texts in chapters.items():
+            speaker, chapter = name.split("-")
+            folder = root / "LibriSpeech" / subset / speaker / chapter
+            folder.mkdir(parents=True)
+            lines = {f"{name}-{i:04d}": text for i, text in enumerate(texts)}
+            kept |= {utterance: rng.integers(-2**15, 2**15, int(rng.integers(1600, 4000)), dtype=np.int16) for utterance in lines}
+            dropped = {f"{name}-0090": "A" * 257, f"{name}-0091": "THE CAT", f"{name}-0092": "NO AUDIO"}
+            audio = kept | {f"{name}-0090": np.zeros(1600, np.int16), f"{name}-0091": np.zeros(320_001, np.int16)}
+            for utterance in [*lines, f"{name}-0090", f"{name}-0091"]:
+                sf.write(folder / f"{utterance}.flac", audio[utterance], 16_000, subtype="PCM_16")
+            (folder / f"{name}.trans.txt").write_text("".join(f"{u} {t}\n" for u, t in (lines | dropped).items()))
+    return kept
+
+
+def test_convert_raw_librispeech(tmp_path: Path) -> None:
+    kept = write_raw_librispeech(tmp_path / "raw")
+    dest = tmp_path / "converted"
+    assert convert(tmp_path / "raw", dest, vocab_size=24, jobs=2) == {"train-clean-100": 4, "dev-clean": 2}
+    tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(dest / "spm_model.vocab"))
+    assert tokenizer.vocab_size() == 24 and not list(dest.rglob("*.partial"))
+    for subset, chapters in RAW_UTTERANCES.items():
+        ids = [f"{name}-{i:04d}" for name in sorted(chapters) for i in range(len(chapters[name]))]
+        assert (dest / f"{subset}.csv").read_text() == ",id\n" + "".join(f"{row},{u}\n" for row, u in enumerate(ids))
+        assert sorted(p.name for p in (dest / subset).iterdir()) == sorted(f"{u}_{kind}.npy" for u in ids for kind in ("audio", "targets"))
+        for utterance, text in zip(ids, [t for name in sorted(chapters) for t in chapters[name]], strict=True):
+            audio, targets = np.load(dest / subset / f"{utterance}_audio.npy"), np.load(dest / subset / f"{utterance}_targets.npy")
+            assert audio.dtype == np.int64 and np.array_equal(audio, kept[utterance])
+            assert targets.dtype == np.int32 and targets[-1] == tokenizer.eos_id() and tokenizer.decode(targets[:-1].tolist()) == text
+    example = Utterances(dest, "dev-clean", max_audio_length=4000, max_target_length=32)[1]
+    assert torch.equal(example["audio"][:len(kept["84-121123-0001"])], torch.from_numpy(kept["84-121123-0001"].astype(np.float32)))
+    assert tokenizer.decode(example["targets"][example["target_paddings"] == 0][:-1].tolist()) == "THE MAT AND THE DOG SAT"
+
+
+def test_convert_keeps_an_existing_tokenizer_and_accepts_the_librispeech_folder(tmp_path: Path) -> None:
+    write_raw_librispeech(tmp_path / "raw")
+    dest = tmp_path / "converted"
+    dest.mkdir()
+    tokenizer = write_sentencepiece(dest / "spm_model.vocab", [" ".join(t) for chapters in RAW_UTTERANCES.values() for t in chapters.values()] * 5)
+    model = (dest / "spm_model.vocab").read_bytes()
+    assert convert(tmp_path / "raw" / "LibriSpeech", dest, jobs=1) == {"train-clean-100": 4, "dev-clean": 2}
+    assert (dest / "spm_model.vocab").read_bytes() == model
+    assert tokenizer.decode(np.load(dest / "dev-clean" / "84-121123-0000_targets.npy")[:-1].tolist()) == "A CAT RAN"
+
+
+def test_convert_of_a_source_without_librispeech_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "convert", "librispeech", str(tmp_path), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"pacer: error: pacer data convert librispeech: {tmp_path} holds no LibriSpeech subset"), err

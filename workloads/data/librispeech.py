@@ -1,5 +1,6 @@
 """LibriSpeech as AlgoPerf's speech workloads read it, and the features both models compute
-from it: the reader of the preprocessed layout, the log-mel frontend and SpecAugment.
+from it: the converter from the raw release, the reader of the preprocessed layout, the
+log-mel frontend and SpecAugment.
 
 Layout (`LAYOUT`): what AlgoPerf's `datasets/dataset_setup.py --librispeech` writes into
 `$DATA_DIR/librispeech` with `datasets/librispeech_tokenizer.py` and
@@ -7,8 +8,10 @@ Layout (`LAYOUT`): what AlgoPerf's `datasets/dataset_setup.py --librispeech` wri
 model despite its name), and per LibriSpeech subset a pandas CSV `<subset>.csv` (header
 `,id`, rows `<row>,<utterance id>`) and, in the folder `<subset>/`, `<id>_audio.npy` (1-D int
 PCM samples at 16 kHz, at most 320,000) and `<id>_targets.npy` (1-D int SentencePiece ids of
-the transcript, EOS last, at most 256). Reading it needs no TensorFlow; writing it does (and
-pydub for FLAC), so Pacer has no converter: the layout comes from AlgoPerf's scripts.
+the transcript, EOS last, at most 256). Reading it needs no TensorFlow, and neither does
+writing it: `convert` (`pacer data convert librispeech RAW DEST`) does what those two scripts
+do, from the raw LibriSpeech release (FLAC decoded with soundfile, the tokenizer trained with
+sentencepiece), and keeps an `spm_model.vocab` already in DEST.
 
 The frontend and SpecAugment follow AlgoPerf's PyTorch modules
 (algoperf/workloads/librispeech_conformer/librispeech_pytorch/preprocessor.py and
@@ -18,11 +21,18 @@ spectrum_augmenter.py), which run inside the model on the device.
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import sentencepiece
+import soundfile
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,12 +44,14 @@ SUBSETS = {
     "test": ("test-clean",),
 }
 """AlgoPerf's splits as LibriSpeech subsets (its `_build_input_queue`)."""
+ALL_SUBSETS = tuple(subset for subsets in SUBSETS.values() for subset in subsets)
 TOKENIZER_FILE = "spm_model.vocab"
 MAX_AUDIO_LENGTH, MAX_TARGET_LENGTH = 320_000, 256
 """Every utterance is padded to these many samples and tokens (AlgoPerf's input_pipeline.py)."""
-LAYOUT = (f"{TOKENIZER_FILE} and, for each LibriSpeech subset S of {', '.join(s for subsets in SUBSETS.values() for s in subsets)}, "
+LAYOUT = (f"{TOKENIZER_FILE} and, for each LibriSpeech subset S of {', '.join(ALL_SUBSETS)}, "
           "S.csv (header ',id', rows '<n>,<utterance id>') and S/<id>_audio.npy, S/<id>_targets.npy "
-          "(AlgoPerf's dataset_setup.py --librispeech; see docs/workloads/librispeech.md)")
+          "(AlgoPerf's dataset_setup.py --librispeech, or `pacer data convert librispeech RAW DEST` from the raw release; "
+          "see docs/workloads/librispeech.md)")
 
 SAMPLE_RATE = 16_000
 NUM_MEL_BINS = 80
@@ -171,6 +183,185 @@ def split_dataset(data_dir: Path, split: str, max_audio_length: int = MAX_AUDIO_
     """The subsets of AlgoPerf's `split` ("train", "validation" or "test"), concatenated in
     the order of `SUBSETS`."""
     return ConcatDataset([Utterances(data_dir, subset, max_audio_length, max_target_length) for subset in SUBSETS[split]])
+
+
+TOKENIZER_VOCAB_SIZE = 1024
+TOKENIZER_SUBSET = "train-clean-100"
+TOKENIZER_MAX_CHARS = 10_000_000
+"""AlgoPerf's librispeech_tokenizer.py: a 1,024-piece unigram SentencePiece model (character
+coverage 1.0, SentencePiece's default NFKC normalization, transcripts in their original upper
+case) trained on train-clean-100's transcripts, at most 10^7 characters of them (newlines
+counted)."""
+MAX_TRANSCRIPT_CHARS = 256
+"""AlgoPerf's librispeech_preprocess.py drops an utterance whose transcript has more characters
+(not tokens) than this, or whose audio has more than MAX_AUDIO_LENGTH samples."""
+
+
+def raw_subsets(source_dir: Path) -> dict[str, Path]:
+    """The folders of the subsets of `ALL_SUBSETS` in a raw LibriSpeech release:
+    `source_dir/LibriSpeech/<subset>`, or `source_dir/<subset>` when `source_dir` is the
+    `LibriSpeech` folder itself.
+
+    Raises:
+        FileNotFoundError: `source_dir` is not a folder or holds none of the subsets.
+    """
+    if not source_dir.is_dir():
+        raise FileNotFoundError(f"{source_dir} is not a folder")
+    root = source_dir / "LibriSpeech" if (source_dir / "LibriSpeech").is_dir() else source_dir
+    found = {subset: root / subset for subset in ALL_SUBSETS if (root / subset).is_dir()}
+    if not found:
+        raise FileNotFoundError(f"{source_dir} holds no LibriSpeech subset (expected LibriSpeech/<subset>/<speaker>/<chapter>/ "
+                                f"for a subset of {', '.join(ALL_SUBSETS)})")
+    return found
+
+
+def chapters(subset_dir: Path) -> list[Path]:
+    """The `<speaker>/<chapter>` folders of a raw subset, sorted by name."""
+    return sorted(chapter for speaker in subset_dir.iterdir() if speaker.is_dir() for chapter in speaker.iterdir() if chapter.is_dir())
+
+
+def read_transcripts(chapter: Path) -> list[tuple[str, str]]:
+    """(utterance id, transcript) for each line of the chapter's
+    `<speaker>-<chapter>.trans.txt`, in file order; none when the file is missing (AlgoPerf
+    skips such a chapter).
+
+    Raises:
+        ValueError: a line is not `<utterance id> <transcript>`.
+    """
+    path = chapter / f"{chapter.parent.name}-{chapter.name}.trans.txt"
+    if not path.is_file():
+        return []
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        utterance, _, text = line.strip().partition(" ")
+        if not text:
+            raise ValueError(f"{path}:{number}: expected '<utterance id> <transcript>'")
+        pairs.append((utterance, text))
+    return pairs
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write `path` through `write` under a temporary name, then rename it, so that an
+    interrupted conversion never leaves a truncated file under the final name."""
+    temporary = path.with_name(path.name + ".partial")
+    with temporary.open("wb") as f:
+        write(f)
+    temporary.replace(path)
+
+
+def tokenizer_corpus(subset_dir: Path) -> list[str]:
+    """The transcripts of a raw subset, chapter by chapter, while they total at most
+    `TOKENIZER_MAX_CHARS` characters with a newline each."""
+    corpus, chars = [], 0
+    for chapter in chapters(subset_dir):
+        for _, text in read_transcripts(chapter):
+            chars += len(text) + 1
+            if chars > TOKENIZER_MAX_CHARS:
+                return corpus
+            corpus.append(text)
+    return corpus
+
+
+def train_tokenizer(subset_dir: Path, path: Path, vocab_size: int) -> None:
+    """Train a unigram SentencePiece model of `vocab_size` pieces as AlgoPerf does (see
+    `TOKENIZER_VOCAB_SIZE`) on the transcripts of `subset_dir`, and write it to `path`.
+
+    Raises:
+        ValueError: SentencePiece refuses the corpus (e.g. too few distinct pieces for
+            `vocab_size`).
+    """
+    corpus = tokenizer_corpus(subset_dir)
+    model = io.BytesIO()
+    try:
+        sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(corpus), model_writer=model, vocab_size=vocab_size,
+                                                 model_type="unigram", character_coverage=1.0, minloglevel=2)
+    except RuntimeError as e:
+        raise ValueError(f"training the tokenizer on {subset_dir}: {e}") from None
+    write_atomically(path, lambda f: f.write(model.getvalue()))
+
+
+def read_flac(path: Path) -> np.ndarray:
+    """(T,) int16 samples of a mono 16 kHz FLAC file.
+
+    Raises:
+        ValueError: the file is unreadable, not mono or not at 16 kHz.
+    """
+    try:
+        audio, rate = soundfile.read(path, dtype="int16")
+    except RuntimeError as e:
+        raise ValueError(f"{path}: {e}") from None
+    if audio.ndim != 1 or rate != SAMPLE_RATE:
+        raise ValueError(f"{path}: {audio.shape[1] if audio.ndim > 1 else 1} channel(s) at {rate} Hz; expected mono at {SAMPLE_RATE} Hz")
+    return audio
+
+
+def convert_chapter(chapter: Path, out_dir: Path, tokenizer: sentencepiece.SentencePieceProcessor) -> list[str]:
+    """Write `<id>_audio.npy` (int64 samples) and `<id>_targets.npy` (int32 token ids, EOS
+    last) into `out_dir` for each utterance of `chapter` that AlgoPerf keeps; their ids, in
+    transcript order.
+
+    Raises:
+        ValueError: a transcript line or a FLAC file is malformed.
+    """
+    kept = []
+    for utterance, text in read_transcripts(chapter):
+        flac = chapter / f"{utterance}.flac"
+        if not flac.is_file() or len(text) > MAX_TRANSCRIPT_CHARS:
+            continue
+        audio = read_flac(flac)
+        if len(audio) > MAX_AUDIO_LENGTH:
+            continue
+        targets = np.array(tokenizer.encode(text) + [tokenizer.eos_id()], dtype=np.int32)
+        write_atomically(out_dir / f"{utterance}_audio.npy", partial(np.save, arr=audio.astype(np.int64)))
+        write_atomically(out_dir / f"{utterance}_targets.npy", partial(np.save, arr=targets))
+        kept.append(utterance)
+    return kept
+
+
+def convert_subset(subset_dir: Path, dest: Path, tokenizer: sentencepiece.SentencePieceProcessor, pool: Executor) -> int:
+    """Convert one raw subset into `dest/<subset>/` and, last, `dest/<subset>.csv`; the number
+    of utterances written."""
+    out = dest / subset_dir.name
+    out.mkdir(exist_ok=True)
+    ids = [utterance for kept in pool.map(partial(convert_chapter, out_dir=out, tokenizer=tokenizer), chapters(subset_dir)) for utterance in kept]
+    table = ",id\n" + "".join(f"{row},{utterance}\n" for row, utterance in enumerate(ids))
+    write_atomically(dest / f"{subset_dir.name}.csv", lambda f: f.write(table.encode()))
+    return len(ids)
+
+
+def convert(source_dir: str | Path, dest_dir: str | Path, vocab_size: int = TOKENIZER_VOCAB_SIZE, jobs: int | None = None) -> dict[str, int]:
+    """Write `LAYOUT` into `dest_dir` from the raw LibriSpeech release in `source_dir`
+    (`LibriSpeech/<subset>/<speaker>/<chapter>/<id>.flac` and `<speaker>-<chapter>.trans.txt`,
+    or the `LibriSpeech` folder itself), as AlgoPerf's librispeech_tokenizer.py and
+    librispeech_preprocess.py do, without TensorFlow.
+
+    The tokenizer is trained on train-clean-100's transcripts (`TOKENIZER_VOCAB_SIZE` pieces
+    unless `vocab_size` says otherwise) unless `dest_dir/spm_model.vocab` exists: an
+    AlgoPerf-written model there is kept, not retrained. Then every subset of `ALL_SUBSETS`
+    present is converted, `jobs` chapters at a time (None: one per CPU core this process may
+    use), dropping utterances over `MAX_TRANSCRIPT_CHARS` characters or `MAX_AUDIO_LENGTH`
+    samples or without a FLAC file. Each file is written under a temporary name and renamed,
+    and a subset's CSV last, so an interrupted conversion leaves no CSV naming missing files.
+
+    Returns:
+        The number of utterances written per subset.
+
+    Raises:
+        FileNotFoundError: the source holds no subset, or no train-clean-100 while DEST has no
+            tokenizer.
+        ValueError: a transcript, FLAC file or existing tokenizer is malformed, or SentencePiece
+            cannot train `vocab_size` pieces.
+    """
+    subsets = raw_subsets(Path(source_dir).expanduser())
+    dest = Path(dest_dir).expanduser()
+    dest.mkdir(parents=True, exist_ok=True)
+    if not (dest / TOKENIZER_FILE).is_file():
+        if TOKENIZER_SUBSET not in subsets:
+            raise FileNotFoundError(f"{source_dir} has no {TOKENIZER_SUBSET} to train the tokenizer on, and {dest / TOKENIZER_FILE} does not exist")
+        train_tokenizer(subsets[TOKENIZER_SUBSET], dest / TOKENIZER_FILE, vocab_size)
+    tokenizer = load_tokenizer(dest)
+    with ThreadPoolExecutor(jobs or len(os.sched_getaffinity(0))) as pool:
+        return {subset: convert_subset(folder, dest, tokenizer, pool) for subset, folder in subsets.items()}
 
 
 def hertz_to_mel(hertz: float | torch.Tensor) -> float | torch.Tensor:
