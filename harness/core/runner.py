@@ -57,7 +57,8 @@ class RunSettings:
     eval_every_steps: int | None = None
     """Deterministic mode: eval on a step schedule instead of the wall-clock period."""
     max_runtime_sec: float | None = None
-    """Budget override (e.g. 1.5 x for self-tuning); None keeps the workload's."""
+    """The run's budget: jobs pass `RunConfig.budget` (override, or the workload's times the
+    ruleset's multiplier); None, for direct users of the runner, keeps the workload's."""
     stop_at_target: bool = True
     """False trains on past the validation target (target setting runs to a fixed step budget)."""
 
