@@ -168,7 +168,7 @@ def test_a_preempted_hydra_multirun_job_is_requeued_and_resumes(slurm, tmp_path)
 
 def test_resource_classes_follow_the_devices_of_a_cell():
     launcher = OmegaConf.to_container(compose(["launcher=slurm"]).launcher)
-    budget = {"max_runtime_sec": 600, "ruleset": {}}
+    budget = OmegaConf.to_container(compose(["max_runtime_sec=600"]), resolve=True)  # a cell's whole config
     one, two_cpu = (resource_class(budget | {"device": "cpu", "devices": d}, launcher) for d in (1, 2))
     assert (one.nodes, one.devices_per_node, two_cpu.nodes, two_cpu.devices_per_node) == (1, 1, 1, 2) and one != two_cpu
     assert _slurm_parameters(launcher, two_cpu).items() >= {"nodes": 1, "tasks_per_node": 1, "gpus_per_node": 0, "cpus_per_task": 2, "mem_gb": 4.0, "timeout_min": 20}.items()
