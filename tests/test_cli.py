@@ -197,11 +197,15 @@ OPTION_VERB_BAD_INPUT = [
     (["report", "ROOT"], "pacer report: the following arguments are required: --out"),
     (["report", "ROOT", "--out"], "pacer report: argument --out: expected one argument"),
     (["import-algoperf", "ROOT", "--out", "ROOT/x", "--nope=1"], "pacer import-algoperf: unknown option --nope=1"),
+    (["data"], "usage: pacer data convert WORKLOAD SOURCE DEST (see pacer data convert --help)"),
+    (["data", "convert", "criteo1tb"], "pacer data convert: the following arguments are required: source, dest"),
+    (["data", "convert", "imagenet_resnet50", "ROOT/raw", "ROOT/out"], "no data converter for workload 'imagenet_resnet50' (valid: criteo1tb, finewebedu_lm, librispeech)"),
+    (["data", "convert", "criteo1tb", "ROOT/raw", "ROOT/out", "--jobs=2"], "pacer data convert: unknown option --jobs=2"),
 ]
 
 
 @pytest.mark.parametrize(("args", "expected"), OPTION_VERB_BAD_INPUT)
-def test_bad_options_of_score_report_and_import_are_one_line(args, expected, tmp_path, capsys):
+def test_bad_options_of_the_option_verbs_are_one_line(args, expected, tmp_path, capsys):
     assert main([a.replace("ROOT", str(tmp_path)) for a in args]) == 2
     assert_one_error_line(capsys.readouterr().err, expected)
     assert list(tmp_path.iterdir()) == []

@@ -2,12 +2,18 @@
 kind or out of range (a bool is never a number, NaN fails every range, text is not a number).
 
 They raise ValueError; the caller that knows the context (a workload's config, the command
-line) turns it into its one-line `PacerUserError`."""
+line) turns it into its one-line `PacerUserError`. `parse_options` is the same for the option
+verbs' argparse parsers."""
 
 from __future__ import annotations
 
+import argparse
 import math
+import re
 from collections.abc import Collection, Sequence
+from typing import NoReturn
+
+from harness.core.errors import PacerUserError
 
 
 def whole_number(key: str, value: object, minimum: int = 1) -> int:
@@ -55,3 +61,16 @@ def check_choice(key: str, value: object, choices: Collection[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{key} {value!r} is not one of {', '.join(choices)}")
     return value
+
+
+def parse_options(parser: argparse.ArgumentParser, args: Sequence[str]) -> argparse.Namespace:
+    """argparse, but bad arguments raise PacerUserError (one line naming the first culprit, exit 2)
+    instead of printing the usage and exiting."""
+    def refuse(message: str) -> NoReturn:
+        raise PacerUserError(f"{parser.prog}: {message} (see {parser.prog} --help)")
+
+    known = parser._option_string_actions  # noqa: SLF001 - argparse keeps no public list of its options
+    if unknown := [a for a in args if a.startswith("-") and a.split("=", 1)[0] not in known and not re.fullmatch(r"-\d+(\.\d*)?", a)]:
+        refuse(f"unknown option {unknown[0]}")
+    parser.error = refuse  # type: ignore[method-assign]
+    return parser.parse_args(list(args))

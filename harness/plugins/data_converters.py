@@ -13,6 +13,7 @@ import importlib
 from collections.abc import Sequence
 
 from harness import CONFIG_DIR
+from harness.core.checks import parse_options
 from harness.core.errors import PacerUserError
 
 DATA_MODULES = CONFIG_DIR.parent / "workloads" / "data"
@@ -31,13 +32,8 @@ def convert_command(args: Sequence[str]) -> int:
     parser.add_argument("source", help="the folder AlgoPerf's dataset_setup.py wrote")
     parser.add_argument("dest", help="the folder to write (then pass it as workload.data_dir=)")
     if not args or args[0] != "convert":
-        raise PacerUserError("usage: pacer data convert WORKLOAD SOURCE DEST")
-    try:
-        opts = parser.parse_args(list(args[1:]))
-    except SystemExit as e:
-        if e.code:
-            raise PacerUserError("usage: pacer data convert WORKLOAD SOURCE DEST") from None
-        return 0
+        raise PacerUserError("usage: pacer data convert WORKLOAD SOURCE DEST (see pacer data convert --help)")
+    opts = parse_options(parser, args[1:])
     if opts.workload not in converter_names():
         raise PacerUserError(f"no data converter for workload {opts.workload!r} (valid: {', '.join(converter_names())})")
     convert = importlib.import_module(f"workloads.data.{opts.workload}").convert

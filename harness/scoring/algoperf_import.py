@@ -34,10 +34,11 @@ from functools import cache
 from importlib import resources
 from operator import itemgetter
 from pathlib import Path
-from typing import NoReturn, TypedDict
+from typing import TypedDict
 
 import numpy as np
 
+from harness.core.checks import parse_options
 from harness.core.errors import PacerUserError
 from harness.core.store import RunDir, cache_written_runs, check_inside, check_output_folder, run_path
 
@@ -420,7 +421,7 @@ def import_command(args: Sequence[str]) -> int:
     parser.add_argument("--targets", default="v0.5")
     parser.add_argument("--ruleset", default="external")
     parser.add_argument("--overwrite", action="store_true", help="replace runs already in OUT (their record files; other files there are kept)")
-    opts = _parse(parser, args)
+    opts = parse_options(parser, args)
     algoperf_targets(opts.targets)
     find_experiments(opts.dir)  # a folder with no experiment: one line, before anything is written
     check_output_folder(opts.out, "imported run records")
@@ -459,14 +460,3 @@ def folder_argument(text: str) -> Path:
     return Path(text)
 
 
-def _parse(parser: argparse.ArgumentParser, args: Sequence[str]) -> argparse.Namespace:
-    """argparse, but bad arguments raise PacerUserError (one line naming the first culprit, exit 2)
-    instead of printing the usage and exiting."""
-    def refuse(message: str) -> NoReturn:
-        raise PacerUserError(f"{parser.prog}: {message} (see {parser.prog} --help)")
-
-    known = parser._option_string_actions  # noqa: SLF001 - argparse keeps no public list of its options
-    if unknown := [a for a in args if a.startswith("-") and a.split("=", 1)[0] not in known and not re.fullmatch(r"-\d+(\.\d*)?", a)]:
-        refuse(f"unknown option {unknown[0]}")
-    parser.error = refuse  # type: ignore[method-assign]
-    return parser.parse_args(list(args))

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.core.checks import parse_options
 from harness.core.errors import PacerUserError
 from harness.core.store import check_output_folder
-from harness.scoring.algoperf_import import _parse, algoperf_targets, folder_argument
+from harness.scoring.algoperf_import import algoperf_targets, folder_argument
 from harness.scoring.rules import ScoreResult, ScoringRules
 from harness.scoring.scorers import score_roots
 
@@ -52,7 +53,7 @@ def score_command(args: Sequence[str]) -> int:
     parser.add_argument("--format", choices=["table", "json"], default="table")
     parser.add_argument("--out", type=folder_argument, default=None, help="folder for times/scores CSV and Parquet (default: ROOT/scores)")
     add_scoring_arguments(parser)
-    opts = _parse(parser, args)
+    opts = parse_options(parser, args)
     check_output_folder(opts.out or opts.roots[0] / "scores", "score tables")
     result = _score(opts)
     write_tables(result, opts.out or opts.roots[0] / "scores")
@@ -70,7 +71,7 @@ def report_command(args: Sequence[str]) -> int:
     parser.add_argument("--out", type=folder_argument, required=True)
     parser.add_argument("--log-x", action="store_true", help="log-scaled tau axis in the performance profile")
     add_scoring_arguments(parser)
-    opts = _parse(parser, args)
+    opts = parse_options(parser, args)
     check_output_folder(opts.out, "the report")
     from harness.scoring.report import write_report
 
