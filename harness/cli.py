@@ -31,7 +31,7 @@ verbs:
   status  where a sweep stands, e.g. pacer status experiment=demo [--wait]
   calibrate  set a workload's targets by AlgoPerf's procedure, e.g. pacer calibrate workload=digits_cnn trials=8 reruns=5
           [variant=V steps=N eval_every=N algorithms=adamw,nadamw,sgd_nesterov,momentum write=false]
-  data    convert AlgoPerf's data layout of a workload into the files Pacer reads, e.g. pacer data convert finewebedu_lm ~/algoperf_data/fineweb_edu data/finewebedu_lm
+  data    convert AlgoPerf's data layout of a workload into the files Pacer reads, e.g. pacer data convert finewebedu_lm ~/algoperf_data/fineweb_edu data/finewebedu
 options:
   --quiet  plain progress lines instead of a progress bar
 """

@@ -42,6 +42,9 @@ def arrow_files(split_dir: Path) -> list[Path]:
         FileNotFoundError: no `state.json`, or a file it lists is missing.
         ValueError: `state.json` lists no files.
     """
+    if not (split_dir / "state.json").is_file():
+        raise FileNotFoundError(f"{split_dir} is not a `datasets` save_to_disk folder (no state.json); expected SOURCE/train and SOURCE/val "
+                                "as AlgoPerf's dataset_setup.py --finewebedu writes them")
     state = json.loads((split_dir / "state.json").read_text())
     files = [split_dir / entry["filename"] for entry in state.get("_data_files", [])]
     if not files:
@@ -81,6 +84,8 @@ def convert(source_dir: str | Path, dest_dir: str | Path) -> dict[str, int]:
             a token id does not fit in uint16.
     """
     source, dest = Path(source_dir).expanduser(), Path(dest_dir).expanduser()
+    for stem in SPLITS.values():  # both splits, before anything is written or read in full
+        arrow_files(source / stem)
     dest.mkdir(parents=True, exist_ok=True)
     written = {}
     for stem in SPLITS.values():
