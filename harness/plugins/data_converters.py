@@ -31,6 +31,9 @@ def convert_command(args: Sequence[str]) -> int:
     parser.add_argument("workload", help=f"one of: {', '.join(converter_names())}")
     parser.add_argument("source", help="the folder AlgoPerf's dataset_setup.py wrote")
     parser.add_argument("dest", help="the folder to write (then pass it as workload.data_dir=)")
+    if list(args[:1]) in (["-h"], ["--help"]):
+        parser.print_help()
+        return 0
     if not args or args[0] != "convert":
         raise PacerUserError("usage: pacer data convert WORKLOAD SOURCE DEST (see pacer data convert --help)")
     opts = parse_options(parser, args[1:])
