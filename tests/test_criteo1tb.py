@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from criteo1tb_data import SIZES, make_raw
+from gloo import assert_same_results, on_two_gloo_processes, trained
 from torch import nn
 
 from harness.cli import main
@@ -239,40 +236,14 @@ def test_missing_or_malformed_data_is_one_line_naming_the_layouts(data: dict[str
         tiny_workload(broken)
 
 
-def trained(workload: Criteo1TB) -> nn.Module:
-    """The model after one SGD step on the first global batch of 4 (DDP averages the ranks' halves)."""
-    model, _ = workload.init_model_fn(0)
-    batch = next(workload.build_input_queue(3, 4))
-    logits, _ = workload.model_fn(model, batch, None, ForwardPassMode.TRAIN, 0, update_batch_norm=True)
-    loss = workload.loss_fn(batch["targets"], logits)
-    (loss["summed"] / loss["n_valid_examples"]).backward()
-    with torch.no_grad():
-        for p in model.parameters():
-            p -= 0.5 * p.grad
-    return model
-
-
-def _train_and_evaluate_on_rank(rank: int, port: int, data_dir: Path, out: Path) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        workload = tiny_workload(data_dir)
-        result = workload.eval_model(6, trained(workload), None, 0, 0)  # 3 per rank: padding on both ranks
-        if rank == 0:
-            torch.save(result, out)
-    finally:
-        dist.destroy_process_group()
+def evaluate_trained(data_dir: Path) -> dict[str, float]:
+    workload = tiny_workload(data_dir)
+    return workload.eval_model(6, trained(workload, 0.5), None, 0, 0)  # 3 per rank: padding on both ranks
 
 
 @pytest.mark.slow  # two fresh interpreters importing torch and the harness: ~30-60 s on a shared CPU
 def test_two_gloo_processes_train_and_evaluate_as_one(data: dict[str, Path], tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_train_and_evaluate_on_rank, args=(port, data["converted"], tmp_path / "two.pt"), nprocs=2)
-    two = torch.load(tmp_path / "two.pt")
-    workload = tiny_workload(data["converted"])
-    one = workload.eval_model(6, trained(workload), None, 0, 0)
-    assert two.keys() == one.keys() and one["validation/num_examples"] == SIZES["validation"]
-    for key in one:
-        assert two[key] == pytest.approx(one[key], rel=1e-5), key
+    two = on_two_gloo_processes(evaluate_trained, data["converted"], folder=tmp_path)
+    one = evaluate_trained(data["converted"])
+    assert one["validation/num_examples"] == SIZES["validation"]
+    assert_same_results(two, one)

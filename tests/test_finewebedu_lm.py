@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from finewebedu_lm_data import make_algoperf_finewebedu, write_hf_split
+from gloo import assert_same_results, on_two_gloo_processes
 
 from harness.cli import main
 from harness.core.errors import PacerUserError
@@ -157,30 +154,13 @@ def test_synthetic_batch_trains(data: Path) -> None:
     assert types["layers.0.mlp.fc1.weight"] is types["layers.0.attn.attn_scale"] is ParameterType.WEIGHT
 
 
-def _evaluate_on_rank(rank: int, port: int, data: Path, out: Path) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        workload = tiny_workload(data)
-        model, state = workload.init_model_fn(0)
-        result = workload.eval_model(4, model, state, 0, 0)  # 2 per rank: 7 sequences -> padding on rank 1
-        if rank == 0:
-            torch.save(result, out)
-    finally:
-        dist.destroy_process_group()
+def evaluate(data: Path) -> dict[str, float]:
+    workload = tiny_workload(data)
+    return workload.eval_model(4, *workload.init_model_fn(0), 0, 0)  # 2 per rank: 7 sequences -> padding on rank 1
 
 
 def test_two_gloo_processes_evaluate_as_one(data: Path, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_evaluate_on_rank, args=(port, data, tmp_path / "two.pt"), nprocs=2)
-    two = torch.load(tmp_path / "two.pt")
-    workload = tiny_workload(data)
-    one = workload.eval_model(4, *workload.init_model_fn(0), 0, 0)
-    assert two.keys() == one.keys()
-    for key in one:
-        assert two[key] == pytest.approx(one[key], rel=1e-5), key
+    assert_same_results(on_two_gloo_processes(evaluate, data, folder=tmp_path), evaluate(data))
 
 
 @pytest.mark.parametrize(("breakage", "expected"), [

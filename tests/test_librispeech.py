@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ import sentencepiece
 import soundfile as sf
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo import assert_same_results, on_two_gloo_processes
 from librispeech_data import AUDIO_LENGTH, SIZES, TARGET_LENGTH, make_librispeech, write_sentencepiece
 
 from harness.cli import main
@@ -344,18 +342,13 @@ def set_running_means(model: torch.nn.Module, value: float) -> None:
         norm.running_mean.fill_(value)
 
 
-def _evaluate_on_rank(rank: int, port: int, root: Path, out: Path) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        workload = tiny_workload("librispeech_conformer", root)
-        model, state = workload.init_model_fn(0)
-        set_running_means(model, float(rank))  # averaged over the ranks before evaluating: 0.5
-        result = workload.eval_model(4, model, state, 0, 0)  # 2 utterances per rank per batch
-        if rank == 0:
-            torch.save(result, out)
-    finally:
-        dist.destroy_process_group()
+def evaluate(root: Path) -> dict[str, float]:
+    """With batch-norm running means 0 on rank 0 and 1 on rank 1 (0.5 without DDP): the workload
+    averages them over the ranks before evaluating."""
+    workload = tiny_workload("librispeech_conformer", root)
+    model, state = workload.init_model_fn(0)
+    set_running_means(model, float(dist.get_rank()) if dist.is_initialized() else 0.5)
+    return workload.eval_model(4, model, state, 0, 0)  # 2 utterances per rank per batch
 
 
 @pytest.mark.slow  # two spawned processes import torch: most of this file's time on a busy machine
@@ -363,18 +356,7 @@ def test_two_gloo_processes_evaluate_as_one(data: tuple[Path, dict], tmp_path: P
     """Each rank evaluates its share of the utterances, with the batch-norm statistics
     averaged over the ranks; the gathered WER and the summed loss are those of one process."""
     root, _ = data
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_evaluate_on_rank, args=(port, root, tmp_path / "two.pt"), nprocs=2)
-    two = torch.load(tmp_path / "two.pt")
-    workload = tiny_workload("librispeech_conformer", root)
-    model, state = workload.init_model_fn(0)
-    set_running_means(model, 0.5)
-    one = workload.eval_model(4, model, state, 0, 0)
-    assert two.keys() == one.keys()
-    for key in one:
-        assert two[key] == pytest.approx(one[key], rel=1e-5, nan_ok=True), key
+    assert_same_results(on_two_gloo_processes(evaluate, root, folder=tmp_path), evaluate(root), nan_ok=True)
 
 
 RAW_UTTERANCES = {"train-clean-100": {"19-198": ["THE CAT SAT ON A MAT", "A DOG RAN HOME"], "26-495": ["THE DOG AND THE CAT", "ON A MAT AT HOME"]},

@@ -5,16 +5,13 @@ evaluation, on one process and on two gloo processes."""
 
 from __future__ import annotations
 
-import os
-import socket
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo import assert_same_results, on_two_gloo_processes, trained
 from torch import nn
 
 from harness.core.spec import Batch, ForwardPassMode, LossOutput, LossType, MetricDirection, ModelAuxiliaryState, ParameterContainer, Tensor
@@ -97,19 +94,6 @@ def tiny(**overrides: object) -> SequenceRegression:
     return SequenceRegression(**settings | overrides)
 
 
-def trained(workload: SequenceRegression) -> nn.Module:
-    """The model after one SGD step on the first global batch of 4."""
-    model, _ = workload.init_model_fn(0)
-    batch = next(workload.build_input_queue(3, 4))
-    scores, _ = workload.model_fn(model, batch, None, ForwardPassMode.TRAIN, 0, update_batch_norm=True)
-    loss = workload.loss_fn(batch["targets"], scores)
-    (loss["summed"] / loss["n_valid_examples"]).backward()
-    with torch.no_grad():
-        for p in model.parameters():
-            p -= 0.1 * p.grad
-    return model
-
-
 def by_hand(workload: SequenceRegression, model: nn.Module, split: str) -> list[float]:
     """Every example's squared error, one example at a time."""
     examples = getattr(workload.datasets, split)
@@ -119,7 +103,7 @@ def by_hand(workload: SequenceRegression, model: nn.Module, split: str) -> list[
 
 def test_one_train_step_and_a_gathered_metric_that_counts_every_example_once() -> None:
     workload = tiny(eval_batch_size=3)
-    model = trained(workload)
+    model = trained(workload, 0.1)
     result = workload.eval_model(3, model, None, 0, 0)
     for split, key in (("train", "eval_train"), ("validation", "validation"), ("test", "test")):
         errors = by_hand(workload, model, key)
@@ -141,27 +125,10 @@ def test_takes_of_any_size_are_the_stream_cut_exactly() -> None:
     assert torch.equal(torch.cat([restored.take(1)["ids"], next(restored)["ids"]]), ids[3:8])
 
 
-def _evaluate_on_rank(rank: int, port: int, out: Path) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        workload = tiny(eval_batch_size=4)  # 2 per rank
-        model = trained(workload)  # DDP averages the halves' gradients: one process's step on all 4
-        result = workload.eval_model(4, model, None, 0, 0)
-        if rank == 0:
-            torch.save(result, out)
-    finally:
-        dist.destroy_process_group()
+def evaluate_trained() -> dict[str, float]:
+    workload = tiny(eval_batch_size=4)  # 2 per rank
+    return workload.eval_model(4, trained(workload, 0.1), None, 0, 0)
 
 
 def test_two_gloo_processes_evaluate_as_one(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_evaluate_on_rank, args=(port, tmp_path / "two.pt"), nprocs=2)
-    two = torch.load(tmp_path / "two.pt")
-    workload = tiny(eval_batch_size=4)
-    one = workload.eval_model(4, trained(workload), None, 0, 0)
-    assert two.keys() == one.keys()
-    for key in one:
-        assert two[key] == pytest.approx(one[key], rel=1e-5), key
+    assert_same_results(on_two_gloo_processes(evaluate_trained, folder=tmp_path), evaluate_trained())

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo import assert_same_results, on_two_gloo_processes
 from ogbg_data import SIZES, make_ogbg, random_graph, write_record
 from tfrecord import TFRecordWriter
 
@@ -274,17 +271,10 @@ def test_config_has_algoperfs_targets(rules: str, variant: str | None) -> None:
     assert row["metric"] == OgbgWorkload.target_metric_name and row["direction"] == "max"
 
 
-def _evaluate_on_rank(rank: int, port: int, root: Path, out: Path) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        workload = tiny_workload(root, latent_dim=16, hidden_dims=[8], num_message_passing_steps=2)
-        model, state = workload.init_model_fn(0)
-        result = workload.eval_model(4, model, state, 0, 0)  # 2 graphs per rank per batch
-        if rank == 0:
-            torch.save(result, out)
-    finally:
-        dist.destroy_process_group()
+def evaluate(root: Path) -> dict[str, float]:
+    workload = tiny_workload(root, latent_dim=16, hidden_dims=[8], num_message_passing_steps=2)
+    model, state = workload.init_model_fn(0)
+    return workload.eval_model(4, model, state, 0, 0)  # 2 graphs per rank per batch
 
 
 @pytest.mark.slow  # two spawned processes import torch: most of this file's time on a busy machine
@@ -292,14 +282,4 @@ def test_two_gloo_processes_evaluate_as_one(data: tuple[Path, dict], tmp_path: P
     """Each rank evaluates its half of the graphs; the gathered mean AP and the summed loss are
     those of one process."""
     root, _ = data
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_evaluate_on_rank, args=(port, root, tmp_path / "two.pt"), nprocs=2)
-    two = torch.load(tmp_path / "two.pt")
-    workload = tiny_workload(root, latent_dim=16, hidden_dims=[8], num_message_passing_steps=2)
-    model, state = workload.init_model_fn(0)
-    one = workload.eval_model(4, model, state, 0, 0)
-    assert two.keys() == one.keys()
-    for key in one:
-        assert two[key] == pytest.approx(one[key], rel=1e-5), key
+    assert_same_results(on_two_gloo_processes(evaluate, root, folder=tmp_path), evaluate(root))

@@ -6,16 +6,13 @@ through the real loaders, data-directory errors and the AlgoPerf target tables."
 from __future__ import annotations
 
 import math
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sacrebleu
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo import assert_same_results, on_two_gloo_processes
 
 from harness.core.errors import PacerUserError
 from harness.core.spec import ForwardPassMode, ParameterType
@@ -275,31 +272,14 @@ def test_synthetic_batch_has_training_shapes(wmt_dir: Path) -> None:
     assert logits.shape == (3, 48, 48) and batch["weights"].sum() == 3 * 48
 
 
-def _evaluate_on_rank(rank: int, port: int, data_dir: Path, out: Path) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        workload = tiny(data_dir)
-        model, _ = workload.init_model_fn(0)
-        result = workload.eval_model(4, model, None, 0, 0)  # 2 examples per rank and batch
-        if rank == 0:
-            torch.save(result, out)
-    finally:
-        dist.destroy_process_group()
+def evaluate(data_dir: Path) -> dict[str, float]:
+    workload = tiny(data_dir)
+    return workload.eval_model(4, workload.init_model_fn(0)[0], None, 0, 0)  # 2 examples per rank and batch
 
 
 def test_two_gloo_processes_evaluate_as_one(wmt_dir: Path, tmp_path: Path) -> None:
     """Sharded evaluation counts each example once: the same BLEU, loss and counts as one process."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_evaluate_on_rank, args=(port, wmt_dir, tmp_path / "two.pt"), nprocs=2)
-    two = torch.load(tmp_path / "two.pt")
-    workload = tiny(wmt_dir)
-    one = workload.eval_model(4, workload.init_model_fn(0)[0], None, 0, 0)
-    assert two.keys() == one.keys()
-    for key in one:
-        assert two[key] == pytest.approx(one[key], rel=1e-5), key
+    assert_same_results(on_two_gloo_processes(evaluate, wmt_dir, folder=tmp_path), evaluate(wmt_dir))
 
 
 @pytest.mark.parametrize("break_it, problem", [
