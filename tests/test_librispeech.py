@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 import torch.distributed as dist
 from gloo import assert_same_results, on_two_gloo_processes
+from fixed_batch_submission import BATCH_SIZE
 from librispeech_data import AUDIO_LENGTH, SIZES, TARGET_LENGTH, make_librispeech, write_sentencepiece
 
 from harness.cli import main
@@ -233,6 +234,7 @@ def test_one_train_step_and_eval_through_the_runner(name: str, variant: str | No
         "workload.vocab_size=24", *model, f"results_root={tmp_path}", "max_steps=1", "eval_every_steps=1", "quiet=true"]))
     assert record["status"] == "step_cap", record.get("error")
     row = record["final"]["last_eval"]
+    assert row["examples_seen"] == BATCH_SIZE  # utterances, not the two tensors of an (audio, paddings) pair
     validation = SIZES["dev-clean"] + SIZES["dev-other"]
     assert [row[f"{s}/num_examples"] for s in ("train", "validation", "test")] == [4, validation, SIZES["test-clean"]]
     for split in ("train", "validation", "test"):

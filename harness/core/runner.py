@@ -132,11 +132,13 @@ def keyword_caller(fn: Callable[..., T]) -> Callable[..., T]:
 
 def batch_size_of(batch: Batch) -> int:
     """Number of real examples in a batch: the rows of `weights` with any weight (padding has
-    weight 0; per-label weights such as ogbg's (B, 128) mask count their example once)."""
+    weight 0; per-label weights such as ogbg's (B, 128) mask count their example once), else
+    the examples of `inputs` (of its values for a (values, paddings) pair)."""
     if "weights" in batch:
         weights = batch["weights"]
         return int((weights.reshape(len(weights), -1) > 0).any(dim=1).sum().item())
-    return len(batch["inputs"])
+    inputs = batch["inputs"]
+    return len(inputs[0] if isinstance(inputs, tuple) else inputs)
 
 
 class Runner:

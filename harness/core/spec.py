@@ -27,7 +27,7 @@ from __future__ import annotations
 import abc
 import enum
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from typing import Protocol, TypedDict, runtime_checkable
 
 import torch
@@ -39,9 +39,13 @@ ParameterContainer = nn.Module
 ModelAuxiliaryState = dict[str, Tensor] | None
 """Non-parameter model state (e.g. BatchNorm running statistics live in the module; most
 workloads return None here, as in AlgoPerf PyTorch)."""
-Batch = dict[str, Tensor]
-"""A batch: `inputs`, `targets` and optionally `weights` (1 for real examples, 0 for padding),
-all with the same leading dimension."""
+BatchPart = Tensor | tuple[Tensor, Tensor] | Sized
+"""One entry of a batch: a tensor whose leading dimension is the example, AlgoPerf's
+(values, paddings) pair of such tensors (the speech workloads), or a workload's own batch object
+whose `len()` is its number of examples (ogbg's `Graphs`)."""
+Batch = dict[str, BatchPart]
+"""A batch: `inputs`, `targets` and optionally `weights` (a tensor: 1 for real examples, 0 for
+padding), all holding the same examples."""
 Rng = int
 """A 64-bit seed. Derive children with `harness.core.rng.split` / `harness.core.rng.fold_in`."""
 OptimizerState = dict[str, object]
