@@ -1,10 +1,10 @@
 """`pacer VERB [arguments]`: the command-line entry point, and the one place where arguments are read.
 
-Each verb is a function taking the remaining arguments and returning an exit code: it reads them
-(argparse for the option verbs score, report, import-algoperf and data; `key=value` for run,
-sweep, status and calibrate, whose other arguments are Hydra overrides) into typed values, with
-every option and default, and calls one function of its wing with them; the wings never see
-argv. Bad input anywhere surfaces as one line `pacer: error: ...` and exit code 2, before any
+Each verb is a function taking the remaining arguments and returning an exit code: it reads them,
+with every option and default, into typed values (argparse for the option verbs score, report,
+import-algoperf and data; `key=value` for status and for run, sweep and calibrate, which pass on
+what is not theirs as Hydra overrides) and calls one function of its wing with them; the wings
+never see argv. Bad input anywhere surfaces as one line `pacer: error: ...` and exit code 2, before any
 training. Each verb imports its wing when it runs: the verbs that train nothing (`score`,
 `report`, `status`, `import-algoperf`) and `--help` never load torch or Hydra (importing torch
 alone takes ~3 s; tests/test_cli.py checks)."""
