@@ -35,9 +35,9 @@ import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from harness.cli import main
+from harness.cli import main, parse_sweep_args
 from harness.core.store import RunDir
-from harness.experiments.sweep import Cell, expand_grid, parse_sweep_args
+from harness.experiments.sweep import Cell, expand_grid
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "latency"

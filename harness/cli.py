@@ -1,19 +1,30 @@
-"""`pacer VERB [overrides]`: the command-line entry point.
+"""`pacer VERB [arguments]`: the command-line entry point, and the one place where arguments are read.
 
-Each verb is a function taking the remaining arguments and returning an exit code. Bad input
-anywhere surfaces as one line `pacer: error: ...` and exit code 2, before any training. Each
-verb imports what it needs when it runs: the verbs that train nothing (`score`, `report`,
-`status`, `import-algoperf`) and `--help` never load torch or Hydra (importing torch alone takes
-~3 s; tests/test_cli.py checks)."""
+Each verb is a function taking the remaining arguments and returning an exit code: it reads them,
+with every option and default, into typed values (argparse for the option verbs score, report,
+import-algoperf and data; `key=value` for status and for run, sweep and calibrate, which pass on
+what is not theirs as Hydra overrides) and calls one function of its wing with them; the wings
+never see argv. Bad input anywhere surfaces as one line `pacer: error: ...` and exit code 2, before any
+training. Each verb imports its wing when it runs: the verbs that train nothing (`score`,
+`report`, `status`, `import-algoperf`) and `--help` never load torch or Hydra (importing torch
+alone takes ~3 s; tests/test_cli.py checks)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from harness import CONFIG_DIR
+from harness.core.checks import folder_argument, parse_options
 from harness.core.errors import PacerUserError
+
+if TYPE_CHECKING:
+    from harness.scoring.rules import ScoringRules
 
 PREEMPTED_EXIT_CODE = 3
 
@@ -178,46 +189,198 @@ def _own_preempted_run(cfg: Mapping[str, object]) -> bool:
     return record is not None and record.get("status") == "preempted" and written_by(record, own)
 
 
-def calibrate_command(args: Sequence[str]) -> int:
-    from harness.experiments.calibrate import calibrate_command as command
-
-    return command(args)
-
-
 def score_command(args: Sequence[str]) -> int:
-    from harness.scoring.score_cli import score_command as command
+    """`pacer score ROOT [ROOT...] [--format table|json] [--out DIR] ...`"""
+    parser = argparse.ArgumentParser(prog="pacer score", description="Score results trees (performance profiles, benchmark scores).")
+    parser.add_argument("roots", type=Path, nargs="+")
+    parser.add_argument("--format", choices=["table", "json"], default="table")
+    parser.add_argument("--out", type=folder_argument, default=None, help="folder for times/scores CSV and Parquet (default: ROOT/scores)")
+    add_scoring_arguments(parser)
+    opts = parse_options(parser, args)
+    from harness.scoring.score_cli import score
 
-    return command(args)
+    return score(opts.roots, scoring_rules(opts), compat=opts.compat, allow_mixed=opts.allow_mixed, cache=not opts.no_cache, out=opts.out, output_format=opts.format)
 
 
 def report_command(args: Sequence[str]) -> int:
-    from harness.scoring.score_cli import report_command as command
+    """`pacer report ROOT [ROOT...] --out DIR [--log-x] ...`"""
+    parser = argparse.ArgumentParser(prog="pacer report", description="Write the HTML report and Markdown leaderboard.")
+    parser.add_argument("roots", type=Path, nargs="+")
+    parser.add_argument("--out", type=folder_argument, required=True)
+    parser.add_argument("--log-x", action="store_true", help="log-scaled tau axis in the performance profile")
+    add_scoring_arguments(parser)
+    opts = parse_options(parser, args)
+    from harness.scoring.score_cli import report
 
-    return command(args)
+    return report(opts.roots, scoring_rules(opts), compat=opts.compat, allow_mixed=opts.allow_mixed, cache=not opts.no_cache, out=opts.out, log_x=opts.log_x)
+
+
+def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options `pacer score` and `pacer report` share: which rules, which runs, the cache."""
+    parser.add_argument("--compat", choices=["algoperf"], default=None, help="reproduce AlgoPerf's own scoring code")
+    parser.add_argument("--reference", default=None, help="submission whose times are the ratio denominators (and the speedup baseline)")
+    parser.add_argument("--allow-mixed", action="store_true", help="score runs from different hardware fingerprints or targets together")
+    parser.add_argument("--held-out", default=None, help="comma-separated held-out variant workloads, or 'v0.5' for AlgoPerf's draw; turns the held-out rule on")
+    parser.add_argument("--no-cutoff", action="store_true", help="do not turn times above 4x the fastest into misses")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for the intervals (0: none)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the Parquet cache beside the results")
+
+
+def scoring_rules(opts: argparse.Namespace) -> ScoringRules:
+    """The `ScoringRules` that `add_scoring_arguments`' options ask for. Raises PacerUserError for
+    unknown AlgoPerf targets in `--held-out` or a negative `--bootstrap`."""
+    from harness.scoring.algoperf_import import algoperf_targets
+    from harness.scoring.rules import ScoringRules
+
+    held_out: tuple[str, ...] = ()
+    if opts.held_out:
+        held_out = tuple(algoperf_targets(opts.held_out)["held_out"]) if opts.held_out.startswith("v") and opts.held_out[1:2].isdigit() else tuple(w for w in opts.held_out.split(",") if w)
+    return ScoringRules(cutoff=None if opts.no_cutoff else 4.0, held_out=held_out, held_out_rule=bool(held_out), reference=opts.reference,
+                        bootstrap=opts.bootstrap, seed=opts.seed)
 
 
 def import_algoperf_command(args: Sequence[str]) -> int:
-    from harness.scoring.algoperf_import import import_command
+    """`pacer import-algoperf DIR --out OUT --targets v0.5|v0.6|v1.0 --ruleset external|self [--overwrite]`."""
+    parser = argparse.ArgumentParser(prog="pacer import-algoperf", description="Import AlgoPerf logs as Pacer run records.")
+    parser.add_argument("dir", type=Path)
+    parser.add_argument("--out", type=folder_argument, required=True)
+    parser.add_argument("--targets", default="v0.5")
+    parser.add_argument("--ruleset", default="external")
+    parser.add_argument("--overwrite", action="store_true", help="replace runs already in OUT (their record files; other files there are kept)")
+    opts = parse_options(parser, args)
+    from harness.scoring.algoperf_import import import_logs
 
-    return import_command(args)
-
-
-def sweep_command(args: Sequence[str]) -> int:
-    from harness.experiments.sweep import sweep_command as sweep
-
-    return sweep(args)
+    return import_logs(opts.dir, opts.out, opts.targets, opts.ruleset, overwrite=opts.overwrite)
 
 
 def data_command(args: Sequence[str]) -> int:
-    from harness.plugins.data_converters import convert_command
+    """`pacer data convert WORKLOAD SOURCE DEST`; `pacer data --help` prints its help."""
+    from harness.plugins.data_converters import convert, converter_names
 
-    return convert_command(args)
+    parser = argparse.ArgumentParser(prog="pacer data convert", description="Convert AlgoPerf's data layout of a workload into the files Pacer reads.")
+    parser.add_argument("workload", help=f"one of: {', '.join(converter_names())}")
+    parser.add_argument("source", help="the folder AlgoPerf's dataset_setup.py wrote")
+    parser.add_argument("dest", help="the folder to write (then pass it as workload.data_dir=)")
+    if list(args[:1]) in (["-h"], ["--help"]):
+        parser.print_help()
+        return 0
+    if not args or args[0] != "convert":
+        raise PacerUserError("usage: pacer data convert WORKLOAD SOURCE DEST (see pacer data convert --help)")
+    opts = parse_options(parser, args[1:])
+    return convert(opts.workload, opts.source, opts.dest)
+
+
+@dataclass(frozen=True)
+class SweepArgs:
+    """`pacer sweep`'s arguments: the grid's axes apart from the other overrides (normalized)."""
+
+    overrides: list[str]
+    submissions: list[str]
+    workloads: list[str] | None
+    """None: the suite's workloads."""
+    dry: bool
+
+
+GRID_KEYS = ("submission", "workload")
+
+
+def parse_sweep_args(args: Sequence[str]) -> SweepArgs:
+    """Split `submission=[a,b]` and `workload=[x,y]` (the grid axes) from the other overrides.
+    Raises PacerUserError for a name listed twice, an unknown submission or a bad override."""
+    from harness.experiments.run_config import normalize_overrides
+
+    dry = "--dry" in args
+    axes: dict[str, list[str]] = {}
+    overrides = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key in GRID_KEYS:
+            axes[key] = [v.strip() for v in value.strip("[]").split(",") if v.strip()]
+            if twice := sorted({v for v in axes[key] if axes[key].count(v) > 1}):
+                raise PacerUserError(f"{key}={value}: {', '.join(twice)} listed twice (its cells would share run folders)")
+        elif arg != "--dry":
+            overrides.append(arg)
+    normalize_overrides([f"submission={s}" for s in axes.get("submission", [])])  # unknown names: one line listing the valid
+    overrides = normalize_overrides(overrides)
+    return SweepArgs(overrides, axes.get("submission") or ["nadamw"], axes.get("workload"), dry)
+
+
+def sweep_command(args: Sequence[str]) -> int:
+    parsed = parse_sweep_args(args)
+    from harness.experiments.sweep import sweep
+
+    return sweep(parsed.overrides, parsed.submissions, parsed.workloads, parsed.dry)
 
 
 def status_command(args: Sequence[str]) -> int:
-    from harness.experiments.sweep_status import status_command as status
+    """`pacer status experiment=NAME [results_root=DIR] [--wait]`."""
+    values = dict(a.split("=", 1) for a in args if "=" in a)
+    unknown = [a for a in args if a != "--wait" and not ("=" in a and a.split("=", 1)[0] in ("experiment", "results_root"))]
+    if unknown or "experiment" not in values:
+        raise PacerUserError(f"usage: pacer status experiment=NAME [results_root=DIR] [--wait] (got {' '.join(unknown) or 'no experiment'})")
+    from harness.experiments.sweep_status import status
 
-    return status(args)
+    return status(values["experiment"], values.get("results_root"), wait="--wait" in args)
+
+
+REFERENCE_ALGORITHMS = ("adamw", "nadamw", "sgd_nesterov", "momentum")
+"""AlgoPerf's target-setting algorithms: what `pacer calibrate` tunes unless `algorithms=` says otherwise."""
+
+
+@dataclass(frozen=True)
+class CalibrateFlags:
+    """`pacer calibrate`'s own `key=value` flags, with their defaults (harness.experiments.calibrate says what each does)."""
+
+    trials: int = 8
+    reruns: int = 5
+    steps: int | None = None
+    eval_every: int | None = None
+    workers: int = 1
+    algorithms: tuple[str, ...] = REFERENCE_ALGORITHMS
+    write: bool = True
+    reuse: bool = True
+    retime: bool = False
+
+
+CALIBRATE_INT_FLAGS = ("trials", "reruns", "steps", "eval_every", "workers")
+CALIBRATE_BOOL_FLAGS = ("write", "reuse", "retime")
+
+
+def parse_calibrate_flags(args: Sequence[str]) -> tuple[CalibrateFlags, list[str]]:
+    """Split `key=value` arguments into calibrate's own flags (checked) and config overrides.
+    Raises PacerUserError naming a flag that is not a whole number >= 1, true or false, or
+    known submissions."""
+    flags: dict[str, object] = {}
+    overrides = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in (*CALIBRATE_INT_FLAGS, *CALIBRATE_BOOL_FLAGS, "algorithms"):
+            overrides.append(arg)
+        elif key in CALIBRATE_INT_FLAGS:
+            if not value.isdigit() or int(value) < 1:
+                raise PacerUserError(f"{key}={value!r} must be an integer >= 1")
+            flags[key] = int(value)
+        elif key in CALIBRATE_BOOL_FLAGS:
+            if value not in ("true", "false"):
+                raise PacerUserError(f"{key}={value!r} must be true or false")
+            flags[key] = value == "true"
+        else:
+            flags[key] = tuple(a for a in value.split(",") if a)
+    algorithms = flags.get("algorithms", REFERENCE_ALGORITHMS)
+    unknown = [a for a in algorithms if not (CONFIG_DIR / "submission" / f"{a}.yaml").exists()]
+    if unknown or not algorithms:
+        raise PacerUserError(f"algorithms: unknown submission(s) {', '.join(unknown) or '(none given)'} (reference: {', '.join(REFERENCE_ALGORITHMS)})")
+    return CalibrateFlags(**flags), overrides
+
+
+def calibrate_command(args: Sequence[str]) -> int:
+    """`pacer calibrate workload=NAME [variant=V] [trials=8 reruns=5 workers=1 steps=.. eval_every=..] [overrides]`."""
+    flags, overrides = parse_calibrate_flags(args)
+    from harness.experiments.calibrate import calibrate_workload
+
+    return calibrate_workload(overrides, trials=flags.trials, reruns=flags.reruns, steps=flags.steps, eval_every=flags.eval_every, workers=flags.workers,
+                              algorithms=flags.algorithms, write=flags.write, reuse=flags.reuse, retime_only=flags.retime)
 
 
 OVERRIDE_VERBS = ("run", "sweep", "status", "calibrate")

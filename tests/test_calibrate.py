@@ -13,8 +13,9 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from harness.cli import CalibrateFlags, parse_calibrate_flags
 from harness.core.errors import PacerUserError
-from harness.experiments.calibrate import WRITTEN_KEYS, calibrate, parse_flags, retime, retime_summary, targets_from_provenance, write_targets
+from harness.experiments.calibrate import WRITTEN_KEYS, calibrate, retime, retime_summary, targets_from_provenance, write_targets
 from harness.experiments.calibration_records import read_record, record_path, write_provenance
 from harness.experiments.run_config import compose
 from harness.plugins.workloads import CONFIG_DIR
@@ -140,11 +141,18 @@ def test_retime_refuses_a_workload_without_calibration_or_a_target_it_cannot_rea
 
 def test_bad_flags_are_rejected():
     with pytest.raises(PacerUserError, match="trials='0' must be an integer >= 1"):
-        parse_flags(["trials=0"])
+        parse_calibrate_flags(["trials=0"])
     with pytest.raises(PacerUserError, match="unknown submission.*lamb"):
-        parse_flags(["algorithms=adamw,lamb"])
+        parse_calibrate_flags(["algorithms=adamw,lamb"])
     with pytest.raises(PacerUserError, match="retime='yes' must be true or false"):
-        parse_flags(["retime=yes"])
+        parse_calibrate_flags(["retime=yes"])
+
+
+def test_flags_are_typed_and_the_rest_are_overrides():
+    flags, overrides = parse_calibrate_flags(["workload=digits_cnn", "trials=3", "write=false", "algorithms=adamw,,nadamw", "seed=1"])
+    assert flags == CalibrateFlags(trials=3, write=False, algorithms=("adamw", "nadamw"))
+    assert overrides == ["workload=digits_cnn", "seed=1"]
+    assert parse_calibrate_flags([])[0].algorithms == ("adamw", "nadamw", "sgd_nesterov", "momentum")
 
 
 def test_calibrate_cli_end_to_end(tmp_path):

@@ -2,8 +2,8 @@
 kind or out of range (a bool is never a number, NaN fails every range, text is not a number).
 
 They raise ValueError; the caller that knows the context (a workload's config, the command
-line) turns it into its one-line `PacerUserError`. `parse_options` is the same for the option
-verbs' argparse parsers."""
+line) turns it into its one-line `PacerUserError`. `parse_options` and `folder_argument` are the
+same for the option verbs' argparse parsers (harness/cli.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import argparse
 import math
 import re
 from collections.abc import Collection, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from harness.core.errors import PacerUserError
@@ -74,3 +75,11 @@ def parse_options(parser: argparse.ArgumentParser, args: Sequence[str]) -> argpa
         refuse(f"unknown option {unknown[0]}")
     parser.error = refuse  # type: ignore[method-assign]
     return parser.parse_args(list(args))
+
+
+def folder_argument(text: str) -> Path:
+    """An output folder option's value (an argparse `type=`); an empty one (which would write
+    into the current folder) is refused with argparse.ArgumentTypeError."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path names no folder")
+    return Path(text)

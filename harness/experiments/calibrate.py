@@ -62,12 +62,8 @@ from harness.plugins.search import study_points
 from harness.plugins.submissions import load_submission
 from harness.plugins.workloads import CONFIG_DIR, build_workload, resolve_variant
 
-REFERENCE_ALGORITHMS = ("adamw", "nadamw", "sgd_nesterov", "momentum")
 BUDGET_FACTOR = 4 / 3
 EVAL_SHARE = 0.15
-FLAGS = {"trials": 8, "reruns": 5, "steps": None, "eval_every": None, "workers": 1, "algorithms": ",".join(REFERENCE_ALGORITHMS), "write": True, "reuse": True, "retime": False}
-INT_FLAGS = ("trials", "reruns", "steps", "eval_every", "workers")
-BOOL_FLAGS = ("write", "reuse", "retime")
 WRITTEN_KEYS = ("validation_target", "test_target", "max_runtime_sec", "eval_period_sec", "step_hint", "provenance", "variants", "reference", "eval_every_steps")
 """Workload keys that calibration writes (or that hold other calibrations): ignored when deciding
 whether a finished run can be reused. `provenance` is in the workload configs of runs recorded
@@ -105,35 +101,11 @@ class Targets:
     eval_every_steps: int | None = None
 
 
-def parse_flags(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
-    """Split `key=value` arguments into calibrate's own flags (checked) and config overrides."""
-    flags: dict[str, object] = dict(FLAGS)
-    overrides = []
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in FLAGS:
-            overrides.append(arg)
-        elif key in INT_FLAGS:
-            if not value.isdigit() or int(value) < 1:
-                raise PacerUserError(f"{key}={value!r} must be an integer >= 1")
-            flags[key] = int(value)
-        elif key in BOOL_FLAGS:
-            if value not in ("true", "false"):
-                raise PacerUserError(f"{key}={value!r} must be true or false")
-            flags[key] = value == "true"
-        else:
-            flags[key] = value
-    algorithms = [a for a in str(flags["algorithms"]).split(",") if a]
-    unknown = [a for a in algorithms if not (CONFIG_DIR / "submission" / f"{a}.yaml").exists()]
-    if unknown or not algorithms:
-        raise PacerUserError(f"algorithms: unknown submission(s) {', '.join(unknown) or '(none given)'} (reference: {', '.join(REFERENCE_ALGORITHMS)})")
-    flags["algorithms"] = algorithms
-    return flags, overrides
-
-
-def calibrate_command(args: Sequence[str]) -> int:
-    """`pacer calibrate workload=NAME [variant=V] [trials=8 reruns=5 workers=1 steps=.. eval_every=..] [overrides]`."""
-    flags, overrides = parse_flags(args)
+def calibrate_workload(overrides: Sequence[str], *, trials: int, reruns: int, steps: int | None, eval_every: int | None, workers: int,
+                       algorithms: Sequence[str], write: bool, reuse: bool, retime_only: bool) -> int:
+    """`pacer calibrate`: `calibrate` (or, with `retime_only`, `retime`) the workload of the
+    config that `overrides` compose, and print its table. Returns 0. Raises PacerUserError (one
+    line) for a bad override, seed or any `hparams.*` (calibrate tunes over search spaces)."""
     base = OmegaConf.to_container(compose(normalize_overrides(overrides)), resolve=True)
     try:
         whole_number("seed", base["seed"], minimum=0)
@@ -142,10 +114,10 @@ def calibrate_command(args: Sequence[str]) -> int:
     if base.get("hparams"):
         raise PacerUserError(f"hparams.{next(iter(base['hparams']))}: calibrate tunes every algorithm over its own search space and would not use it; "
                              "narrow a search space in configs/submission/ instead")
-    if flags.pop("retime"):
-        print(retime_summary(retime(base, write=bool(flags["write"]), eval_every=flags["eval_every"], workers=int(flags["workers"]))))
+    if retime_only:
+        print(retime_summary(retime(base, write=write, eval_every=eval_every, workers=workers)))
         return 0
-    result = calibrate(base, **flags)
+    result = calibrate(base, trials=trials, reruns=reruns, steps=steps, eval_every=eval_every, algorithms=algorithms, write=write, workers=workers, reuse=reuse)
     print(summary_table(result))
     return 0
 

@@ -38,13 +38,11 @@ from harness.core.store import RunDir, atomic_write, config_hash
 from harness.experiments import launchers, slurm
 from harness.experiments.job import changed_keys, prepare_job, resolve_hyperparameters
 from harness.experiments.manifest import FOREIGN_RECORD, LOCK, MANIFEST, CellState, experiment_dir, read_manifest, refresh
-from harness.experiments.run_config import RunConfig, check_no_hand_tuning, compose, normalize_overrides, split_workload_id
+from harness.experiments.run_config import RunConfig, check_no_hand_tuning, compose, split_workload_id
 from harness.plugins.hparams import SearchSpace
 from harness.plugins.search import study_points
 from harness.plugins.submissions import LoadedSubmission, load_submission
 from harness.plugins.workloads import resolve_variant
-
-GRID_KEYS = ("submission", "workload")
 
 
 @dataclass
@@ -219,39 +217,19 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-# --- the verbs ---------------------------------------------------------------------------
+# --- the verb ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SweepArgs:
-    overrides: list[str]
-    submissions: list[str]
-    workloads: list[str] | None
-    dry: bool
+def sweep(overrides: Sequence[str], submissions: Sequence[str], workloads: Sequence[str] | None, dry: bool) -> int:
+    """`pacer sweep`: launch the grid `submissions` x `workloads` (None: the suite's) x study x
+    trial of the config that the normalized `overrides` compose, and record it in the
+    experiment's manifest; with `dry`, jobs that exit at once. Returns 0.
 
-
-def parse_sweep_args(args: Sequence[str]) -> SweepArgs:
-    """Split `submission=[a,b]` and `workload=[x,y]` (the grid axes) from the other overrides."""
-    dry = "--dry" in args
-    axes: dict[str, list[str]] = {}
-    overrides = []
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if sep and key in GRID_KEYS:
-            axes[key] = [v.strip() for v in value.strip("[]").split(",") if v.strip()]
-            if twice := sorted({v for v in axes[key] if axes[key].count(v) > 1}):
-                raise PacerUserError(f"{key}={value}: {', '.join(twice)} listed twice (its cells would share run folders)")
-        elif arg != "--dry":
-            overrides.append(arg)
-    normalize_overrides([f"submission={s}" for s in axes.get("submission", [])])  # unknown names: one line listing the valid
-    overrides = normalize_overrides(overrides)
-    return SweepArgs(overrides, axes.get("submission") or ["nadamw"], axes.get("workload"), dry)
-
-
-def sweep_command(args: Sequence[str]) -> int:
-    parsed = parse_sweep_args(args)
-    settings = OmegaConf.to_container(compose(parsed.overrides), resolve=True)
-    workloads = parsed.workloads or list(settings["suite"]["workloads"])
+    Raises PacerUserError (one line), before anything is locked, written or launched, for a bad
+    setting or cell, a changed cell config, a foreign record, or a sweep of the experiment
+    already running."""
+    settings = OmegaConf.to_container(compose(list(overrides)), resolve=True)
+    workloads = workloads or list(settings["suite"]["workloads"])
     for key in ("resume", "overwrite"):
         if settings[key] is not False:
             raise PacerUserError(f"{key}={settings[key]!r}: pacer sweep continues unfinished cells by itself and never overwrites a record; {key} is pacer run's")
@@ -260,7 +238,7 @@ def sweep_command(args: Sequence[str]) -> int:
     if launcher["name"] == "slurm":
         slurm.check_slurm()
     exp_dir = experiment_dir(settings["results_root"], str(settings["experiment"]))
-    cells = expand_grid(parsed.overrides, parsed.submissions, workloads)
+    cells = expand_grid(overrides, submissions, workloads)
     with experiment_lock(exp_dir):
         manifest = read_manifest(exp_dir)
         manifest.setdefault("job_name", f"pacer-{settings['experiment']}")
@@ -271,7 +249,7 @@ def sweep_command(args: Sequence[str]) -> int:
         todo = _cells_to_launch(manifest, cells, int(launcher["max_attempts"]))
         write_manifest(exp_dir, manifest)
         print(f"experiment {settings['experiment']}: {len(cells)} cells, launching {len(todo)} on {launcher['name']}")
-        submitted = _launch(todo, launcher, exp_dir, manifest["job_name"], parsed.dry)
+        submitted = _launch(todo, launcher, exp_dir, manifest["job_name"], dry)
         _record_submission(manifest, submitted, launcher["name"], exp_dir)
         write_manifest(exp_dir, manifest)
     _print_submitted(submitted, launcher["name"], str(settings["experiment"]), str(settings["results_root"]))

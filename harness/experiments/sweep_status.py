@@ -5,7 +5,7 @@ It reads the manifest and the run records through `harness.experiments.manifest`
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -16,17 +16,15 @@ from harness.core.errors import PacerUserError
 from harness.experiments.manifest import MANIFEST, STATES, CellState, experiment_dir, read_manifest, refresh, wait_until_settled
 
 
-def status_command(args: Sequence[str]) -> int:
-    """`pacer status experiment=NAME [results_root=DIR] [--wait]`."""
-    wait = "--wait" in args
-    values = dict(a.split("=", 1) for a in args if "=" in a)
-    unknown = [a for a in args if a != "--wait" and not ("=" in a and a.split("=", 1)[0] in ("experiment", "results_root"))]
-    if unknown or "experiment" not in values:
-        raise PacerUserError(f"usage: pacer status experiment=NAME [results_root=DIR] [--wait] (got {' '.join(unknown) or 'no experiment'})")
-    root = values.get("results_root") or str(OmegaConf.load(CONFIG_DIR / "config.yaml")["results_root"])
-    exp_dir = experiment_dir(root, values["experiment"])
+def status(experiment: str, results_root: str | None, wait: bool) -> int:
+    """`pacer status`: print where each cell of `experiment`'s sweep under `results_root` (None:
+    the config's default) stands, after following it to its end with `wait`. Returns 1 when
+    some cell failed, else 0. Raises PacerUserError (one line) for a bad experiment name or a
+    missing manifest."""
+    root = results_root or str(OmegaConf.load(CONFIG_DIR / "config.yaml")["results_root"])
+    exp_dir = experiment_dir(root, experiment)
     if not (exp_dir / MANIFEST).exists():
-        raise PacerUserError(f"no sweep manifest for experiment {values['experiment']} under {root} ({exp_dir / MANIFEST})")
+        raise PacerUserError(f"no sweep manifest for experiment {experiment} under {root} ({exp_dir / MANIFEST})")
     return show_status(exp_dir, Path(root), wait, poll_sec=2.0)
 
 

@@ -19,7 +19,6 @@ files are replaced (other files in its folder are kept).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -38,7 +37,6 @@ from typing import TypedDict
 
 import numpy as np
 
-from harness.core.checks import parse_options
 from harness.core.errors import PacerUserError
 from harness.core.store import RunDir, cache_written_runs, check_inside, check_output_folder, run_path
 
@@ -413,31 +411,30 @@ def _import_chunk(tasks: Sequence[TrialTask], record_warnings: bool = True) -> t
     return written, [str(w.message) for w in caught]
 
 
-def import_command(args: Sequence[str]) -> int:
-    """`pacer import-algoperf DIR --out OUT --targets v0.5|v0.6|v1.0 --ruleset external|self [--overwrite]`."""
-    parser = argparse.ArgumentParser(prog="pacer import-algoperf", description="Import AlgoPerf logs as Pacer run records.")
-    parser.add_argument("dir", type=Path)
-    parser.add_argument("--out", type=folder_argument, required=True)
-    parser.add_argument("--targets", default="v0.5")
-    parser.add_argument("--ruleset", default="external")
-    parser.add_argument("--overwrite", action="store_true", help="replace runs already in OUT (their record files; other files there are kept)")
-    opts = parse_options(parser, args)
-    algoperf_targets(opts.targets)
-    find_experiments(opts.dir)  # a folder with no experiment: one line, before anything is written
-    check_output_folder(opts.out, "imported run records")
+def import_logs(root: Path, out: Path, targets: str, ruleset: str, *, overwrite: bool) -> int:
+    """`pacer import-algoperf`: import every AlgoPerf trial under `root` into `out` as run
+    records under AlgoPerf `targets` (v0.5, v0.6, v1.0) and `ruleset`, write the problems met
+    into `out/import_warnings.txt` and print a summary. Returns 0.
+
+    Raises PacerUserError (one line), before anything is written, for unknown targets, a
+    `root` without an experiment, an `out` that cannot be written, or a run already in `out`
+    (unless `overwrite`)."""
+    algoperf_targets(targets)
+    find_experiments(root)  # a folder with no experiment: one line, before anything is written
+    check_output_folder(out, "imported run records")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = import_algoperf(opts.dir, opts.out, opts.targets, opts.ruleset, overwrite=opts.overwrite)
+        summary = import_algoperf(root, out, targets, ruleset, overwrite=overwrite)
     problems = [tuple(str(w.message).split(": ", 1)) for w in caught]
-    problems += [(unknown, f"skipped unknown workload folder (not in AlgoPerf {opts.targets})") for unknown in sorted(summary.unknown_workloads)]
+    problems += [(unknown, f"skipped unknown workload folder (not in AlgoPerf {targets})") for unknown in sorted(summary.unknown_workloads)]
     problems += [(rerun, "duplicate rerun (scoring keeps the one with more evals; --compat algoperf pools them)") for rerun in summary.reruns]
     if problems:
-        log = Path(opts.out) / IMPORT_LOG
+        log = out / IMPORT_LOG
         log.write_text("".join(f"{': '.join(p)}\n" for p in problems), encoding="utf-8")
         for kind, (count, example) in group_problems(problems).items():
             print(f"warning: {count} x {kind} (e.g. {example})")
         print(f"all {len(problems)} warnings: {log}")
-    print(f"imported {summary.runs} runs of {len(summary.submissions)} submissions ({', '.join(summary.submissions)}) into {opts.out}")
+    print(f"imported {summary.runs} runs of {len(summary.submissions)} submissions ({', '.join(summary.submissions)}) into {out}")
     return 0
 
 
@@ -450,13 +447,3 @@ def group_problems(problems: Sequence[tuple[str, ...]]) -> dict[str, tuple[int, 
         count, example = groups.get(kind, (0, subject))
         groups[kind] = (count + 1, example)
     return groups
-
-
-def folder_argument(text: str) -> Path:
-    """An output folder option's value; an empty one (which would write into the current
-    folder) is refused."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path names no folder")
-    return Path(text)
-
-

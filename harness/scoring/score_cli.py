@@ -1,8 +1,8 @@
-"""`pacer score` and `pacer report`: thin argument parsing over harness.scoring.rules / harness.scoring.report."""
+"""`pacer score` and `pacer report` over harness.scoring.scorers / harness.scoring.report, from the
+arguments harness/cli.py read: the tables, the leaderboard and the report's paths."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import warnings
@@ -11,71 +11,39 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.core.checks import parse_options
 from harness.core.errors import PacerUserError
 from harness.core.store import check_output_folder
-from harness.scoring.algoperf_import import algoperf_targets, folder_argument
 from harness.scoring.rules import ScoreResult, ScoringRules
 from harness.scoring.scorers import score_roots
 
 
-def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--compat", choices=["algoperf"], default=None, help="reproduce AlgoPerf's own scoring code")
-    parser.add_argument("--reference", default=None, help="submission whose times are the ratio denominators (and the speedup baseline)")
-    parser.add_argument("--allow-mixed", action="store_true", help="score runs from different hardware fingerprints or targets together")
-    parser.add_argument("--held-out", default=None, help="comma-separated held-out variant workloads, or 'v0.5' for AlgoPerf's draw; turns the held-out rule on")
-    parser.add_argument("--no-cutoff", action="store_true", help="do not turn times above 4x the fastest into misses")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for the intervals (0: none)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-cache", action="store_true", help="do not read or write the Parquet cache beside the results")
+def score(roots: Sequence[Path], rules: ScoringRules, *, compat: str | None, allow_mixed: bool, cache: bool, out: Path | None, output_format: str) -> int:
+    """`pacer score`: score the results trees `roots` under `rules` (AlgoPerf's own code with
+    `compat="algoperf"`), write the times and scores tables into `out` (None: `roots[0]/scores`)
+    and print the leaderboard as a table or, with `output_format="json"`, as `as_json`. Returns 0.
 
-
-def rules_from(opts: argparse.Namespace) -> ScoringRules:
-    held_out: tuple[str, ...] = ()
-    if opts.held_out:
-        held_out = tuple(algoperf_targets(opts.held_out)["held_out"]) if opts.held_out.startswith("v") and opts.held_out[1:2].isdigit() else tuple(w for w in opts.held_out.split(",") if w)
-    return ScoringRules(cutoff=None if opts.no_cutoff else 4.0, held_out=held_out, held_out_rule=bool(held_out), reference=opts.reference,
-                        bootstrap=opts.bootstrap, seed=opts.seed)
-
-
-def _score(opts: argparse.Namespace) -> ScoreResult:
+    Raises PacerUserError (one line) when `out` cannot be written, before any record is read, or
+    when the trees hold no run records or runs that cannot be scored together (unless `allow_mixed`)."""
+    out = out or roots[0] / "scores"
+    check_output_folder(out, "score tables")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = score_roots(opts.roots, rules_from(opts), allow_mixed=opts.allow_mixed, compat=opts.compat, cache=not opts.no_cache)
+        result = score_roots(roots, rules, allow_mixed=allow_mixed, compat=compat, cache=cache)
     result.warnings.extend(str(w.message) for w in caught if issubclass(w.category, UserWarning))
-    return result
-
-
-def score_command(args: Sequence[str]) -> int:
-    """`pacer score ROOT [ROOT...] [--format table|json] [--out DIR] ...`"""
-    parser = argparse.ArgumentParser(prog="pacer score", description="Score results trees (performance profiles, benchmark scores).")
-    parser.add_argument("roots", type=Path, nargs="+")
-    parser.add_argument("--format", choices=["table", "json"], default="table")
-    parser.add_argument("--out", type=folder_argument, default=None, help="folder for times/scores CSV and Parquet (default: ROOT/scores)")
-    add_scoring_arguments(parser)
-    opts = parse_options(parser, args)
-    check_output_folder(opts.out or opts.roots[0] / "scores", "score tables")
-    result = _score(opts)
-    write_tables(result, opts.out or opts.roots[0] / "scores")
-    if opts.format == "json":
-        print(json.dumps(as_json(result, opts.compat), indent=2, sort_keys=True))
-    else:
-        print(format_table(result, opts.compat))
+    write_tables(result, out)
+    print(json.dumps(as_json(result, compat), indent=2, sort_keys=True) if output_format == "json" else format_table(result, compat))
     return 0
 
 
-def report_command(args: Sequence[str]) -> int:
-    """`pacer report ROOT [ROOT...] --out DIR [--log-x] ...`"""
-    parser = argparse.ArgumentParser(prog="pacer report", description="Write the HTML report and Markdown leaderboard.")
-    parser.add_argument("roots", type=Path, nargs="+")
-    parser.add_argument("--out", type=folder_argument, required=True)
-    parser.add_argument("--log-x", action="store_true", help="log-scaled tau axis in the performance profile")
-    add_scoring_arguments(parser)
-    opts = parse_options(parser, args)
-    check_output_folder(opts.out, "the report")
+def report(roots: Sequence[Path], rules: ScoringRules, *, compat: str | None, allow_mixed: bool, cache: bool, out: Path, log_x: bool) -> int:
+    """`pacer report`: write the HTML report and the Markdown leaderboard of the results trees
+    `roots` into `out` (a log-scaled tau axis with `log_x`) and print their paths. Returns 0.
+
+    Raises PacerUserError (one line) when `out` cannot be written, before any record is read."""
+    check_output_folder(out, "the report")
     from harness.scoring.report import write_report
 
-    path = write_report(opts.roots, opts.out, rules=rules_from(opts), compat=opts.compat, allow_mixed=opts.allow_mixed, log_x=opts.log_x, cache=not opts.no_cache)
+    path = write_report(roots, out, rules=rules, compat=compat, allow_mixed=allow_mixed, log_x=log_x, cache=cache)
     print(f"report: {path}\nleaderboard: {path.with_name('leaderboard.md')}")
     return 0
 
