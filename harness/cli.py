@@ -24,6 +24,7 @@ verbs:
           (devices=N: N DDP processes through torchrun, e.g. pacer run workload=imagenet_resnet50 device=cuda devices=8)
           (-m/--multirun: a Hydra multirun, e.g. with hydra/launcher=submitit_slurm)
   score   scores of results trees, e.g. pacer score results [--compat algoperf] [--format json] [--reference adamw]
+  compare is X faster than Y? ratios with intervals and p-values, e.g. pacer compare results nadamw adamw [--format json]
   report  HTML report + Markdown leaderboard, e.g. pacer report results --out report
   import-algoperf  AlgoPerf logs as run records, e.g. pacer import-algoperf logs/ --out results --targets v0.5 --ruleset external [--overwrite]
   sweep   a tuning grid, e.g. pacer sweep experiment=demo suite=cpu submission=[nadamw,adamw] ruleset=external launcher=slurm
@@ -190,6 +191,12 @@ def score_command(args: Sequence[str]) -> int:
     return command(args)
 
 
+def compare_command(args: Sequence[str]) -> int:
+    from harness.scoring.compare import compare_command as command
+
+    return command(args)
+
+
 def report_command(args: Sequence[str]) -> int:
     from harness.scoring.score_cli import report_command as command
 
@@ -225,6 +232,7 @@ OVERRIDE_VERBS = ("run", "sweep", "status", "calibrate")
 VERBS: dict[str, Callable[[Sequence[str]], int]] = {
     "run": run_command,
     "score": score_command,
+    "compare": compare_command,
     "report": report_command,
     "import-algoperf": import_algoperf_command,
     "sweep": sweep_command,
