@@ -161,6 +161,14 @@ class ScoreResult:
         return board
 
 
+def speedup_text(row: pd.Series) -> str:
+    """A `ScoreResult.leaderboard` row's geometric-mean speedup, with its interval when the board has one."""
+    if not np.isfinite(row.speedup):
+        return "n/a"
+    interval = f" [{row.speedup_lo:.3f}, {row.speedup_hi:.3f}]" if "speedup_lo" in row else ""
+    return f"{row.speedup:.3f}{interval}"
+
+
 def clock_unit(kind: str) -> str:
     """What a clock kind's times are in; "normalized/wall" (a workload scored with --allow-mixed) is mixed."""
     return CLOCK_UNITS.get(kind, f"mixed clocks ({kind})")
