@@ -122,8 +122,8 @@ def statistics(per_pair: pd.DataFrame, replicates: int, rng: np.random.Generator
     values = [group["log_ratio"].to_numpy() for _, group in groups]
     boot = bootstrap_log_means(values, replicates, rng)
     rows = [summary(v, np.full(len(v), 1 / len(v)), boot[:, [i]], rng, confidence) for i, v in enumerate(values)]
-    workloads = pd.DataFrame(rows, index=pd.Index(list(groups.groups), name="workload"))
-    workloads["misses"] = groups["misses"].sum().to_numpy()
+    misses = groups["misses"].sum()
+    workloads = pd.DataFrame(rows, index=misses.index).assign(misses=misses)
     weights = np.concatenate([np.full(len(v), 1 / (len(v) * len(values))) for v in values])  # each workload weighs the same
     overall = pd.Series(summary(np.concatenate(values), weights, boot, rng, confidence) | {"misses": int(per_pair["misses"].sum())})
     return workloads, overall
