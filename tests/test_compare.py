@@ -126,12 +126,15 @@ def test_the_best_trial_of_each_study_is_paired_and_the_seed_makes_the_interval_
 def test_more_than_16_pairs_draw_65536_sign_arrangements(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # 6 workloads x 3 studies = 18 pairs, every log ratio log 2 > 0: only the observed arrangement reaches it
     write_table(tmp_path, {"x": {f"w{i}": [[10], [10], [10]] for i in range(6)}, "y": {f"w{i}": [[20], [20], [20]] for i in range(6)}})
-    overall = compare_json(tmp_path, "x", "y", capsys=capsys)["overall"]
+    overall = compare_json(tmp_path, "x", "y", "--bootstrap", "0", capsys=capsys)["overall"]
+    overall_p = overall["p"]
     assert not overall["p_exact"] and overall["min_p"] == 2.0**-18
     assert 1 / 65537 <= overall["p"] <= 5 / 65537  # E[hits] = 65536 / 2^18 = 0.25 besides the observed one
     assert main(["compare", str(tmp_path), "x", "y", "--bootstrap", "0"]) == 0
     table = capsys.readouterr().out
-    assert "~: p from 65,536 random sign arrangements" in table and "  -  " in table  # no interval with --bootstrap 0
+    assert "~: p from 65,536 random sign arrangements (more than 16 pairs: too many of the 2^n to enumerate)" in table
+    overall = next(line for line in table.splitlines() if line.startswith("overall")).split()
+    assert overall[3:6] == ["-", f"{overall_p:.1e}~", "3.8e-06"]  # no interval with --bootstrap 0; p and 1/2^18 below 0.001
 
 
 # ---------------------------------------------------------------- coverage

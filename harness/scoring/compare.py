@@ -227,6 +227,11 @@ def _interval(row: pd.Series) -> str:
     return f"[{row.lo:.3f}, {row.hi:.3f}]" if math.isfinite(row.lo) else "-"
 
 
+def probability_text(p: float) -> str:
+    """A p-value in 4 decimals, or in scientific notation below 0.001 (1/2^n gets that small)."""
+    return f"{p:.4f}" if p >= 1e-3 else f"{p:.1e}"
+
+
 def describe(comparison: Comparison) -> list[str]:
     """The lines that say what the numbers mean (above the table, and in the report)."""
     c = comparison
@@ -242,13 +247,13 @@ def format_comparison(comparison: Comparison) -> str:
     """The terminal table: one line per workload, then the overall line, then the warnings."""
     rows = pd.concat([comparison.workloads, comparison.overall.to_frame("overall").T])
     width = max(12, *(len(str(w)) for w in rows.index))
-    header = f"{'workload':<{width}} {'studies':>7} {'ratio':>7}  {'95% CI' if comparison.confidence == 0.95 else 'interval':<17} {'p':>7} {'min p':>7} {'misses':>6}"
+    header = f"{'workload':<{width}} {'studies':>7} {'ratio':>7}  {'95% CI' if comparison.confidence == 0.95 else 'interval':<17} {'p':>8} {'min p':>8} {'misses':>6}"
     lines = [*describe(comparison), "", header, "-" * len(header)]
     for name, row in rows.iterrows():
-        p = f"{row.p:.4f}" + ("" if row.exact else "~")
-        lines.append(f"{name!s:<{width}} {int(row.studies):>7} {row.ratio:>7.3f}  {_interval(row):<17} {p:>7} {row.min_p:>7.4f} {int(row.misses):>6}")
+        p = probability_text(row.p) + ("" if row.exact else "~")
+        lines.append(f"{name!s:<{width}} {int(row.studies):>7} {row.ratio:>7.3f}  {_interval(row):<17} {p:>8} {probability_text(row.min_p):>8} {int(row.misses):>6}")
     if not comparison.overall.exact:
-        lines.append("~: p from 65,536 random sign arrangements (more than 2^16 pairs to enumerate)")
+        lines.append(f"~: p from {2**EXACT_LOG2:,} random sign arrangements (more than {EXACT_LOG2} pairs: too many of the 2^n to enumerate)")
     return "\n".join(lines + [f"warning: {w}" for w in comparison.warnings])
 
 

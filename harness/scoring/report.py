@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.core.errors import PacerUserError  # noqa: E402
-from harness.scoring.compare import MISSES_NOTE, Comparison, compare_frame  # noqa: E402
+from harness.scoring.compare import EXACT_LOG2, MISSES_NOTE, Comparison, compare_frame, probability_text  # noqa: E402
 from harness.scoring.rules import ScoreResult, ScoringRules, load_roots, performance_profiles, speedup_text  # noqa: E402
 from harness.scoring.scorers import score_results  # noqa: E402
 
@@ -152,25 +152,28 @@ def against_reference(result: ScoreResult) -> str | None:
 
 def against_html(df: pd.DataFrame, result: ScoreResult, reference: str, allow_mixed: bool) -> str:
     """`pacer compare S REFERENCE` for every other submission S: per workload and overall, the
-    ratio t_reference / t_S, its interval and p; a submission that cannot be compared gets the reason."""
+    ratio t_reference / t_S, its interval and p; a submission that cannot be compared gets the
+    reason, and one whose comparison left something out (studies without a counterpart) the warning."""
     rules = result.rules
     head = "<tr><th class='l'>submission</th><th class='l'>workload</th><th>paired studies</th><th>ratio</th><th>95% CI</th><th>p</th><th>min p</th><th>misses</th></tr>"
-    rows, refused = [], []
+    rows, notes = [], []
     for submission in (s for s in result.scores.index if s != reference):
         try:
             comparison = compare_frame(df, submission, reference, ruleset=result.ruleset, replicates=rules.bootstrap, seed=rules.seed,
                                        confidence=rules.confidence, allow_mixed=allow_mixed)
         except PacerUserError as e:
-            refused.append(f"<p class='refused'>{html.escape(submission)}: not compared: {html.escape(str(e))}</p>")
+            notes.append(f"<p class='refused'>{html.escape(submission)}: not compared: {html.escape(str(e))}</p>")
             continue
         rows += comparison_rows(comparison)
+        notes += [f"<p class='refused'>{html.escape(submission)}: {html.escape(w)}</p>" for w in comparison.warnings]
     ref = html.escape(reference)
-    note = (f"<p>ratio = t<sub>{ref}</sub> / t<sub>submission</sub> per paired study (study i with study i), &gt; 1: the submission is faster;"
-            f" geometric mean over studies (overall: over workloads). Interval: 95% percentile bootstrap over paired studies ({rules.bootstrap} replicates)."
-            f" p: one-sided paired permutation test of 'the submission is faster'; with n studies it cannot go below 1/2<sup>n</sup> (min p)."
-            f" {html.escape(MISSES_NOTE[0].upper() + MISSES_NOTE[1:])}. Same as <code>pacer compare ROOT SUBMISSION {ref}</code>.</p>")
+    intro = (f"<p>ratio = t<sub>{ref}</sub> / t<sub>submission</sub> per paired study (study i with study i), &gt; 1: the submission is faster;"
+             f" geometric mean over studies (overall: over workloads). Interval: 95% percentile bootstrap over paired studies ({rules.bootstrap} replicates)."
+             f" p: one-sided paired permutation test of 'the submission is faster'; with n studies it cannot go below 1/2<sup>n</sup> (min p);"
+             f" ~: from {2**EXACT_LOG2:,} random sign arrangements (more than {EXACT_LOG2} pairs)."
+             f" {html.escape(MISSES_NOTE[0].upper() + MISSES_NOTE[1:])}. Same as <code>pacer compare ROOT SUBMISSION {ref}</code>.</p>")
     table = f"<table>{head}{''.join(rows)}</table>" if rows else ""
-    return note + table + "".join(refused)
+    return intro + table + "".join(notes)
 
 
 def comparison_rows(comparison: Comparison) -> list[str]:
@@ -178,7 +181,7 @@ def comparison_rows(comparison: Comparison) -> list[str]:
     rows = []
     for workload, row in [*comparison.workloads.iterrows(), ("overall", comparison.overall)]:
         interval = f"[{row.lo:.3f}, {row.hi:.3f}]" if math.isfinite(row.lo) else "n/a"
-        cells = [str(int(row.studies)), f"{row.ratio:.3f}", interval, f"{row.p:.4f}" + ("" if row.exact else "~"), f"{row.min_p:.4f}", str(int(row.misses))]
+        cells = [str(int(row.studies)), f"{row.ratio:.3f}", interval, probability_text(row.p) + ("" if row.exact else "~"), probability_text(row.min_p), str(int(row.misses))]
         name = f"<b>{html.escape(str(workload))}</b>" if workload == "overall" else html.escape(str(workload))
         rows.append(f"<tr><td class='l'>{html.escape(comparison.x)}</td><td class='l'>{name}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return rows
