@@ -233,7 +233,7 @@ def probability_text(p: float) -> str:
 
 
 def describe(comparison: Comparison) -> list[str]:
-    """The lines that say what the numbers mean (above the table, and in the report)."""
+    """The lines above the terminal table that say what the numbers mean."""
     c = comparison
     interval = (f"{c.confidence:.0%} percentile bootstrap interval over paired studies ({c.replicates} replicates, seed {c.seed})"
                 if c.replicates else "no interval (bootstrap disabled)")

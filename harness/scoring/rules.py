@@ -15,8 +15,8 @@ The pipeline, each step a function on plain pandas/numpy data:
 
 `score_frame` runs them all and adds bootstrap confidence intervals (resampling studies, and
 trials within studies; none unless some submission/workload cell has 2 studies, see
-`intervals_note`), the probability of ranking first, a geometric-mean speedup against a
-reference and a step-based score. AlgoPerf's own scoring code path is the other strategy
+`intervals_note`), the probability of ranking first, a geometric-mean speedup (and its
+interval, from the same replicates) against a reference and a step-based score. AlgoPerf's own scoring code path is the other strategy
 (`harness.scoring.algoperf_compat`; `harness.scoring.scorers` picks; docs/scoring.md lists every difference).
 `check_comparable` refuses tables that do not compare (wall-clock times from different hardware,
 one workload on two clocks, different targets) unless asked to mix them. Steps 3-6 work on
