@@ -35,6 +35,7 @@ verbs:
           (devices=N: N DDP processes through torchrun, e.g. pacer run workload=imagenet_resnet50 device=cuda devices=8)
           (-m/--multirun: a Hydra multirun, e.g. with hydra/launcher=submitit_slurm)
   score   scores of results trees, e.g. pacer score results [--compat algoperf] [--format json] [--reference adamw]
+  compare is X faster than Y? ratios with intervals and p-values, e.g. pacer compare results nadamw adamw [--format json]
   report  HTML report + Markdown leaderboard, e.g. pacer report results --out report
   import-algoperf  AlgoPerf logs as run records, e.g. pacer import-algoperf logs/ --out results --targets v0.5 --ruleset external [--overwrite]
   sweep   a tuning grid, e.g. pacer sweep experiment=demo suite=cpu submission=[nadamw,adamw] ruleset=external launcher=slurm
@@ -200,6 +201,24 @@ def score_command(args: Sequence[str]) -> int:
     from harness.scoring.score_cli import score
 
     return score(opts.roots, scoring_rules(opts), compat=opts.compat, allow_mixed=opts.allow_mixed, cache=not opts.no_cache, out=opts.out, output_format=opts.format)
+
+
+def compare_command(args: Sequence[str]) -> int:
+    """`pacer compare ROOT [ROOT...] X Y [--bootstrap N] [--seed S] [--format table|json] [--ruleset R] [--allow-mixed]`"""
+    from harness.scoring.compare import compare
+    from harness.scoring.rules import RULESETS
+
+    parser = argparse.ArgumentParser(prog="pacer compare", description="Is submission X faster than Y? Ratios t_Y / t_X with intervals and p-values.")
+    parser.add_argument("roots", type=Path, nargs="+", metavar="ROOT")
+    parser.add_argument("x", metavar="X")
+    parser.add_argument("y", metavar="Y")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for the intervals (0: none)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", choices=["table", "json"], default="table")
+    parser.add_argument("--ruleset", choices=list(RULESETS), default=None, help="the ruleset to compare when the roots hold several")
+    parser.add_argument("--allow-mixed", action="store_true", help="compare runs from different hardware fingerprints, clocks or targets")
+    opts = parse_options(parser, args)
+    return compare(opts.roots, opts.x, opts.y, ruleset=opts.ruleset, replicates=opts.bootstrap, seed=opts.seed, allow_mixed=opts.allow_mixed, output_format=opts.format)
 
 
 def report_command(args: Sequence[str]) -> int:
@@ -388,6 +407,7 @@ OVERRIDE_VERBS = ("run", "sweep", "status", "calibrate")
 VERBS: dict[str, Callable[[Sequence[str]], int]] = {
     "run": run_command,
     "score": score_command,
+    "compare": compare_command,
     "report": report_command,
     "import-algoperf": import_algoperf_command,
     "sweep": sweep_command,

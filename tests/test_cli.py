@@ -195,6 +195,9 @@ OPTION_VERB_BAD_INPUT = [
     (["score", "ROOT", "--format", "xml"], "pacer score: argument --format: invalid choice: 'xml'"),
     (["score", "ROOT", "--bootstrap", "abc"], "pacer score: argument --bootstrap: invalid int value: 'abc'"),
     (["report", "ROOT"], "pacer report: the following arguments are required: --out"),
+    (["compare", "ROOT", "x"], "pacer compare: the following arguments are required: Y"),
+    (["compare", "ROOT", "x", "y", "--format", "csv"], "pacer compare: argument --format: invalid choice: 'csv'"),
+    (["compare", "ROOT", "x", "x"], "compare x with another submission, not with itself"),
     (["report", "ROOT", "--out"], "pacer report: argument --out: expected one argument"),
     (["import-algoperf", "ROOT", "--out", "ROOT/x", "--nope=1"], "pacer import-algoperf: unknown option --nope=1"),
     (["data"], "usage: pacer data convert WORKLOAD SOURCE DEST (see pacer data convert --help)"),
@@ -295,6 +298,7 @@ READING_VERBS = [
     (["status", "experiment=exp", "results_root=ROOT"], 1),  # one cell failed: its line is in the table
     (["status", "experiment=exp", "results_root=ROOT", "--wait"], 1),
     (["score", "ROOT"], 0),
+    (["compare", "ROOT", "adamw", "nadamw"], 2),  # only adamw has runs: refused once the records are read
     (["report", "ROOT", "--out", "ROOT/report"], 0),
     (["import-algoperf", "--help"], 0),
 ]
@@ -348,6 +352,7 @@ VERB_BAD_INPUT = [
     (["calibrate", "workload=mnist1d_mlp", "write=maybe"], "write='maybe' must be true or false"),
     (["calibrate", "workload=mnist1d_mlp", "hparams.learning_rate=0.01"], "hparams.learning_rate: calibrate tunes every algorithm over its own search space"),
     (["score", "ROOT"], "no run records (run.json) under ROOT"),
+    (["compare", "ROOT", "adamw", "nadamw"], "no run records (run.json) under ROOT"),
     (["score", "ROOT", "--out", ""], "pacer score: argument --out: an empty path names no folder"),
     (["report", "ROOT", "--out", ""], "pacer report: argument --out: an empty path names no folder"),
     (["report", "ROOT", "--out", "ROOT/report"], "no run records (run.json) under ROOT"),
@@ -367,7 +372,7 @@ def test_bad_input_of_every_verb_is_one_line_and_changes_nothing(args, expected,
     (root / "keep.txt").write_text("a file of the user's\n")
     before = _tree(tmp_path)
     verb, *rest = args
-    places = [] if verb in ("score", "report", "import-algoperf") else [f"results_root={root}"]
+    places = [] if verb in ("score", "compare", "report", "import-algoperf") else [f"results_root={root}"]
     assert main([verb, *places, *(a.replace("ROOT", str(root)) for a in rest)]) == 2
     assert_one_error_line(capsys.readouterr().err, expected.replace("ROOT", str(root)))
     assert _tree(tmp_path) == before

@@ -16,8 +16,8 @@ import sentencepiece
 import soundfile as sf
 import torch
 import torch.distributed as dist
-from gloo import assert_same_results, on_two_gloo_processes
 from fixed_batch_submission import BATCH_SIZE
+from gloo import assert_same_results, on_two_gloo_processes
 from librispeech_data import AUDIO_LENGTH, SIZES, TARGET_LENGTH, make_librispeech, write_sentencepiece
 
 from harness.cli import main

@@ -150,3 +150,28 @@ def test_one_study_report_shows_no_interval_and_marks_contended_runs(tmp_path: P
     assert "<h2>Contended runs</h2>" in page and str(flagged.path) in page and "load average 7.9 on 2 cores; run-queue wait 35% of CPU time" in page
     assert page.count("<span class='contended'") == 1  # b's cell only
     assert "Contended runs: 1 (their machine was oversubscribed; their times may be inflated); the report lists them." in markdown.splitlines()
+
+
+def test_against_adamw_compares_every_other_submission_or_says_why_not(report: Path) -> None:
+    page = report.read_text(encoding="utf-8")
+    assert page.index("<h2>Leaderboard</h2>") < page.index("<h2>Against adamw</h2>") < page.index("<h2>Performance profiles</h2>")
+    for name in ("nadamw", "sgd"):  # two studies each: refused, with compare's reason
+        assert f"<p class='refused'>{name}: not compared: workload cnn has 2 paired studies of {name} and adamw; a comparison needs at least 3" in page
+
+
+def test_against_the_reference_shows_ratios_intervals_and_p_and_the_leaderboard_its_speedup_interval(tmp_path: Path) -> None:
+    # fast is 2x faster than base in every study of both workloads: ratio 2, p = 1/8 per workload, 1/64 overall
+    write_table(tmp_path, {"base": {"w1": [[20], [22], [24]], "w2": [[8], [6], [4]]}, "fast": {"w1": [[10], [11], [12]], "w2": [[4], [3], [2]]}})
+    page = write_report(tmp_path, tmp_path / "report", rules=ScoringRules(bootstrap=200, reference="base")).read_text(encoding="utf-8")
+    assert "<h2>Against base</h2>" in page and "Same as <code>pacer compare ROOT SUBMISSION base</code>" in page
+    for workload in ("w1", "w2"):
+        assert f"<tr><td class='l'>fast</td><td class='l'>{workload}</td><td>3</td><td>2.000</td><td>[2.000, 2.000]</td><td>0.1250</td><td>0.1250</td><td>0</td></tr>" in page
+    assert "<td class='l'><b>overall</b></td><td>6</td><td>2.000</td><td>[2.000, 2.000]</td><td>0.0156</td>" in page
+    # the leaderboard resamples each submission's studies on their own (unpaired): wider than compare's paired [2, 2]
+    lo, hi = map(float, re.search(r"<td class='l'>fast</td><td>1.0000</td><td>\[1.000, 1.000\]</td><td>0.50</td><td>2.000 \[([\d.]+), ([\d.]+)\]</td>", page).groups())
+    assert "<th>speedup over base (95% CI)</th>" in page and lo < 2.0 < hi
+    markdown = (tmp_path / "report" / "leaderboard.md").read_text(encoding="utf-8")
+    assert markdown.splitlines()[2] == "| rank | submission | score | 95% CI | P(rank 1) | speedup over base (95% CI) | workloads reached |"
+    assert f"| 1 | fast | 1.0000 | [1.000, 1.000] | 0.50 | 2.000 [{lo:.3f}, {hi:.3f}] | 2/2 |" in markdown
+    plain = write_report(tmp_path, tmp_path / "plain", rules=ScoringRules(bootstrap=0)).read_text(encoding="utf-8")
+    assert "Against" not in plain and "speedup" not in plain  # no adamw and no --reference

@@ -22,7 +22,9 @@ from harness.scoring.rules import (
     apply_held_out,
     bootstrap_times,
     closed_form_scores,
+    percentile_interval,
     score_frame,
+    speedup_array,
     trapezoid_scores,
 )
 
@@ -157,6 +159,40 @@ def test_geometric_mean_speedup_counts_a_miss_as_budget_plus_one(tmp_path: Path)
     assert result.speedup["ref"] == pytest.approx(1.0)
 
 
+def test_speedup_interval_comes_with_the_score_intervals_in_every_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    # new is 2x faster on w1 in every study; on w2 its studies are 1x, 2x, 4x faster
+    write_table(tmp_path, {"ref": {"w1": [[20], [20], [20]], "w2": [[40], [40], [40]]}, "new": {"w1": [[10], [10], [10]], "w2": [[40], [20], [10]]}})
+    result = score(tmp_path, ScoringRules(reference="ref", bootstrap=400, seed=1))
+    board = result.leaderboard()
+    assert board.loc["new", "speedup"] == pytest.approx(2.0)  # sqrt(2 x 40 / 20)
+    lo, hi = board.loc["new", ["speedup_lo", "speedup_hi"]]
+    # a replicate's median of new's w2 studies {40, 20, 10} is 40 (or 10) with probability 7/27 > 2.5%:
+    # the interval runs from sqrt(2 x 1) to sqrt(2 x 4)
+    assert [lo, hi] == pytest.approx([math.sqrt(2), math.sqrt(8)]) and board.loc["ref", ["speedup_lo", "speedup_hi"]].tolist() == [1.0, 1.0]
+    assert main(["score", str(tmp_path), "--reference", "ref", "--bootstrap", "400", "--seed", "1", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["speedup"]["new"] == pytest.approx(2.0) and data["speedup_ci"]["new"] == pytest.approx([lo, hi])
+    assert main(["score", str(tmp_path), "--reference", "ref", "--bootstrap", "400", "--seed", "1"]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert "speedup over ref" in text[1] and f"2.000 [{lo:.3f}, {hi:.3f}]" in next(line for line in text if " new " in line)
+    assert "speedup_lo" not in score(tmp_path, ScoringRules(reference="ref", bootstrap=0)).leaderboard()
+    assert score(tmp_path, ScoringRules(bootstrap=400)).speedup_ci is None  # no reference, no speedup
+
+
+def test_one_study_gives_a_speedup_without_an_interval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    write_table(tmp_path, {"ref": {"w": [[20]]}, "new": {"w": [[10]]}})
+    assert main(["score", str(tmp_path), "--reference", "ref", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["speedup"] == pytest.approx({"ref": 1.0, "new": 2.0}) and data["speedup_ci"] is None
+    assert main(["score", str(tmp_path), "--reference", "ref"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if " new " in line)
+    assert "2.000" in row and "[" not in row
+
+
 def test_step_based_score_uses_steps_to_target(tmp_path: Path) -> None:
     write_table(tmp_path, {"a": {"w": [[10]]}, "b": {"w": [[25]]}})
     result = score(tmp_path)
@@ -184,6 +220,46 @@ def test_bootstrap_interval_covers_a_known_median() -> None:
         lo, hi = np.quantile(boot, [0.025, 0.975])
         hits += lo <= math.exp(mu) <= hi
     assert 0.88 <= hits / repeats <= 0.995
+
+
+@pytest.fixture(scope="module")
+def speedup_coverage(tmp_path_factory: pytest.TempPathFactory) -> float:
+    """Issue 21: the share of 200 simulated experiments whose 95% speedup interval covers the true
+    speedup. Each experiment has 5 workloads x 3 self-tuning studies of lognormal times
+    (`test_compare.lognormal_experiments`: the true geometric-mean speedup of the medians is
+    exp(mean delta)). Experiment 0 is written as run records and scored by `score_frame`; the
+    other 199 go, in one batch, through the functions `rules.bootstrap` uses for the leaderboard's
+    interval (`bootstrap_times`, `speedup_array`, `percentile_interval`). 1000 replicates, the
+    leaderboard's default, so the coverage is that of what users get (with 200: 0.97 against
+    0.98 over 4,000 experiments); the whole takes about 3 s."""
+    from test_compare import lognormal_experiments
+
+    root = tmp_path_factory.mktemp("coverage")
+    rng = np.random.default_rng(0)
+    times, true = lognormal_experiments(rng, 200, 3)
+    write_table(root, {name: {f"w{w}": [[float(t)] for t in times[0, s, w]] for w in range(5)} for s, name in enumerate(["ref", "new"])},
+                ruleset="self", budget=1e6)
+    on_disk = score(root, ScoringRules(reference="ref", bootstrap=1000, seed=0)).leaderboard().loc["new"]
+    assert on_disk.speedup == pytest.approx(float(np.exp(np.mean(np.log(np.median(times[0, 0], -1)) - np.log(np.median(times[0, 1], -1))))))
+    hits = int(on_disk.speedup_lo <= true <= on_disk.speedup_hi)
+    for batch in np.array_split(times[1:], 4):  # 4 batches bound the memory of the resampled cube
+        cube = batch.reshape(-1, 5, 3, 1)  # (experiment x submission, workload, study, trial)
+        t_b = bootstrap_times(cube, np.full(cube.shape[:2], 3), np.ones(cube.shape[:3], dtype=int), 1000, rng)
+        speedup = speedup_array(t_b.reshape(1000, len(batch), 2, 5), 0, np.full(5, 1e6))[..., 1]
+        lo, hi = percentile_interval(speedup, 0.95)
+        hits += int(((lo <= true) & (true <= hi)).sum())
+    return hits / 200
+
+
+def test_speedup_interval_covers_the_true_speedup_in_at_least_90_percent_of_200_experiments(speedup_coverage: float) -> None:
+    assert speedup_coverage >= 0.90
+
+
+@pytest.mark.xfail(strict=True, reason="a finding: 199 of 200 (0.995) here; 0.98 over 2,000 experiments (SE 0.003), inside the band but at its "
+                   "top, so 200 experiments (SE 0.009) land above 0.99 in about 1 seed of 8. The percentile interval of the median of "
+                   "3 studies is conservative; a band test needs ~2,000 experiments, or an upper bound with the binomial tolerance")
+def test_speedup_interval_covers_the_true_speedup_in_at_most_99_percent_of_200_experiments(speedup_coverage: float) -> None:
+    assert speedup_coverage <= 0.99
 
 
 def test_bootstrap_resamples_trials_within_studies() -> None:

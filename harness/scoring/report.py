@@ -22,7 +22,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.core.errors import PacerUserError  # noqa: E402
-from harness.scoring.rules import ScoreResult, ScoringRules, load_roots, performance_profiles  # noqa: E402
+from harness.scoring.compare import EXACT_LOG2, MISSES_NOTE, Comparison, compare_frame, probability_text  # noqa: E402
+from harness.scoring.rules import ScoreResult, ScoringRules, load_roots, performance_profiles, speedup_text  # noqa: E402
 from harness.scoring.scorers import score_results  # noqa: E402
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -64,6 +65,9 @@ def write_report(roots: Sequence[Path] | Path, out_dir: Path, *, rules: ScoringR
     ]
     if not result.contended_runs().empty:
         sections.insert(3, ("Contended runs", contended_html(result)))
+    reference = against_reference(result)
+    if reference is not None:
+        sections.insert(1, (f"Against {reference}", against_html(df, result, reference, allow_mixed)))
     body = "\n".join(f"<h2>{html.escape(title)}</h2>\n{content}" for title, content in sections)
     page = f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Pacer leaderboard</title><style>{STYLE}</style></head>\n<body><h1>Pacer leaderboard</h1>\n{body}\n</body></html>\n"
     path = out_dir / "index.html"
@@ -77,14 +81,22 @@ def _fmt_time(value: float) -> str:
 
 
 def _rows(board: pd.DataFrame) -> list[dict[str, str]]:
-    """The leaderboard's cells as text; "ci" and "p1" only when the board has intervals."""
+    """The leaderboard's cells as text, in `_titles`' order; "ci" and "p1" only when the board has
+    intervals, "speedup" only when it has a reference."""
     rows = []
     for name, row in board.iterrows():
         cells = {"rank": str(int(row["rank"])), "submission": str(name), "score": f"{row.score:.4f}"}
         if _has_intervals(board):
             cells |= {"ci": f"[{row.score_lo:.3f}, {row.score_hi:.3f}]", "p1": f"{row.p_rank1:.2f}"}
+        if "speedup" in board:
+            cells["speedup"] = speedup_text(row)
         rows.append(cells | {"reached": f"{int(row.reached)}/{int(row.workloads)}"})
     return rows
+
+
+def _titles(board: pd.DataFrame, reference: str | None) -> list[str]:
+    speedup = [f"speedup over {reference}" + (" (95% CI)" if "speedup_lo" in board else "")] if "speedup" in board else []
+    return ["rank", "submission", "score", *(["95% CI", "P(rank 1)"] if _has_intervals(board) else []), *speedup, "workloads reached"]
 
 
 def _has_intervals(board: pd.DataFrame) -> bool:
@@ -94,8 +106,8 @@ def _has_intervals(board: pd.DataFrame) -> bool:
 def leaderboard_html(result: ScoreResult) -> str:
     """The leaderboard table, with the interval columns only when there are intervals, and the notes above it."""
     board = result.leaderboard()
-    titles = ["rank", "submission", "score", *(["95% CI", "P(rank 1)"] if _has_intervals(board) else []), "workloads reached"]
-    head = "<tr>" + "".join("<th class='l'>submission</th>" if t == "submission" else f"<th>{t}</th>" for t in titles) + "</tr>"
+    titles = _titles(board, result.rules.reference)
+    head = "<tr>" + "".join("<th class='l'>submission</th>" if t == "submission" else f"<th>{html.escape(t)}</th>" for t in titles) + "</tr>"
     cells = "".join("<tr>" + "".join(f"<td class='l'>{html.escape(v)}</td>" if k == "submission" else f"<td>{v}</td>" for k, v in r.items()) + "</tr>"
                     for r in _rows(board))
     intervals = " Intervals: bootstrap over studies and trials." if _has_intervals(board) else ""
@@ -111,7 +123,7 @@ def leaderboard_markdown(result: ScoreResult) -> str:
     """leaderboard.md: the ruleset and clock, the table, then the intervals note and the contended count."""
     board = result.leaderboard()
     rows = _rows(board)
-    titles = ["rank", "submission", "score", *(["95% CI", "P(rank 1)"] if _has_intervals(board) else []), "workloads reached"]
+    titles = [markdown_text(t) for t in _titles(board, result.rules.reference)]
     align = {"submission": ":---", "95% CI": ":---:"}
     lines = ["| " + " | ".join(titles) + " |", "|" + "|".join(align.get(t, "---:") for t in titles) + "|"]
     lines += ["| " + " | ".join(markdown_text(v) if k == "submission" else v for k, v in r.items()) + " |" for r in rows]
@@ -129,6 +141,50 @@ def markdown_text(text: str) -> str:
     link or image, no line break that ends the row."""
     escaped = html.escape(" ".join(str(text).splitlines()), quote=False)
     return escaped.translate({ord(c): "\\" + c for c in "\\|[]"})
+
+
+def against_reference(result: ScoreResult) -> str | None:
+    """The submission the "Against" section compares every other one with: `--reference`, else
+    adamw when the results hold it; None when neither (or nothing else to compare)."""
+    reference = result.rules.reference or ("adamw" if "adamw" in result.scores.index else None)
+    return reference if reference is not None and len(result.scores) > 1 else None
+
+
+def against_html(df: pd.DataFrame, result: ScoreResult, reference: str, allow_mixed: bool) -> str:
+    """`pacer compare S REFERENCE` for every other submission S: per workload and overall, the
+    ratio t_reference / t_S, its interval and p; a submission that cannot be compared gets the
+    reason, and one whose comparison left something out (studies without a counterpart) the warning."""
+    rules = result.rules
+    head = "<tr><th class='l'>submission</th><th class='l'>workload</th><th>paired studies</th><th>ratio</th><th>95% CI</th><th>p</th><th>min p</th><th>misses</th></tr>"
+    rows, notes = [], []
+    for submission in (s for s in result.scores.index if s != reference):
+        try:
+            comparison = compare_frame(df, submission, reference, ruleset=result.ruleset, replicates=rules.bootstrap, seed=rules.seed,
+                                       confidence=rules.confidence, allow_mixed=allow_mixed)
+        except PacerUserError as e:
+            notes.append(f"<p class='refused'>{html.escape(submission)}: not compared: {html.escape(str(e))}</p>")
+            continue
+        rows += comparison_rows(comparison)
+        notes += [f"<p class='refused'>{html.escape(submission)}: {html.escape(w)}</p>" for w in comparison.warnings]
+    ref = html.escape(reference)
+    intro = (f"<p>ratio = t<sub>{ref}</sub> / t<sub>submission</sub> per paired study (study i with study i), &gt; 1: the submission is faster;"
+             f" geometric mean over studies (overall: over workloads). Interval: 95% percentile bootstrap over paired studies ({rules.bootstrap} replicates)."
+             f" p: one-sided paired permutation test of 'the submission is faster'; with n studies it cannot go below 1/2<sup>n</sup> (min p);"
+             f" ~: from {2**EXACT_LOG2:,} random sign arrangements (more than {EXACT_LOG2} pairs)."
+             f" {html.escape(MISSES_NOTE[0].upper() + MISSES_NOTE[1:])}. Same as <code>pacer compare ROOT SUBMISSION {ref}</code>.</p>")
+    table = f"<table>{head}{''.join(rows)}</table>" if rows else ""
+    return intro + table + "".join(notes)
+
+
+def comparison_rows(comparison: Comparison) -> list[str]:
+    """One table row per workload, then the overall row in bold."""
+    rows = []
+    for workload, row in [*comparison.workloads.iterrows(), ("overall", comparison.overall)]:
+        interval = f"[{row.lo:.3f}, {row.hi:.3f}]" if math.isfinite(row.lo) else "n/a"
+        cells = [str(int(row.studies)), f"{row.ratio:.3f}", interval, probability_text(row.p) + ("" if row.exact else "~"), probability_text(row.min_p), str(int(row.misses))]
+        name = f"<b>{html.escape(str(workload))}</b>" if workload == "overall" else html.escape(str(workload))
+        rows.append(f"<tr><td class='l'>{html.escape(comparison.x)}</td><td class='l'>{name}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return rows
 
 
 def times_html(result: ScoreResult) -> str:

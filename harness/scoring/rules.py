@@ -15,8 +15,8 @@ The pipeline, each step a function on plain pandas/numpy data:
 
 `score_frame` runs them all and adds bootstrap confidence intervals (resampling studies, and
 trials within studies; none unless some submission/workload cell has 2 studies, see
-`intervals_note`), the probability of ranking first, a geometric-mean speedup against a
-reference and a step-based score. AlgoPerf's own scoring code path is the other strategy
+`intervals_note`), the probability of ranking first, a geometric-mean speedup (and its
+interval, from the same replicates) against a reference and a step-based score. AlgoPerf's own scoring code path is the other strategy
 (`harness.scoring.algoperf_compat`; `harness.scoring.scorers` picks; docs/scoring.md lists every difference).
 `check_comparable` refuses tables that do not compare (wall-clock times from different hardware,
 one workload on two clocks, different targets) unless asked to mix them. Steps 3-6 work on
@@ -105,6 +105,9 @@ class ScoreResult:
     time_ci: pd.DataFrame | None = None
     p_rank1: pd.Series | None = None
     speedup: pd.Series | None = None
+    """The geometric-mean speedup over `rules.reference` (None without one)."""
+    speedup_ci: pd.DataFrame | None = None
+    """speedup_lo / speedup_hi per submission: its percentile interval from the score intervals' replicates."""
     rules: ScoringRules = field(default_factory=ScoringRules)
     ruleset: str = "external"
     warnings: list[str] = field(default_factory=list)
@@ -148,12 +151,22 @@ class ScoreResult:
             board["step_score"] = self.step_scores
         if self.speedup is not None:
             board["speedup"] = self.speedup
+        if self.speedup_ci is not None:
+            board = board.join(self.speedup_ci)
         board["reached"] = np.isfinite(self.scored_times).sum(axis=1)
         board["workloads"] = self.scored_times.shape[1]
         board = board.sort_values(["score", "reached"], ascending=False, kind="stable")
         board.insert(0, "rank", board["score"].rank(ascending=False, method="min").astype(int))
         board.index.name = "submission"
         return board
+
+
+def speedup_text(row: pd.Series) -> str:
+    """A `ScoreResult.leaderboard` row's geometric-mean speedup, with its interval when the board has one."""
+    if not np.isfinite(row.speedup):
+        return "n/a"
+    interval = f" [{row.speedup_lo:.3f}, {row.speedup_hi:.3f}]" if "speedup_lo" in row else ""
+    return f"{row.speedup:.3f}{interval}"
 
 
 def clock_unit(kind: str) -> str:
@@ -456,36 +469,74 @@ def intervals_note(studies: pd.Series, replicates: int) -> str | None:
     return None
 
 
+def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """The central `confidence` percentile interval over axis 0 of `replicates` (lo, hi, each the
+    shape of one replicate). No interpolation (`inverted_cdf`), so an infinite bound stays inf
+    instead of becoming NaN."""
+    tail = (1 - confidence) / 2
+    return (np.quantile(replicates, tail, axis=0, method="inverted_cdf"),
+            np.quantile(replicates, 1 - tail, axis=0, method="inverted_cdf"))
+
+
 def bootstrap(trials: pd.DataFrame, table: Table, times: pd.DataFrame, rules: ScoringRules) -> dict[str, pd.DataFrame | pd.Series]:
-    """Percentile intervals of each score and each per-workload time, and P(rank 1).
+    """Percentile intervals of each score, each per-workload time and, with `rules.reference`, each
+    geometric-mean speedup over it (from the same replicates), and P(rank 1).
 
     A cell with fewer than MIN_STUDIES studies gets no time interval (it would be one point)."""
     cube, n_studies, n_trials = trial_cube(trials, table.submissions, table.workloads, "time_to_validation")
     rng = np.random.default_rng(rules.seed)
-    scores, times_b = [], []
+    kept = [table.workloads.index(w) for w in table.scored_workloads(rules)]
+    budgets = workload_budgets(trials).reindex(table.workloads).to_numpy(dtype=float)[kept]
+    scores, times_b, speedups = [], [], []
     for start in range(0, rules.bootstrap, 250):  # chunks bound the memory of the resampled cube
         t_b = bootstrap_times(cube, n_studies, n_trials, min(250, rules.bootstrap - start), rng)
         t_b = np.where(np.isnan(t_b), times.to_numpy(dtype=float)[None], t_b)
         times_b.append(t_b)
         scores.append(table.score_arrays(t_b, rules)[2])
+        if rules.reference is not None:
+            speedups.append(speedup_array(t_b[..., kept], table.submissions.index(rules.reference), budgets))
     score_b, t_all = np.concatenate(scores), np.concatenate(times_b)
-    lo, hi = (1 - rules.confidence) / 2, 1 - (1 - rules.confidence) / 2
     top = score_b == score_b.max(axis=1, keepdims=True)
     p_rank1 = (top / top.sum(axis=1, keepdims=True)).mean(axis=0)
     index = pd.Index(table.submissions, name="submission")
-    # inverted_cdf: no interpolation, so an infinite bound stays inf instead of becoming NaN
-    score_ci = pd.DataFrame({"score_lo": np.quantile(score_b, lo, axis=0, method="inverted_cdf"),
-                             "score_hi": np.quantile(score_b, hi, axis=0, method="inverted_cdf")}, index=index)
-    time_lo = pd.DataFrame(np.quantile(t_all, lo, axis=0, method="inverted_cdf"), index=index, columns=table.workloads)
-    time_hi = pd.DataFrame(np.quantile(t_all, hi, axis=0, method="inverted_cdf"), index=index, columns=table.workloads)
+    score_lo, score_hi = percentile_interval(score_b, rules.confidence)
+    score_ci = pd.DataFrame({"score_lo": score_lo, "score_hi": score_hi}, index=index)
+    time_lo, time_hi = (pd.DataFrame(bound, index=index, columns=table.workloads) for bound in percentile_interval(t_all, rules.confidence))
     time_ci = pd.concat({"lo": time_lo.stack(), "hi": time_hi.stack()}, axis=1)
     time_ci.index.names = ["submission", "workload"]
     resampled = pd.DataFrame(n_studies >= MIN_STUDIES, index=index, columns=table.workloads).stack()
     time_ci = time_ci[resampled.reindex(time_ci.index, fill_value=False).to_numpy()]
-    return {"score_ci": score_ci, "time_ci": time_ci, "p_rank1": pd.Series(p_rank1, index=index, name="p_rank1")}
+    parts: dict[str, pd.DataFrame | pd.Series] = {"score_ci": score_ci, "time_ci": time_ci, "p_rank1": pd.Series(p_rank1, index=index, name="p_rank1")}
+    if speedups:
+        speedup_lo, speedup_hi = percentile_interval(np.concatenate(speedups), rules.confidence)
+        parts["speedup_ci"] = pd.DataFrame({"speedup_lo": speedup_lo, "speedup_hi": speedup_hi}, index=index)
+    return parts
 
 
 # ---------------------------------------------------------------- extras
+
+
+def workload_budgets(trials: pd.DataFrame) -> pd.Series:
+    """Per workload: the largest `max_runtime_sec` its runs recorded (s), the budget a miss is charged."""
+    return trials.groupby("workload")["max_runtime_sec"].max()
+
+
+def misses_as_budget(t: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+    """Times `t` (..., workloads) with each miss (inf) counted as its workload's budget + 1 s, as
+    AlgoPerf's compute_speedups does, so that a miss weighs in a ratio instead of making it 0 or inf."""
+    return np.where(np.isinf(t), np.asarray(budgets, dtype=float) + 1.0, t)
+
+
+def speedup_array(t: np.ndarray, reference: int, budgets: np.ndarray) -> np.ndarray:
+    """Per submission, the geometric mean over workloads of t_reference / t_submission (> 1 is
+    faster), misses counted by `misses_as_budget`. `t` has shape (..., submissions, workloads);
+    `reference` is a row index; returns shape (..., submissions). A workload whose ratio is
+    undefined (a miss on a workload without a recorded budget) is left out of the mean."""
+    filled = misses_as_budget(t, budgets)
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-undefined row is NaN, said by the value itself
+        logs = np.log(filled[..., reference : reference + 1, :]) - np.log(filled)
+        return np.exp(np.nanmean(logs, axis=-1))
 
 
 def geometric_mean_speedup(times: pd.DataFrame, reference: str, budgets: pd.Series) -> pd.Series:
@@ -493,13 +544,9 @@ def geometric_mean_speedup(times: pd.DataFrame, reference: str, budgets: pd.Seri
     faster), a miss counted as the workload's budget + 1 s (as AlgoPerf's compute_speedups)."""
     if reference not in times.index:
         raise PacerUserError(f"unknown reference submission {reference!r} (valid: {', '.join(times.index)})")
-    filled = times.copy()
-    for workload in filled.columns:
-        budget = float(budgets.get(workload, np.nan))
-        filled[workload] = filled[workload].replace(np.inf, budget + 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.log(filled.loc[reference]) - np.log(filled)
-    return np.exp(logs.mean(axis=1)).rename("speedup")
+    per_workload = budgets.reindex(times.columns).to_numpy(dtype=float)
+    speedup = speedup_array(times.to_numpy(dtype=float), list(times.index).index(reference), per_workload)
+    return pd.Series(speedup, index=times.index, name="speedup")
 
 
 def score_frame(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mixed: bool = False, ruleset: str | None = None) -> ScoreResult:
@@ -530,9 +577,9 @@ def score_frame(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mi
     if rules.bootstrap and (studies >= MIN_STUDIES).any():
         parts = bootstrap(trials, table, times, rules)
         result.score_ci, result.time_ci, result.p_rank1 = parts["score_ci"], parts["time_ci"], parts["p_rank1"]
+        result.speedup_ci = parts.get("speedup_ci")
     if rules.reference is not None:
-        budgets = trials.groupby("workload")["max_runtime_sec"].max()
-        result.speedup = geometric_mean_speedup(times[kept], rules.reference, budgets)
+        result.speedup = geometric_mean_speedup(times[kept], rules.reference, workload_budgets(trials))
     return result
 
 

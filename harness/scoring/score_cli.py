@@ -13,7 +13,7 @@ import pandas as pd
 
 from harness.core.errors import PacerUserError
 from harness.core.store import check_output_folder
-from harness.scoring.rules import ScoreResult, ScoringRules
+from harness.scoring.rules import ScoreResult, ScoringRules, speedup_text
 from harness.scoring.scorers import score_roots
 
 
@@ -67,7 +67,8 @@ def _finite(value: float) -> float | None:
 
 def as_json(result: ScoreResult, compat: str | None) -> dict[str, object]:
     """The JSON `pacer score --format json` prints; misses (inf) are null, and so are `score_ci`
-    and `p_rank1` when there are no intervals (`intervals_note` says why)."""
+    and `p_rank1` when there are no intervals (`intervals_note` says why). With `--reference`:
+    `speedup` and `speedup_ci` ([lo, hi] per submission, null without intervals)."""
     out: dict[str, object] = {
         "scores": {s: float(v) for s, v in result.scores.items()},
         "step_scores": {s: float(v) for s, v in result.step_scores.items()} if result.step_scores is not None else None,
@@ -82,20 +83,24 @@ def as_json(result: ScoreResult, compat: str | None) -> dict[str, object]:
         out["p_rank1"] = {s: float(v) for s, v in result.p_rank1.items()}
     if result.speedup is not None:
         out["speedup"] = {s: _finite(v) for s, v in result.speedup.items()}
+        out["speedup_ci"] = {s: [_finite(r.speedup_lo), _finite(r.speedup_hi)] for s, r in result.speedup_ci.iterrows()} if result.speedup_ci is not None else None
     return out
 
 
 def format_table(result: ScoreResult, compat: str | None) -> str:
-    """The terminal leaderboard: the interval and P(rank 1) columns only when there are intervals."""
+    """The terminal leaderboard: the interval and P(rank 1) columns only when there are intervals;
+    the speedup over the reference (with its interval when there are intervals) only with one."""
     board = result.leaderboard()
     intervals = "score_lo" in board and "p_rank1" in board
+    speedup_title = f"speedup over {result.rules.reference}" if "speedup" in board else ""
     lines = [f"ruleset: {result.ruleset}" + (f"   (compat: {compat})" if compat else "") + f"; {result.clock_note()}"]
-    header = f"{'rank':>4}  {'submission':<24} {'score':>7}  " + (f"{'95% CI':<15} {'P(rank 1)':>9}  " if intervals else "") + f"{'reached':>7}"
+    header = f"{'rank':>4}  {'submission':<24} {'score':>7}  " + (f"{'95% CI':<15} {'P(rank 1)':>9}  " if intervals else "") \
+        + (f"{speedup_title:<24}  " if speedup_title else "") + f"{'reached':>7}"
     lines += [header, "-" * len(header)]
     for name, row in board.iterrows():
         ci = f"[{row.score_lo:.3f}, {row.score_hi:.3f}]" if intervals else ""
         p1 = f"{row.p_rank1:.2f}" if intervals else ""
-        middle = f"{ci:<15} {p1:>9}  " if intervals else ""
+        middle = (f"{ci:<15} {p1:>9}  " if intervals else "") + (f"{speedup_text(row):<24}  " if speedup_title else "")
         lines.append(f"{int(row['rank']):>4}  {name:<24} {row.score:>7.4f}  {middle}{int(row.reached):>3}/{int(row.workloads):<3}")
     if result.intervals_note:
         lines.append(result.intervals_note)

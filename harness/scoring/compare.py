@@ -1,0 +1,275 @@
+"""`pacer compare ROOT X Y`: is submission X faster than Y on this suite, with statistics a reader can trust.
+
+The ratio is **t_Y / t_X**, so > 1 means X is faster: the same direction as the leaderboard's
+geometric-mean speedup (t_reference / t_submission) with Y as the reference.
+
+* **Pairs.** Per workload, study i of X is paired with study i of Y (the same study index, so
+  the same seeds where the sweep tied them to the study). A study's time is the fastest of its
+  trials (the external ruleset's best trial; a self-tuning study has one). A study only one side
+  has is left out, with a warning line.
+* **Misses** count as the workload's budget + 1 s, as in `rules.geometric_mean_speedup` (and
+  AlgoPerf's compute_speedups); both sides missing is ratio 1.
+* **Per workload**: the geometric mean of the per-study ratios; its percentile bootstrap
+  interval resamples the paired studies with replacement (seeded, reproducible); the one-sided
+  p-value for "X is faster" is the exact paired permutation test: each study's log ratio may
+  flip sign under "no difference", and p is the share of the 2^n sign arrangements whose mean
+  log ratio is at least the observed one (enumerated when 2^n <= 2^16, else a seeded Monte-Carlo
+  of 2^16 arrangements, p = (1 + hits) / (1 + 2^16)).
+* **Overall**: the geometric mean over workloads of the per-workload geometric means; its
+  interval resamples the studies within every workload at once; its test flips every
+  (workload, study) pair.
+
+**The smallest p-value n studies can give is 1/2^n**: 0.125 with 3 studies, 0.031 with 5,
+0.001 with 10. With 3 studies a workload can never be "significant at 5%" on its own; the
+overall test, over every (workload, study) pair, can.
+
+No cut-off and no held-out rule apply here: they depend on every submission, a comparison on two.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.core.errors import PacerUserError
+from harness.scoring.rules import (
+    RULESETS,
+    check_comparable,
+    dedupe_reruns,
+    load_roots,
+    misses_as_budget,
+    percentile_interval,
+    trial_times,
+    workload_budgets,
+)
+
+MIN_PAIRED_STUDIES = 3
+"""Fewer paired studies give a p-value no smaller than 1/4 and a bootstrap of a handful of values."""
+EXACT_LOG2 = 16
+"""Enumerate the 2^n sign arrangements up to n = 16; above, draw 2^16 of them."""
+MISSES_NOTE = "a miss counts as the workload's budget + 1 s (as the geometric-mean speedup); both missing is ratio 1"
+
+
+@dataclass
+class Comparison:
+    """`compare_frame`'s answer.
+
+    `workloads` has one row per workload (index), and `overall` the same fields for the suite:
+    studies (paired studies; overall: every pair), ratio (geometric mean of t_Y / t_X, > 1: X
+    faster), lo / hi (percentile bootstrap interval of the ratio; NaN with 0 replicates), p
+    (one-sided permutation p-value of "X is faster"), min_p (1/2^n, the smallest p possible),
+    exact (whether p enumerated every arrangement), misses (per-study times that were misses)."""
+
+    x: str
+    y: str
+    ruleset: str
+    workloads: pd.DataFrame
+    overall: pd.Series
+    replicates: int
+    seed: int
+    confidence: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def compare_roots(roots: Sequence[Path], x: str, y: str, *, ruleset: str | None = None, replicates: int = 1000, seed: int = 0,
+                  confidence: float = 0.95, allow_mixed: bool = False, cache: bool = True) -> Comparison:
+    """Load results trees and compare X with Y (`compare_frame`); X == Y is refused before loading."""
+    check_distinct(x, y)
+    return compare_frame(load_roots(roots, cache), x, y, ruleset=ruleset, replicates=replicates, seed=seed,
+                         confidence=confidence, allow_mixed=allow_mixed)
+
+
+def compare_frame(df: pd.DataFrame, x: str, y: str, *, ruleset: str | None = None, replicates: int = 1000, seed: int = 0,
+                  confidence: float = 0.95, allow_mixed: bool = False) -> Comparison:
+    """Compare submission `x` with `y` on a `load_results` frame (module docstring: the statistics).
+
+    Raises:
+        PacerUserError: (one line, before any statistic) x == y; runs of several rulesets and no
+            `ruleset`; an unknown ruleset or submission (listing the valid ones); a workload with
+            fewer than MIN_PAIRED_STUDIES paired studies (naming it and the count); the
+            hardware/clock/target guards of `rules.check_comparable` unless `allow_mixed`."""
+    check_distinct(x, y)
+    if replicates < 0:
+        raise PacerUserError(f"bootstrap={replicates} must be >= 0")
+    df = one_ruleset(df, ruleset)
+    check_submissions(df, x, y)
+    pair_df = df[df["submission"].isin([x, y])]
+    notes = check_comparable(pair_df, allow_mixed)
+    trials, dup_notes = dedupe_reruns(trial_times(pair_df))
+    per_study = study_times(trials, x, y)
+    check_enough_studies(per_study, x, y)
+    pairs = per_study.dropna()
+    budgets = workload_budgets(trials).reindex(pairs.index.get_level_values("workload")).to_numpy(dtype=float)
+    log_ratio = np.log(misses_as_budget(pairs[y].to_numpy(), budgets)) - np.log(misses_as_budget(pairs[x].to_numpy(), budgets))
+    per_pair = pd.DataFrame({"log_ratio": log_ratio, "misses": np.isinf(pairs).sum(axis=1).to_numpy()}, index=pairs.index)
+    workloads, overall = statistics(per_pair, replicates, np.random.default_rng(seed), confidence)
+    return Comparison(x, y, str(pair_df["ruleset"].iloc[0]), workloads, overall, replicates, seed, confidence,
+                      notes + dup_notes + unpaired_warnings(per_study, x, y))
+
+
+def statistics(per_pair: pd.DataFrame, replicates: int, rng: np.random.Generator, confidence: float) -> tuple[pd.DataFrame, pd.Series]:
+    """Per workload and overall (`Comparison`'s fields) from one row per (workload, study) pair:
+    its log ratio and how many of its two times were misses. One bootstrap serves both."""
+    groups = per_pair.groupby(level="workload")
+    values = [group["log_ratio"].to_numpy() for _, group in groups]
+    boot = bootstrap_log_means(values, replicates, rng)
+    rows = [summary(v, np.full(len(v), 1 / len(v)), boot[:, [i]], rng, confidence) for i, v in enumerate(values)]
+    misses = groups["misses"].sum()
+    workloads = pd.DataFrame(rows, index=misses.index).assign(misses=misses)
+    weights = np.concatenate([np.full(len(v), 1 / (len(v) * len(values))) for v in values])  # each workload weighs the same
+    overall = pd.Series(summary(np.concatenate(values), weights, boot, rng, confidence) | {"misses": int(per_pair["misses"].sum())})
+    return workloads, overall
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def check_distinct(x: str, y: str) -> None:
+    if x == y:
+        raise PacerUserError(f"compare {x} with another submission, not with itself")
+
+
+def one_ruleset(df: pd.DataFrame, ruleset: str | None) -> pd.DataFrame:
+    """The runs of `ruleset`, or of the one ruleset present; refuses a mix without `ruleset`."""
+    present = sorted(set(df["ruleset"].dropna().astype(str)))
+    if ruleset is None:
+        if len(present) != 1:
+            raise PacerUserError(f"runs from {len(present)} rulesets ({', '.join(present) or 'none'}); pick one with --ruleset")
+        ruleset = present[0]
+    if ruleset not in RULESETS or ruleset not in present:
+        raise PacerUserError(f"no runs of ruleset {ruleset!r} (rulesets with runs: {', '.join(present)})")
+    return df[df["ruleset"] == ruleset]
+
+
+def check_submissions(df: pd.DataFrame, x: str, y: str) -> None:
+    valid = sorted(set(df["submission"].astype(str)))
+    for name in (x, y):
+        if name not in valid:
+            raise PacerUserError(f"unknown submission {name!r} (valid: {', '.join(valid)})")
+
+
+def check_enough_studies(per_study: pd.DataFrame, x: str, y: str) -> None:
+    """Every workload needs MIN_PAIRED_STUDIES paired studies (a workload only one side ran has 0)."""
+    counts = per_study.notna().all(axis=1).groupby(level="workload").sum()
+    few = counts[counts < MIN_PAIRED_STUDIES]
+    if len(few):
+        workload, count = few.index[0], int(few.iloc[0])
+        raise PacerUserError(f"workload {workload} has {count} paired studies of {x} and {y}; a comparison needs at least {MIN_PAIRED_STUDIES}"
+                             " (the smallest p-value n studies can give is 1/2^n)")
+
+
+# ---------------------------------------------------------------- pairs and statistics
+
+
+def study_times(trials: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """(workload, study) x [x, y]: each study's fastest trial in seconds (inf: a miss; NaN: that
+    side has no such study)."""
+    per_study = trials.groupby(["workload", "study", "submission"])["time_to_validation"].min().unstack("submission")
+    return per_study.reindex(columns=[x, y])
+
+
+def unpaired_warnings(per_study: pd.DataFrame, x: str, y: str) -> list[str]:
+    """One line per workload with studies only one side has (they are left out)."""
+    lines = []
+    for workload, studies in per_study.groupby(level="workload"):
+        lone = studies[studies.isna().any(axis=1)]
+        if len(lone):
+            sides = "; ".join(f"only {name} has {', '.join(str(k) for k in lone.index.get_level_values('study')[lone[name].notna()])}"
+                              for name in (x, y) if lone[name].notna().any())
+            lines.append(f"{workload}: studies without a counterpart are left out ({sides})")
+    return lines
+
+
+def bootstrap_log_means(values: Sequence[np.ndarray], replicates: int, rng: np.random.Generator) -> np.ndarray:
+    """Per replicate and workload, the mean log ratio of the workload's studies resampled with
+    replacement (pairs stay pairs); shape (replicates, workloads)."""
+    return np.stack([v[rng.integers(0, len(v), (replicates, len(v)))].mean(axis=1) for v in values], axis=1)
+
+
+def summary(values: np.ndarray, weights: Sequence[float], boot_workloads: np.ndarray, rng: np.random.Generator, confidence: float) -> dict[str, object]:
+    """The ratio, its interval and p for log ratios `values` whose statistic is sum(weights x values);
+    `boot_workloads` (replicates, workloads) are the bootstrap's per-workload mean log ratios."""
+    weights = np.asarray(weights, dtype=float)
+    lo, hi = percentile_interval(np.exp(boot_workloads.mean(axis=1)), confidence) if len(boot_workloads) else (math.nan, math.nan)
+    p, exact = sign_flip_p(values, weights, rng)
+    return {"studies": len(values), "ratio": float(np.exp(weights @ values)), "lo": float(lo), "hi": float(hi), "p": p,
+            "min_p": 2.0 ** -len(values), "exact": exact}
+
+
+def sign_flip_p(values: np.ndarray, weights: np.ndarray, rng: np.random.Generator) -> tuple[float, bool]:
+    """One-sided p of the paired permutation test: the share of sign arrangements s with
+    sum(w s v) >= sum(w v). Exact (every one of the 2^n) when n <= EXACT_LOG2, else 2^16 drawn
+    ones with the observed one counted in (1 + hits) / (1 + draws). Returns (p, exact)."""
+    n = len(values)
+    if n <= EXACT_LOG2:
+        signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+    else:
+        signs = rng.choice(np.array([-1, 1]), size=(2**EXACT_LOG2, n))
+    contributions = weights * values
+    observed = contributions.sum()
+    tolerance = 1e-12 * max(np.abs(contributions).sum(), 1.0)  # a tie (e.g. a zero log ratio flipped) must count as >=
+    hits = int((signs @ contributions >= observed - tolerance).sum())
+    return (hits / len(signs), True) if n <= EXACT_LOG2 else ((1 + hits) / (1 + len(signs)), False)
+
+
+# ---------------------------------------------------------------- output
+
+
+def _interval(row: pd.Series) -> str:
+    return f"[{row.lo:.3f}, {row.hi:.3f}]" if math.isfinite(row.lo) else "-"
+
+
+def probability_text(p: float) -> str:
+    """A p-value in 4 decimals, or in scientific notation below 0.001 (1/2^n gets that small)."""
+    return f"{p:.4f}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def describe(comparison: Comparison) -> list[str]:
+    """The lines above the terminal table that say what the numbers mean."""
+    c = comparison
+    interval = (f"{c.confidence:.0%} percentile bootstrap interval over paired studies ({c.replicates} replicates, seed {c.seed})"
+                if c.replicates else "no interval (bootstrap disabled)")
+    return [f"{c.x} against {c.y} ({c.ruleset} ruleset): ratio = t_{c.y} / t_{c.x} per paired study, > 1: {c.x} is faster;"
+            " geometric mean over studies (overall: over workloads)",
+            f"{interval}; p: one-sided paired permutation test of '{c.x} is faster' (the smallest p n studies can give is 1/2^n)",
+            MISSES_NOTE]
+
+
+def format_comparison(comparison: Comparison) -> str:
+    """The terminal table: one line per workload, then the overall line, then the warnings."""
+    rows = pd.concat([comparison.workloads, comparison.overall.to_frame("overall").T])
+    width = max(12, *(len(str(w)) for w in rows.index))
+    header = f"{'workload':<{width}} {'studies':>7} {'ratio':>7}  {'95% CI' if comparison.confidence == 0.95 else 'interval':<17} {'p':>8} {'min p':>8} {'misses':>6}"
+    lines = [*describe(comparison), "", header, "-" * len(header)]
+    for name, row in rows.iterrows():
+        p = probability_text(row.p) + ("" if row.exact else "~")
+        lines.append(f"{name!s:<{width}} {int(row.studies):>7} {row.ratio:>7.3f}  {_interval(row):<17} {p:>8} {probability_text(row.min_p):>8} {int(row.misses):>6}")
+    if not comparison.overall.exact:
+        lines.append(f"~: p from {2**EXACT_LOG2:,} random sign arrangements (more than {EXACT_LOG2} pairs: too many of the 2^n to enumerate)")
+    return "\n".join(lines + [f"warning: {w}" for w in comparison.warnings])
+
+
+def _row_json(row: pd.Series) -> dict[str, object]:
+    return {"studies": int(row.studies), "ratio": float(row.ratio), "interval": [float(row.lo), float(row.hi)] if math.isfinite(row.lo) else None,
+            "p": float(row.p), "min_p": float(row.min_p), "p_exact": bool(row.exact), "misses": int(row.misses)}
+
+
+def comparison_json(comparison: Comparison) -> dict[str, object]:
+    """What `pacer compare --format json` prints (`interval` is null with --bootstrap 0)."""
+    c = comparison
+    return {"x": c.x, "y": c.y, "ruleset": c.ruleset, "ratio": f"t_{c.y} / t_{c.x} (> 1: {c.x} is faster)", "misses": MISSES_NOTE,
+            "bootstrap": c.replicates, "seed": c.seed, "confidence": c.confidence,
+            "workloads": {str(w): _row_json(row) for w, row in c.workloads.iterrows()}, "overall": _row_json(c.overall), "warnings": c.warnings}
+
+
+def compare(roots: Sequence[Path], x: str, y: str, *, ruleset: str | None, replicates: int, seed: int, allow_mixed: bool, output_format: str) -> int:
+    """`pacer compare`: print the comparison of X with Y (a table, or JSON); exit code 0."""
+    comparison = compare_roots(roots, x, y, ruleset=ruleset, replicates=replicates, seed=seed, allow_mixed=allow_mixed)
+    print(json.dumps(comparison_json(comparison), indent=2) if output_format == "json" else format_comparison(comparison))
+    return 0
