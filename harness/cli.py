@@ -204,7 +204,7 @@ def score_command(args: Sequence[str]) -> int:
 
 
 def compare_command(args: Sequence[str]) -> int:
-    """`pacer compare ROOT [ROOT...] X Y [--bootstrap N] [--seed S] [--format table|json] [--ruleset R] [--allow-mixed]`"""
+    """`pacer compare ROOT [ROOT...] X Y [--seed S] [--format table|json] [--ruleset R] [--allow-mixed]`"""
     from harness.scoring.compare import compare
     from harness.scoring.rules import RULESETS
 
@@ -212,13 +212,12 @@ def compare_command(args: Sequence[str]) -> int:
     parser.add_argument("roots", type=Path, nargs="+", metavar="ROOT")
     parser.add_argument("x", metavar="X")
     parser.add_argument("y", metavar="Y")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for the intervals (0: none)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random sign arrangements (over 16 pairs)")
     parser.add_argument("--format", choices=["table", "json"], default="table")
     parser.add_argument("--ruleset", choices=list(RULESETS), default=None, help="the ruleset to compare when the roots hold several")
     parser.add_argument("--allow-mixed", action="store_true", help="compare runs from different hardware fingerprints, clocks or targets")
     opts = parse_options(parser, args)
-    return compare(opts.roots, opts.x, opts.y, ruleset=opts.ruleset, replicates=opts.bootstrap, seed=opts.seed, allow_mixed=opts.allow_mixed, output_format=opts.format)
+    return compare(opts.roots, opts.x, opts.y, ruleset=opts.ruleset, seed=opts.seed, allow_mixed=opts.allow_mixed, output_format=opts.format)
 
 
 def report_command(args: Sequence[str]) -> int:

@@ -224,42 +224,40 @@ def test_bootstrap_interval_covers_a_known_median() -> None:
 
 @pytest.fixture(scope="module")
 def speedup_coverage(tmp_path_factory: pytest.TempPathFactory) -> float:
-    """Issue 21: the share of 200 simulated experiments whose 95% speedup interval covers the true
-    speedup. Each experiment has 5 workloads x 3 self-tuning studies of lognormal times
-    (`test_compare.lognormal_experiments`: the true geometric-mean speedup of the medians is
+    """Issue 21: the share of SPEEDUP_EXPERIMENTS simulated experiments whose 95% speedup interval
+    covers the true speedup. Each experiment has 5 workloads x 3 self-tuning studies of lognormal
+    times (`test_compare.lognormal_experiments`: the true geometric-mean speedup of the medians is
     exp(mean delta)). Experiment 0 is written as run records and scored by `score_frame`; the
-    other 199 go, in one batch, through the functions `rules.bootstrap` uses for the leaderboard's
+    others go, in batches, through the functions `rules.bootstrap` uses for the leaderboard's
     interval (`bootstrap_times`, `speedup_array`, `percentile_interval`). 1000 replicates, the
-    leaderboard's default, so the coverage is that of what users get (with 200: 0.97 against
-    0.98 over 4,000 experiments); the whole takes about 3 s."""
+    leaderboard's default, so the coverage is that of what users get."""
     from test_compare import lognormal_experiments
 
     root = tmp_path_factory.mktemp("coverage")
     rng = np.random.default_rng(0)
-    times, true = lognormal_experiments(rng, 200, 3)
+    times, true = lognormal_experiments(rng, SPEEDUP_EXPERIMENTS, 3)
     write_table(root, {name: {f"w{w}": [[float(t)] for t in times[0, s, w]] for w in range(5)} for s, name in enumerate(["ref", "new"])},
                 ruleset="self", budget=1e6)
     on_disk = score(root, ScoringRules(reference="ref", bootstrap=1000, seed=0)).leaderboard().loc["new"]
     assert on_disk.speedup == pytest.approx(float(np.exp(np.mean(np.log(np.median(times[0, 0], -1)) - np.log(np.median(times[0, 1], -1))))))
     hits = int(on_disk.speedup_lo <= true <= on_disk.speedup_hi)
-    for batch in np.array_split(times[1:], 4):  # 4 batches bound the memory of the resampled cube
+    for batch in np.array_split(times[1:], SPEEDUP_EXPERIMENTS // 50):  # batches bound the memory of the resampled cube
         cube = batch.reshape(-1, 5, 3, 1)  # (experiment x submission, workload, study, trial)
         t_b = bootstrap_times(cube, np.full(cube.shape[:2], 3), np.ones(cube.shape[:3], dtype=int), 1000, rng)
         speedup = speedup_array(t_b.reshape(1000, len(batch), 2, 5), 0, np.full(5, 1e6))[..., 1]
         lo, hi = percentile_interval(speedup, 0.95)
         hits += int(((lo <= true) & (true <= hi)).sum())
-    return hits / 200
+    return hits / SPEEDUP_EXPERIMENTS
 
 
-def test_speedup_interval_covers_the_true_speedup_in_at_least_90_percent_of_200_experiments(speedup_coverage: float) -> None:
-    assert speedup_coverage >= 0.90
+SPEEDUP_EXPERIMENTS = 1000
+"""Issue 21 asks for 200; this interval covers about 0.98 (conservative: the bootstrap of a median
+of 3 studies), near the band's top, where 200 experiments (standard error 0.01) land above
+0.99 for about 1 seed in 11 (199 of 200 with this one). 1,000 (standard error 0.0044) decide."""
 
 
-@pytest.mark.xfail(strict=True, reason="a finding: 199 of 200 (0.995) here; 0.98 over 2,000 experiments (SE 0.003), inside the band but at its "
-                   "top, so 200 experiments (SE 0.009) land above 0.99 in about 1 seed of 8. The percentile interval of the median of "
-                   "3 studies is conservative; a band test needs ~2,000 experiments, or an upper bound with the binomial tolerance")
-def test_speedup_interval_covers_the_true_speedup_in_at_most_99_percent_of_200_experiments(speedup_coverage: float) -> None:
-    assert speedup_coverage <= 0.99
+def test_speedup_interval_covers_the_true_speedup_in_90_to_99_percent_of_the_experiments(speedup_coverage: float) -> None:
+    assert 0.90 <= speedup_coverage <= 0.99
 
 
 def test_bootstrap_resamples_trials_within_studies() -> None:

@@ -159,7 +159,7 @@ def against_html(df: pd.DataFrame, result: ScoreResult, reference: str, allow_mi
     rows, notes = [], []
     for submission in (s for s in result.scores.index if s != reference):
         try:
-            comparison = compare_frame(df, submission, reference, ruleset=result.ruleset, replicates=rules.bootstrap, seed=rules.seed,
+            comparison = compare_frame(df, submission, reference, ruleset=result.ruleset, seed=rules.seed,
                                        confidence=rules.confidence, allow_mixed=allow_mixed)
         except PacerUserError as e:
             notes.append(f"<p class='refused'>{html.escape(submission)}: not compared: {html.escape(str(e))}</p>")
@@ -168,7 +168,7 @@ def against_html(df: pd.DataFrame, result: ScoreResult, reference: str, allow_mi
         notes += [f"<p class='refused'>{html.escape(submission)}: {html.escape(w)}</p>" for w in comparison.warnings]
     ref = html.escape(reference)
     intro = (f"<p>ratio = t<sub>{ref}</sub> / t<sub>submission</sub> per paired study (study i with study i), &gt; 1: the submission is faster;"
-             f" geometric mean over studies (overall: over workloads). Interval: 95% percentile bootstrap over paired studies ({rules.bootstrap} replicates)."
+             f" geometric mean over studies (overall: over workloads). Interval: 95% Student-t over paired studies (overall: Welch-Satterthwaite)."
              f" p: one-sided paired permutation test of 'the submission is faster'; with n studies it cannot go below 1/2<sup>n</sup> (min p);"
              f" ~: from {2**EXACT_LOG2:,} random sign arrangements (more than {EXACT_LOG2} pairs)."
              f" {html.escape(MISSES_NOTE[0].upper() + MISSES_NOTE[1:])}. Same as <code>pacer compare ROOT SUBMISSION {ref}</code>.</p>")
@@ -180,7 +180,7 @@ def comparison_rows(comparison: Comparison) -> list[str]:
     """One table row per workload, then the overall row in bold."""
     rows = []
     for workload, row in [*comparison.workloads.iterrows(), ("overall", comparison.overall)]:
-        interval = f"[{row.lo:.3f}, {row.hi:.3f}]" if math.isfinite(row.lo) else "n/a"
+        interval = f"[{row.lo:.3f}, {row.hi:.3f}]"
         cells = [str(int(row.studies)), f"{row.ratio:.3f}", interval, probability_text(row.p) + ("" if row.exact else "~"), probability_text(row.min_p), str(int(row.misses))]
         name = f"<b>{html.escape(str(workload))}</b>" if workload == "overall" else html.escape(str(workload))
         rows.append(f"<tr><td class='l'>{html.escape(comparison.x)}</td><td class='l'>{name}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
