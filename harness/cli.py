@@ -89,6 +89,9 @@ def summary_line(record: dict[str, object]) -> str:
     reached = f"reached the target in {ttt:.1f} {unit} ({steps} steps)" if ttt is not None else f"ended {record['status']}"
     if record["status"] == "error":
         reached += f" ({error_reason(record)}; the traceback is in run.json)"
+    contention = record.get("contention") or {}
+    if contention.get("contended"):
+        reached += f"; flagged contended ({'; '.join(contention['reasons'])}): its time is not comparable"
     path = "/".join(str(record[k]) for k in ("experiment", "ruleset", "submission", "workload"))
     return f"{record['submission']} on {record['workload']}: {reached}; record under {record['config']['results_root']}/{path}/study_{record['study']}/trial_{record['trial']}"
 

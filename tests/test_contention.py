@@ -6,7 +6,7 @@ import json
 
 from test_cli import TINY_RUN
 
-from harness.cli import main
+from harness.cli import main, summary_line
 from harness.core.contention import MAX_RUN_QUEUE_WAIT, SchedSnapshot, assess, snapshot
 
 SECOND = 10**9
@@ -49,3 +49,14 @@ def test_a_normalized_run_records_its_clock_and_contention(results_root):
     assert record["raw_time_to_target"] == {"validation": None, "test": None}
     evals = [json.loads(line) for line in next(results_root.rglob("evals.jsonl")).read_text().splitlines()]
     assert all(row["accumulated_raw_submission_time"] > 0 for row in evals)
+
+
+def test_the_summary_line_of_a_contended_run_says_so():
+    record = {"time_to_target": {"validation": 12.5}, "steps_to_target": {"validation": 300}, "status": "target_reached", "clock": {"kind": "normalized"},
+              "experiment": "e", "ruleset": "external", "submission": "nadamw", "workload": "mnist1d_mlp", "study": 0, "trial": 0,
+              "config": {"results_root": "results"}, "contention": {"contended": True, "reasons": ["waited for a CPU 40% of its runnable time (limit 25%)"]}}
+    assert summary_line(record) == ("nadamw on mnist1d_mlp: reached the target in 12.5 reference s (300 steps); flagged contended "
+                                    "(waited for a CPU 40% of its runnable time (limit 25%)): its time is not comparable; "
+                                    "record under results/e/external/nadamw/mnist1d_mlp/study_0/trial_0")
+    record["contention"] = {"contended": False, "reasons": []}
+    assert "contended" not in summary_line(record)
