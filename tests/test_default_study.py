@@ -93,7 +93,7 @@ def test_every_submission_gets_exactly_trials_candidates_the_rounded_halton_poin
 
 def test_reuse_needs_the_same_steps_threads_and_a_guard_that_cannot_have_cut_the_run():
     point = {"lr": 0.1}
-    old_settings = {"w": {"max_steps": 10, "eval_every_steps": 2, "guard_sec": 5.0}, "torch_threads": 1}
+    old_settings = {"w": {"max_steps": 10, "eval_every_steps": 2, "guard_sec": 5.0, "validation_target": 0.9}, "torch_threads": 1}
     previous = {"settings": old_settings, "trials": [{"hyperparameters": point, "results": {"w": {"status": "step_cap", "direction": "max"}}}]}
     key = (json.dumps(point), "w")
 
@@ -104,6 +104,7 @@ def test_reuse_needs_the_same_steps_threads_and_a_guard_that_cannot_have_cut_the
     assert key in default_study.reusable_results(previous, changed(guard_sec=9.0))
     assert key not in default_study.reusable_results(previous, changed(guard_sec=4.0))
     assert key not in default_study.reusable_results(previous, changed(max_steps=11))
+    assert key not in default_study.reusable_results(previous, changed(validation_target=0.95))  # recalibrated
     assert key not in default_study.reusable_results(previous, old_settings | {"torch_threads": 2})
     previous["trials"][0]["results"]["w"]["status"] = "budget_exhausted"
     assert key not in default_study.reusable_results(previous, changed(guard_sec=9.0))
@@ -137,6 +138,7 @@ def test_a_tiny_study_writes_its_record_and_the_default_through_the_setter_and_e
     space = load_submission(yaml.safe_load(before)).search_space
     assert [t["hyperparameters"] for t in record["trials"]] == default_study.candidate_points(space, 2)
     assert record["workloads"] == ["teacher_student_relu"] and record["trials"][0]["results"]["teacher_student_relu"]["steps"] == 3
+    assert record["settings"]["teacher_student_relu"]["validation_target"] == workload_config("teacher_student")["variants"]["relu"]["validation_target"]
     assert len(ran) == 2
 
     after = config.read_text()
@@ -167,16 +169,17 @@ def test_every_recorded_default_names_a_study_record_that_exists():
 
 
 def test_table_shows_where_each_default_was_tuned_and_a_column_for_every_workload_of_any_record():
-    def record(name: str, workloads: list[str]) -> dict[str, object]:
+    def record(name: str, workloads: list[str], settings: dict[str, dict[str, float]]) -> dict[str, object]:
         result = {"steps_to_target": None, "best_validation": 0.5, "direction": "max", "time_to_target": None}
-        return {"submission": name, "workloads": workloads, "chosen_trial": 0,
+        return {"submission": name, "workloads": workloads, "chosen_trial": 0, "settings": settings,
                 "trials": [{"trial": 0, "source": "halton", "results": {w: dict(result) for w in workloads}}]}
 
-    lines = default_study.table([record("adamw", ["mnist1d_cnn"]), record("nadamw", ["mnist1d_cnn", "digits_cnn_silu"])]).splitlines()
+    old = record("adamw", ["mnist1d_cnn"], {"mnist1d_cnn": {"max_steps": 600}})  # an old-protocol record: no target recorded
+    new = record("nadamw", ["mnist1d_cnn", "digits_cnn_silu"], {"mnist1d_cnn": {"validation_target": 0.981}, "digits_cnn_silu": {"validation_target": 0.983}})
+    lines = default_study.table([old, new]).splitlines()
     assert lines[0].startswith("| submission | default tuned on |") and lines[0].count("best val.") == 2
-    assert lines[2].startswith("| `adamw` | `mnist1d_cnn` |") and lines[2].endswith("| - | 0 of 1 |")  # adamw's study did not run digits_cnn_silu
-    assert lines[3].startswith("| `nadamw` | `mnist1d_cnn`, `digits_cnn_silu` |")
-    assert f"({workload_config('digits_cnn')['variants']['silu']['validation_target']:.4g})" in lines[3].split("|")[5]  # the variant's target
+    assert lines[2] == "| `adamw` | `mnist1d_cnn` | 0 (halton) | 0.5 | - | 0 of 1 |"  # adamw's study did not run digits_cnn_silu
+    assert lines[3] == "| `nadamw` | `mnist1d_cnn`, `digits_cnn_silu` | 0 (halton) | 0.5 (0.981) | 0.5 (0.983) | 0 of 2 |"
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -187,14 +187,21 @@ def _point_key(point: dict[str, Value]) -> str:
 
 
 def settings_record(workloads: Sequence[str], workers: int) -> dict[str, object]:
-    return {w: {"max_steps": s.max_steps, "eval_every_steps": s.eval_every_steps, "guard_sec": round(s.max_runtime_sec, 3)} for w, s in ((w, study_settings(w)) for w in workloads)} \
-        | {"seed": 0, "torch_threads": 1 if workers > 1 else torch.get_num_threads()}
+    """What a study result depends on besides its point: per workload the step cap, eval period,
+    time guard (seconds) and the validation target it ran against; the seed and torch threads."""
+    record: dict[str, object] = {}
+    for workload in workloads:
+        settings = study_settings(workload)
+        record[workload] = {"max_steps": settings.max_steps, "eval_every_steps": settings.eval_every_steps, "guard_sec": round(settings.max_runtime_sec, 3),
+                            "validation_target": float(variant_config(workload)["validation_target"])}
+    return record | {"seed": 0, "torch_threads": 1 if workers > 1 else torch.get_num_threads()}
 
 
 def reusable_results(previous: dict[str, object] | None, settings: dict[str, object]) -> dict[tuple[str, str], dict[str, object]]:
     """(point key, workload) -> result, from a previous record of this study, for every workload
-    run with the same steps and evals, and a time guard that cannot have cut it differently, by
-    workers with the same number of torch threads (which can change a run's numerics)."""
+    run with the same steps, evals and validation target (a recalibration moves it, and with it
+    the steps to target), and a time guard that cannot have cut it differently, by workers with
+    the same number of torch threads (which can change a run's numerics)."""
     recorded = (previous or {}).get("settings") or {}
     if not previous or recorded.get("torch_threads") != settings["torch_threads"]:
         return {}
@@ -202,7 +209,7 @@ def reusable_results(previous: dict[str, object] | None, settings: dict[str, obj
     for trial in previous.get("trials", []):
         for workload, result in trial["results"].items():
             old, new = recorded.get(workload), settings.get(workload)
-            if not old or not new or old["max_steps"] != new["max_steps"] or old["eval_every_steps"] != new["eval_every_steps"]:
+            if not old or not new or any(old.get(key) != new[key] for key in ("max_steps", "eval_every_steps", "validation_target")):
                 continue
             if "direction" not in result:  # recorded before results carried their metric's direction
                 continue
@@ -260,7 +267,8 @@ def write_default(name: str, record: dict[str, object], record_path: Path) -> No
 def table(records: Sequence[dict[str, object]]) -> str:
     """A Markdown table of recorded studies: the workloads each default was tuned on, the chosen
     point's best validation metric and the step at which it reached the target on each workload
-    (of any record; "-" where a study did not run it), and how many study runs reached one."""
+    (of any record; "-" where a study did not run it) with the target it ran against (none for
+    records that did not record it), and how many study runs reached one."""
     workloads = list(dict.fromkeys(w for record in records for w in record["workloads"]))
     header = ["submission", "default tuned on", "chosen trial (source)"] + [f"{w}: best val. (target)" for w in workloads] + ["runs reaching a target"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -273,8 +281,9 @@ def table(records: Sequence[dict[str, object]]) -> str:
                 cells.append("-")
                 continue
             best = "diverged" if result["best_validation"] is None else f"{result['best_validation']:.4g}"
+            target = record["settings"][workload].get("validation_target")
             cells.append(best + (f", reached at step {result['steps_to_target']}" if result["steps_to_target"] is not None else "")
-                         + f" ({variant_config(workload)['validation_target']:.4g})")
+                         + (f" ({target:.4g})" if target is not None else ""))
         runs = [r for t in record["trials"] for r in t["results"].values()]
         cells.append(f"{sum(r['steps_to_target'] is not None for r in runs)} of {len(runs)}")
         lines.append("| " + " | ".join(cells) + " |")
