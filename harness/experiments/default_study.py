@@ -65,11 +65,12 @@ STUDY_WORKLOADS = ("digits_cnn_large_bn_init", "teacher_student_relu", "markov_l
 convolutional classifier whose BatchNorm scales start at 4 (a changed effective learning rate),
 an ill-conditioned regression (condition number 1e4, as the base) with a ReLU student, and a
 post-LN Transformer language model (post-LN is the placement that needs warmup and a smaller
-learning rate). Their step caps cost about 6.5, 8.7 and 6.9 s per run at the calibration's
-one-thread pace (800 x 8.1 ms, 5,334 x 1.6 ms, 334 x 20.8 ms). Passed over: `mnist1d_cnn`'s
-variants (3,734 steps, 17-21 s a run), `digits_cnn_silu` (its 1.6 s budget makes the guard
-16 s, which costlier submissions would hit before the step cap), `teacher_student_well_conditioned`
-(condition 100: not ill-conditioned) and `markov_lm_relu` (GELU to ReLU: nearly the base)."""
+learning rate). A whole NAdamW run to their step caps (800, 5,334 and 334 steps; data, model and
+evals included) took 15.0, 17.1 and 11.6 s on one thread of a quiet 2-core VM. Passed over:
+`mnist1d_cnn`'s variants (the steps alone, 3,734 at 4.6-5.7 ms, take longer than the slowest of
+those runs), `digits_cnn_silu` (its 1.6 s budget makes the guard 16 s, which costlier submissions
+would hit before the step cap), `teacher_student_well_conditioned` (condition 100: not
+ill-conditioned) and `markov_lm_relu` (GELU to ReLU: nearly the base)."""
 SUBMISSION_DIR = CONFIG_DIR / "submission"
 RECORDS_DIR = CONFIG_DIR.parent / "records" / "default_points"
 STEP_FACTOR = 4 / 3
