@@ -67,8 +67,8 @@ an ill-conditioned regression (condition number 1e4, as the base) with a ReLU st
 post-LN Transformer language model (post-LN is the placement that needs warmup and a smaller
 learning rate). A whole NAdamW run to their step caps (800, 5,334 and 334 steps; data, model and
 evals included) took 15.0, 17.1 and 11.6 s on one thread of a quiet 2-core VM. Passed over:
-`mnist1d_cnn`'s variants (the steps alone, 3,734 at 4.6-5.7 ms, take longer than the slowest of
-those runs), `digits_cnn_silu` (its 1.6 s budget makes the guard 16 s, which costlier submissions
+`mnist1d_cnn`'s variants (3,734 steps at 4.6-5.7 ms: 17-21 s of steps alone, before data and
+evals), `digits_cnn_silu` (its 1.6 s budget makes the guard 16 s, which costlier submissions
 would hit before the step cap), `teacher_student_well_conditioned` (condition 100: not
 ill-conditioned) and `markov_lm_relu` (GELU to ReLU: nearly the base)."""
 SUBMISSION_DIR = CONFIG_DIR / "submission"
