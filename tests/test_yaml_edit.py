@@ -49,3 +49,23 @@ def test_a_missing_block_raises_and_the_file_is_replaced_whole(tmp_path):
     path.write_text(CONFIG)
     set_values(path, ["variants", "deep"], {"depth": 8})
     assert yaml.safe_load(path.read_text())["variants"]["deep"]["depth"] == 8 and [p.name for p in tmp_path.iterdir()] == ["toy.yaml"]
+
+
+SUBMISSION = """\
+# A submission; its comments stay.
+name: toy
+search_space: toy.json
+# The default point, from a study:
+default:
+  learning_rate: 0.003
+  weight_decay: 0.01   # goes with the old block
+provenance:
+  study: old.json
+"""
+
+
+def test_a_block_of_several_keys_replaces_the_old_block_and_a_long_string_stays_on_one_line():
+    summary = "trial 3 of 16; reached the target on 2 of 3 study workloads (" + ", ".join(["a_long_variant_name"] * 4) + ")"
+    text = set_in_text(SUBMISSION, [], {"default": {"learning_rate": 0.0123, "weight_decay": 1.0e-5}, "provenance": {"study": "new.json", "summary": summary}})
+    assert text.splitlines()[:4] == SUBMISSION.splitlines()[:4]
+    assert text.splitlines()[4:] == ["default:", "  learning_rate: 0.0123", "  weight_decay: 1.0e-05", "provenance:", "  study: new.json", f"  summary: {summary}"]

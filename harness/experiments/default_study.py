@@ -1,31 +1,38 @@
 """The small tuning study that picks a submission's self-tuning default point.
 
-    python -m harness.experiments.default_study NAME [NAME ...] [--trials 8] [--workloads a,b] [--workers 2]
+    python -m harness.experiments.default_study NAME [NAME ...] [--trials 16] [--workloads v1,v2,v3] [--workers 2]
     python -m harness.experiments.default_study NAME [NAME ...] --table    # the recorded choices, as Markdown
 
-Bad input (an unknown submission or workload, `--table` without a record) is one error line and
-exit status 2, before any run.
+The protocol tunes on one setting and is scored on another (Cha & Cho, "Hyperparameters in
+Continual Learning: a Reality Check", arXiv 2403.09066: tuning and evaluating on the same
+setting overestimates a method): the study runs on variants of the
+CPU suite's workloads (default `STUDY_WORKLOADS`), never on a base workload, which the
+self-tuning leaderboard scores. Every submission gets the same budget, so that no method is
+favoured by a larger search: its first `trials` scrambled-Halton points
+(`harness.plugins.search.study_points`, seed 0, study 0; values rounded to 3 significant digits),
+on the same workloads with the same seed and step caps. Neither the prior default nor
+`pacer calibrate`'s best configurations are candidates: both were chosen on the scored base
+workloads.
 
-For each submission, the candidate points are: the first `trials - 1` scrambled-Halton points of
-its search space (`harness.plugins.search.study_points`, seed 0, study 0; values rounded to 3
-significant digits), its current default, and every configuration that `pacer calibrate` found
-best on a study workload (`best` in its records/calibration/<workload>.json) that is a point of this
-space (the same hyperparameter names, every value inside it); duplicates run once. Each runs
-once on every study workload (CPU-suite workloads, default `STUDY_WORKLOADS`) as the
-benchmark would run it, but by steps: seed 0, an eval every `calibration.eval_every_steps`, at
-most 4/3 x the workload's `step_hint` steps (the steps the budget buys at the calibration's
-pace) and, as a guard against runaway runs, ten times its time budget, stopping at the target.
-The chosen point reaches the validation target on the most workloads, then needs the fewest
-mean steps to it (as fractions of each workload's step cap), then diverges on the fewest, then
-has the best mean rank of its best validation metric across the workloads. Steps, not seconds,
-rank the points: on a shared CPU the seconds vary with the load, while one submission's cost
-per step does not depend much on its hyperparameters (times to target are recorded too).
-`--workers N` runs the trials in N one-thread processes (results are step-based). A result already in the
-submission's record for the same point, workload and settings is reused, so a study can be
-extended (`--trials 16` after 8: the Halton points are a prefix) at the cost of the new points
-only; a run the old time guard stopped is reused only under the same guard. The record goes to
-docs/tuning/<name>.json and the point, with a `provenance:` line, into the `default:` block
-that ends configs/submission/<name>.yaml.
+Each point runs once on every study workload as the benchmark would run it, but by steps: seed
+0, an eval every `eval_every_steps` of the variant, at most 4/3 x its `step_hint` steps (the
+steps the budget buys at the calibration's pace) and, as a guard against runaway runs, ten
+times its time budget, stopping at the target. The chosen point reaches the validation target
+on the most workloads, then needs the fewest mean steps to it (as fractions of each workload's
+step cap), then diverges on the fewest, then has the best mean rank of its best validation
+metric across the workloads. Steps, not seconds, rank the points: on a shared CPU the seconds
+vary with the load, while one submission's cost per step does not depend much on its
+hyperparameters (times to target are recorded too). `--workers N` runs the trials in N
+one-thread processes (results are step-based). A result already in the submission's record for
+the same point, workload and settings is reused, so a study can be extended (`--trials 16`
+after 8: the Halton points are a prefix) at the cost of the new points only; a run the old time
+guard stopped is reused only under the same guard. The record goes to
+records/default_points/<name>.json (written atomically) and the point, with its `provenance:`,
+into configs/submission/<name>.yaml through `harness.experiments.yaml_edit` (every other line
+of the file kept).
+
+Bad input (an unknown submission or workload, a workload that is not a variant, `--trials`
+below 1, `--table` without a record) is one error line and exit status 2, before any run.
 """
 
 from __future__ import annotations
@@ -33,9 +40,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
@@ -43,23 +52,55 @@ from omegaconf import OmegaConf
 from harness.core.errors import PacerUserError
 from harness.core.runner import Runner, RunSettings
 from harness.core.store import atomic_write
-from harness.experiments.calibration_records import provenance_of, record_path
 from harness.experiments.parallel import map_in_processes
+from harness.experiments.run_config import split_workload_id
+from harness.experiments.yaml_edit import set_values
 from harness.plugins.hparams import Range, SearchSpace, Value, resolve
 from harness.plugins.search import study_points
 from harness.plugins.submissions import check_submission_names, load_submission
-from harness.plugins.workloads import CONFIG_DIR, build_workload, workload_config
+from harness.plugins.workloads import CONFIG_DIR, build_workload, resolve_variant, suite_workloads, workload_config
 
-STUDY_WORKLOADS = ("mnist1d_cnn", "teacher_student")
-"""Two CPU-suite workloads unlike each other: a convolutional classifier and an
-ill-conditioned regression."""
-TUNING_DIR = CONFIG_DIR.parent / "docs" / "tuning"
+STUDY_WORKLOADS = ("digits_cnn_large_bn_init", "teacher_student_relu", "markov_lm_post_ln")
+"""Three CPU-suite variants, each of a different base workload and unlike each other: a
+convolutional classifier whose BatchNorm scales start at 4 (a changed effective learning rate),
+an ill-conditioned regression (condition number 1e4, as the base) with a ReLU student, and a
+post-LN Transformer language model (post-LN is the placement that needs warmup and a smaller
+learning rate). A whole NAdamW run to their step caps (800, 5,334 and 334 steps; data, model and
+evals included) took 15.0, 17.1 and 11.6 s on one thread of a quiet 2-core VM. Passed over:
+`mnist1d_cnn`'s variants (3,734 steps at 4.6-5.7 ms: 17-21 s of steps alone, before data and
+evals), `digits_cnn_silu` (its 1.6 s budget makes the guard 16 s, which costlier submissions
+would hit before the step cap), `teacher_student_well_conditioned` (condition 100: not
+ill-conditioned) and `markov_lm_relu` (GELU to ReLU: nearly the base)."""
+SUBMISSION_DIR = CONFIG_DIR / "submission"
+RECORDS_DIR = CONFIG_DIR.parent / "records" / "default_points"
 STEP_FACTOR = 4 / 3
 GUARD_FACTOR = 10.0
 """The time guard only stops runaway runs; the step cap ends a study run. Budgets are timed with two
 threads, study workers run one thread each (about 2x slower per step), and submissions differ up to
 about 6x in cost per step (Shampoo against NAdamW on teacher_student), so a smaller factor would
 cut ordinary runs of the costlier submissions and make the study time-based for them."""
+
+
+def study_workloads(workload_ids: Sequence[str]) -> list[str]:
+    """`workload_ids`, checked: each must be a variant id (`<base>_<variant>`).
+
+    Raises PacerUserError naming the first unknown id, or the first base workload (a base
+    workload of the CPU suite is what the leaderboard scores: tuning on it is tuning on the
+    test set)."""
+    for workload_id in workload_ids:
+        base, variant = split_workload_id(workload_id)
+        if variant is None:
+            scored = "the CPU suite's leaderboard scores it" if base in suite_workloads("cpu") else "the study tunes on variants only"
+            variants = ", ".join(f"{base}_{v}" for v in workload_config(base).get("variants") or {}) or "none"
+            raise PacerUserError(f"--workloads: {workload_id} is a base workload, not a variant: {scored} (its variants: {variants})")
+    return list(workload_ids)
+
+
+def variant_config(workload_id: str) -> dict[str, object]:
+    """The settings of workload id `workload_id`, a variant's own (targets, budget, step_hint,
+    eval_every_steps) over its base workload's."""
+    base, variant = split_workload_id(workload_id)
+    return resolve_variant(workload_config(base), variant)
 
 
 def rounded_point(space: SearchSpace, point: dict[str, Value]) -> dict[str, Value]:
@@ -73,23 +114,30 @@ def rounded_point(space: SearchSpace, point: dict[str, Value]) -> dict[str, Valu
     return out
 
 
-def study_settings(workload_name: str) -> RunSettings:
-    """How a study trial runs on `workload_name`: by steps, as far as its budget would go."""
-    cfg = workload_config(workload_name)
+def candidate_points(space: SearchSpace, trials: int) -> list[dict[str, Value]]:
+    """The `trials` points every submission's study runs: the first `trials` scrambled-Halton
+    points of `space` (seed 0, study 0), rounded."""
+    return [rounded_point(space, point) for point in study_points(space, trials, seed=0, study=0)]
+
+
+def study_settings(workload_id: str) -> RunSettings:
+    """How a study trial runs on `workload_id`: by steps, as far as its budget would go."""
+    cfg = variant_config(workload_id)
     step_hint = int(cfg["step_hint"])
-    eval_every = int((cfg.get("calibration") or {}).get("eval_every_steps") or max(step_hint // 10, 1))
+    eval_every = int(cfg.get("eval_every_steps") or max(step_hint // 10, 1))
     return RunSettings(seed=0, max_steps=math.ceil(STEP_FACTOR * step_hint), eval_every_steps=eval_every,
                        max_runtime_sec=GUARD_FACTOR * float(cfg["max_runtime_sec"]))
 
 
 def run_trial(job: tuple[str, dict[str, Value], str]) -> dict[str, object]:
-    """One study run: (submission name, point, workload name) -> its outcome (module-level,
+    """One study run: (submission name, point, workload id) -> its outcome (module-level,
     so that worker processes can run it)."""
-    name, point, workload_name = job
-    submission = load_submission(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "submission" / f"{name}.yaml")))
-    workload = build_workload(workload_config(workload_name), None, "cpu")
+    name, point, workload_id = job
+    submission = load_submission(OmegaConf.to_container(OmegaConf.load(SUBMISSION_DIR / f"{name}.yaml")))
+    base, variant = split_workload_id(workload_id)
+    workload = build_workload(workload_config(base), variant, "cpu")
     hyperparameters = resolve(submission.search_space, submission.default, point, f"submission {submission.name}")
-    outcome = Runner(workload, submission.impl, hyperparameters, study_settings(workload_name)).run()
+    outcome = Runner(workload, submission.impl, hyperparameters, study_settings(workload_id)).run()
     metric = f"validation/{workload.target_metric_name}"
     best = workload.target_metric_direction.best(row.get(metric, math.nan) for row in outcome.evals)
     return {
@@ -135,53 +183,26 @@ def ranked(records: Sequence[dict[str, object]], step_caps: dict[str, int]) -> l
     return sorted(records, key=key)
 
 
-def calibration_points(space: SearchSpace, workloads: Sequence[str]) -> list[tuple[str, dict[str, Value]]]:
-    """The configurations `pacer calibrate` found best on `workloads` that are points of `space`."""
-    points = []
-    for workload in workloads:
-        best = (provenance_of(record_path(workload), None) or {}).get("best") or {}
-        point = dict(best.get("hyperparameters") or {})
-        if point and set(point) == set(space.params) and _inside(space, point):
-            points.append((f"calibration_best:{workload}/{best['submission']}", point))
-    return points
-
-
-def _inside(space: SearchSpace, point: dict[str, Value]) -> bool:
-    try:
-        space.check(point, "candidate")
-    except PacerUserError:
-        return False
-    return True
-
-
-def candidate_points(space: SearchSpace, default: dict[str, Value], trials: int, workloads: Sequence[str]) -> list[tuple[str, dict[str, Value]]]:
-    """(source, point) for every distinct candidate, in order: Halton, prior default, calibration
-    bests; a point that comes from several sources names them all ("prior_default = calibration_best:...")."""
-    candidates = [("halton", rounded_point(space, p)) for p in study_points(space, trials - 1, seed=0, study=0)]
-    candidates += [("prior_default", dict(default))] + calibration_points(space, workloads)
-    sources: dict[str, list[str]] = {}
-    points: dict[str, dict[str, Value]] = {}
-    for source, point in candidates:
-        key = _point_key(point)
-        points.setdefault(key, point)
-        if source not in sources.setdefault(key, []):
-            sources[key].append(source)
-    return [(" = ".join(sources[key]), point) for key, point in points.items()]
-
-
 def _point_key(point: dict[str, Value]) -> str:
     return json.dumps(point, sort_keys=True)
 
 
 def settings_record(workloads: Sequence[str], workers: int) -> dict[str, object]:
-    return {w: {"max_steps": s.max_steps, "eval_every_steps": s.eval_every_steps, "guard_sec": round(s.max_runtime_sec, 3)} for w, s in ((w, study_settings(w)) for w in workloads)} \
-        | {"seed": 0, "torch_threads": 1 if workers > 1 else torch.get_num_threads()}
+    """What a study result depends on besides its point: per workload the step cap, eval period,
+    time guard (seconds) and the validation target it ran against; the seed and torch threads."""
+    record: dict[str, object] = {}
+    for workload in workloads:
+        settings = study_settings(workload)
+        record[workload] = {"max_steps": settings.max_steps, "eval_every_steps": settings.eval_every_steps, "guard_sec": round(settings.max_runtime_sec, 3),
+                            "validation_target": float(variant_config(workload)["validation_target"])}
+    return record | {"seed": 0, "torch_threads": 1 if workers > 1 else torch.get_num_threads()}
 
 
 def reusable_results(previous: dict[str, object] | None, settings: dict[str, object]) -> dict[tuple[str, str], dict[str, object]]:
     """(point key, workload) -> result, from a previous record of this study, for every workload
-    run with the same steps and evals, and a time guard that cannot have cut it differently, by
-    workers with the same number of torch threads (which can change a run's numerics)."""
+    run with the same steps, evals and validation target (a recalibration moves it, and with it
+    the steps to target), and a time guard that cannot have cut it differently, by workers with
+    the same number of torch threads (which can change a run's numerics)."""
     recorded = (previous or {}).get("settings") or {}
     if not previous or recorded.get("torch_threads") != settings["torch_threads"]:
         return {}
@@ -189,7 +210,7 @@ def reusable_results(previous: dict[str, object] | None, settings: dict[str, obj
     for trial in previous.get("trials", []):
         for workload, result in trial["results"].items():
             old, new = recorded.get(workload), settings.get(workload)
-            if not old or not new or old["max_steps"] != new["max_steps"] or old["eval_every_steps"] != new["eval_every_steps"]:
+            if not old or not new or any(old.get(key) != new[key] for key in ("max_steps", "eval_every_steps", "validation_target")):
                 continue
             if "direction" not in result:  # recorded before results carried their metric's direction
                 continue
@@ -201,24 +222,26 @@ def reusable_results(previous: dict[str, object] | None, settings: dict[str, obj
 
 
 def study(name: str, trials: int, workloads: Sequence[str], workers: int, log, previous: dict[str, object] | None = None) -> dict[str, object]:
-    cfg = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "submission" / f"{name}.yaml"))
-    submission = load_submission(cfg)
-    points = candidate_points(submission.search_space, dict(submission.default), trials, workloads)
+    """The study record of submission `name`: its `candidate_points` run on `workloads`,
+    reusing `previous`'s results where the settings match, and the chosen point."""
+    submission = load_submission(OmegaConf.to_container(OmegaConf.load(SUBMISSION_DIR / f"{name}.yaml")))
+    points = candidate_points(submission.search_space, trials)
     settings = settings_record(workloads, workers)
     known = reusable_results(previous, settings)
-    jobs = [(name, point, workload) for _, point in points for workload in workloads if (_point_key(point), workload) not in known]
-    log(f"{name}: {len(points)} points x {len(workloads)} workloads, {len(jobs)} runs to do, {len(points) * len(workloads) - len(jobs)} reused")
-    fresh = dict(zip(((_point_key(p), w) for _, p, w in jobs), map_in_processes(run_trial, jobs, workers), strict=True))
+    by_key = {_point_key(point): point for point in points}
+    todo = list(dict.fromkeys((key, workload) for key in map(_point_key, points) for workload in workloads if (key, workload) not in known))
+    log(f"{name}: {len(points)} points x {len(workloads)} workloads, {len(todo)} runs to do, {len(points) * len(workloads) - len(todo)} reused")
+    fresh = dict(zip(todo, map_in_processes(run_trial, [(name, by_key[key], workload) for key, workload in todo], workers), strict=True))
     records = []
-    for index, (source, point) in enumerate(points):
+    for index, point in enumerate(points):
         results = {workload: known.get((_point_key(point), workload)) or fresh[(_point_key(point), workload)] for workload in workloads}
         for workload, result in results.items():
-            log(f"{name} trial {index} ({source}) on {workload}: {json.dumps(result)}")
-        records.append({"trial": index, "source": source, "hyperparameters": point, "results": results})
+            log(f"{name} trial {index} on {workload}: {json.dumps(result)}")
+        records.append({"trial": index, "source": "halton", "hyperparameters": point, "results": results})
     chosen = ranked(records, {workload: settings[workload]["max_steps"] for workload in workloads})[0]
     return {
         "submission": name,
-        "method": f"{trials - 1} scrambled-Halton points (seed 0, study 0), the prior default and the calibration bests that are points of the space; one seed each",
+        "method": f"the first {trials} scrambled-Halton points of the search space (seed 0, study 0), the same number for every submission; one seed each",
         "workloads": list(workloads),
         "settings": settings,
         "rule": "most workloads reaching the validation target, then fewest mean steps to target as fractions of the step caps, then fewest diverged runs, then best mean rank of the best validation metric",
@@ -229,58 +252,50 @@ def study(name: str, trials: int, workloads: Sequence[str], workers: int, log, p
     }
 
 
-def write_default(name: str, record: dict[str, object]) -> None:
-    """Replace the `default:` block that ends the submission's YAML with the chosen point."""
-    path = CONFIG_DIR / "submission" / f"{name}.yaml"
-    text = path.read_text()
-    head = text[:text.index("\ndefault:\n") + 1]
-    lines = ["default:"] + [f"  {k}: {_yaml_value(v)}" for k, v in record["default"].items()]
+def write_default(name: str, record: dict[str, object], record_path: Path) -> None:
+    """Set the chosen point as the `default:` block of configs/submission/<name>.yaml, with a
+    `provenance:` block naming `record_path`; every other line of the file stays as it was.
+
+    Raises ValueError (the file then unchanged) when the edit would change anything else."""
     chosen = record["trials"][record["chosen_trial"]]
     reached = sum(r["time_to_target"] is not None for r in chosen["results"].values())
-    lines += [
-        "provenance:",
-        f"  study: docs/tuning/{name}.json",
-        f"  summary: trial {record['chosen_trial']} ({chosen['source']}) of {len(record['trials'])}; reached the target on {reached} of {len(chosen['results'])} study workloads",
-    ]
-    atomic_write(path, head + "\n".join(lines) + "\n")  # calibrations may be reading it
+    summary = (f"trial {record['chosen_trial']} of {len(record['trials'])}; reached the target on {reached} of "
+               f"{len(chosen['results'])} study workloads ({', '.join(record['workloads'])})")
+    provenance = {"study": os.path.relpath(record_path, CONFIG_DIR.parent), "summary": summary}
+    set_values(SUBMISSION_DIR / f"{name}.yaml", [], {"default": record["default"], "provenance": provenance})
 
 
 def table(records: Sequence[dict[str, object]]) -> str:
-    """A Markdown table of recorded studies: the chosen point's best validation metric and the
-    step at which it reached the target on each workload (of any record; "-" where a study did
-    not run it), and how many study runs reached one."""
+    """A Markdown table of recorded studies: the workloads each default was tuned on, the chosen
+    point's best validation metric and the step at which it reached the target on each workload
+    (of any record; "-" where a study did not run it) with the target it ran against (none for
+    records that did not record it), and how many study runs reached one."""
     workloads = list(dict.fromkeys(w for record in records for w in record["workloads"]))
-    header = ["submission", "chosen trial (source)"] + [f"{w}: best val. (target)" for w in workloads] + ["runs reaching a target"]
+    header = ["submission", "default tuned on", "chosen trial (source)"] + [f"{w}: best val. (target)" for w in workloads] + ["runs reaching a target"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for record in records:
         chosen = record["trials"][record["chosen_trial"]]
-        cells = [f"`{record['submission']}`", f"{record['chosen_trial']} ({chosen['source']})"]
+        cells = [f"`{record['submission']}`", ", ".join(f"`{w}`" for w in record["workloads"]), f"{record['chosen_trial']} ({chosen['source']})"]
         for workload in workloads:
             result = chosen["results"].get(workload)
             if result is None:
                 cells.append("-")
                 continue
             best = "diverged" if result["best_validation"] is None else f"{result['best_validation']:.4g}"
+            target = record["settings"][workload].get("validation_target")
             cells.append(best + (f", reached at step {result['steps_to_target']}" if result["steps_to_target"] is not None else "")
-                         + f" ({workload_config(workload)['validation_target']:.4g})")
+                         + (f" ({target:.4g})" if target is not None else ""))
         runs = [r for t in record["trials"] for r in t["results"].values()]
         cells.append(f"{sum(r['steps_to_target'] is not None for r in runs)} of {len(runs)}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _yaml_value(value: Value) -> str:
-    if isinstance(value, float):
-        text = repr(value)
-        return text if "e" not in text else f"{value:.6e}"
-    return json.dumps(value) if isinstance(value, str) else str(value)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+")
-    parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--workloads", default=",".join(STUDY_WORKLOADS), help="comma-separated CPU-suite workloads")
+    parser.add_argument("--trials", type=int, default=16, help="candidate points, the same for every submission")
+    parser.add_argument("--workloads", default=",".join(STUDY_WORKLOADS), help="comma-separated variant ids (never a base workload: those are scored)")
     parser.add_argument("--workers", type=int, default=1, help="parallel one-thread processes")
     parser.add_argument("--table", action="store_true", help="print the recorded studies of NAMEs as a Markdown table; run nothing")
     args = parser.parse_args(argv)
@@ -294,25 +309,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     check_submission_names(args.names)
     if args.table:
-        missing = [name for name in args.names if not (TUNING_DIR / f"{name}.json").exists()]
+        missing = [name for name in args.names if not (RECORDS_DIR / f"{name}.json").exists()]
         if missing:
-            raise PacerUserError(f"no recorded study for {', '.join(missing)} in {TUNING_DIR}")
-        print(table([json.loads((TUNING_DIR / f"{name}.json").read_text()) for name in args.names]))
+            raise PacerUserError(f"no recorded study for {', '.join(missing)} in {RECORDS_DIR}")
+        print(table([json.loads((RECORDS_DIR / f"{name}.json").read_text()) for name in args.names]))
         return 0
-    workloads = [w for w in args.workloads.split(",") if w]
-    for workload in workloads:
-        workload_config(workload)  # an unknown name fails here, before any run
+    if args.trials < 1:
+        raise PacerUserError(f"--trials {args.trials}: a study needs at least one point")
+    workloads = study_workloads([w for w in args.workloads.split(",") if w])
 
     def log(line: str) -> None:
         print(line, flush=True)
 
-    TUNING_DIR.mkdir(parents=True, exist_ok=True)
+    RECORDS_DIR.mkdir(parents=True, exist_ok=True)
     for name in args.names:
-        path = TUNING_DIR / f"{name}.json"
+        path = RECORDS_DIR / f"{name}.json"
         previous = json.loads(path.read_text()) if path.exists() else None
         record = study(name, args.trials, workloads, args.workers, log, previous)
         atomic_write(path, json.dumps(record, indent=1) + "\n")
-        write_default(name, record)
+        write_default(name, record, path)
         log(f"{name}: chose trial {record['chosen_trial']}: {record['default']}")
     return 0
 

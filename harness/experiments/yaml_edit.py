@@ -1,9 +1,11 @@
 """Set values in a YAML config file without rewriting it: every other line, comment and key
 order stays as it was. For the block-style files under configs/ (two-space indents), which
-calibration writes its targets into; the result is checked by reloading it."""
+calibration writes its targets into and the default-point study a submission's `default:` and
+`provenance:` blocks; the result is checked by reloading it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,13 +26,15 @@ def set_values(path: Path, block: Sequence[str], values: Mapping[str, object]) -
 
 
 def set_in_text(text: str, block: Sequence[str], values: Mapping[str, object]) -> str:
-    """`text` with `values` set in the mapping at `block` (see `set_values`).
+    """`text` with `values` set in the mapping at `block` (see `set_values`). A value that is a
+    mapping replaces the key's whole block (comments inside it go too) with one written in block
+    style; a string stays on one line, however long.
 
     Raises KeyError when `block` is not in `text`, ValueError when the edit would change
     anything besides `values`."""
     lines = text.splitlines()
     for key, value in values.items():
-        lines = _set_key(lines, block, key, yaml.safe_dump({key: value}, sort_keys=False).splitlines())
+        lines = _set_key(lines, block, key, yaml.safe_dump({key: value}, sort_keys=False, width=math.inf).splitlines())
     new_text = "\n".join(lines) + "\n"
     _check_edit(yaml.safe_load(text), yaml.safe_load(new_text), block, values)
     return new_text
