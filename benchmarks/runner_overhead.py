@@ -43,6 +43,8 @@ from harness.plugins.submissions import load_submission
 from harness.plugins.workloads import build_workload
 
 WARMUP_PAIRS = 5
+AFTER_PROBE_STEPS = 12
+"""Steps after a reference probe counted apart; later steps are the settled pace."""
 
 
 def setup(overrides: list[str]):
@@ -84,21 +86,48 @@ class BareLoop:
 
 
 class RunnerLoop:
-    """The runner, set up once and stepped in blocks, with evaluation only at step 1."""
+    """The runner, set up once and stepped in blocks, with evaluation only at step 1. It also
+    records each step's charged seconds by the number of steps since the clock's last reference
+    probe (`after_probe`), which shows what the probes cost the steps that follow them."""
 
     def __init__(self, workload, submission, hp, total_steps: int):
         self.runner = Runner(workload, submission.impl, hp, RunSettings(seed=0, max_steps=total_steps + 1, eval_every_steps=total_steps + 2, max_runtime_sec=1e9))
         self.runner.setup()
+        self.since_probe = AFTER_PROBE_STEPS
+        self.after_probe: dict[int, list[float]] = {k: [] for k in range(AFTER_PROBE_STEPS + 1)}
+        clock_probe = self.runner.clock.probe
+
+        def probe() -> None:
+            self.since_probe = -1
+            clock_probe()
+
+        self.runner.clock.probe = probe
 
     def block(self, steps: int) -> tuple[float, float]:
         """Wall seconds and charged (submission-phase) seconds for `steps` more steps."""
-        charged_before = self.runner.clock.raw_submission_time
+        clock = self.runner.clock
+        charged_before = clock.raw_submission_time
         start = time.perf_counter()
         for _ in range(steps):
+            step_before = clock.raw_submission_time
             self.runner.step()
+            self.since_probe += 1
+            self.after_probe[min(self.since_probe, AFTER_PROBE_STEPS)].append(clock.raw_submission_time - step_before)
         wall = time.perf_counter() - start
         assert self.runner.outcome.status == "running", self.runner.outcome.error
-        return wall, self.runner.clock.raw_submission_time - charged_before
+        return wall, clock.raw_submission_time - charged_before
+
+    def probe_cost(self) -> str | None:
+        """The median charged step by steps since the last probe, and what the slower steps after
+        probes add to the charged time (None without probes: the wall clock)."""
+        if not self.after_probe[0]:
+            return None
+        medians = [statistics.median(self.after_probe[k]) for k in range(AFTER_PROBE_STEPS + 1)]
+        settled, steps = medians[-1], sum(len(values) for values in self.after_probe.values())
+        extra = sum(len(self.after_probe[k]) * (medians[k] - settled) for k in range(AFTER_PROBE_STEPS))
+        shown = ", ".join(f"{1e6 * m:.0f}" for m in medians[:-1])
+        return (f"charged us per step (medians), 0..{AFTER_PROBE_STEPS - 1} steps after a reference probe: {shown}; later: {1e6 * settled:.0f}"
+                f"\nthe slower steps after probes add {100 * extra / (steps * settled):+.2f}% to the charged time (one probe every {steps / len(self.after_probe[0]):.0f} steps)")
 
 
 def median_with_interval(values: list[float]) -> tuple[float, float, float]:
@@ -135,6 +164,8 @@ def main() -> None:
                                 ("bookkeeping outside the submission phase", bookkeeping, "")):
         median, low, high = median_with_interval(values)
         print(f"{label:<46} median {median:+6.2f}%  95% CI [{low:+.2f}%, {high:+.2f}%]{goal}")
+    if (cost := runner.probe_cost()) is not None:
+        print(cost)
 
 
 if __name__ == "__main__":
