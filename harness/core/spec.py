@@ -28,7 +28,7 @@ import abc
 import enum
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
-from typing import Protocol, TypedDict, runtime_checkable
+from typing import NotRequired, Protocol, TypedDict, runtime_checkable
 
 import torch
 from torch import nn
@@ -43,9 +43,17 @@ BatchPart = Tensor | tuple[Tensor, Tensor] | Sized
 """One entry of a batch: a tensor whose leading dimension is the example, AlgoPerf's
 (values, paddings) pair of such tensors (the speech workloads), or a workload's own batch object
 whose `len()` is its number of examples (ogbg's `Graphs`)."""
-Batch = dict[str, BatchPart]
-"""A batch: `inputs`, `targets` and optionally `weights` (a tensor: 1 for real examples, 0 for
-padding), all holding the same examples."""
+
+
+class Batch(TypedDict):
+    """A batch: `inputs`, `targets` and optionally `weights` (1 for real examples, 0 for padding),
+    all holding the same examples."""
+
+    inputs: BatchPart
+    targets: BatchPart
+    weights: NotRequired[Tensor]
+
+
 Rng = int
 """A 64-bit seed. Derive children with `harness.core.rng.split` / `harness.core.rng.fold_in`."""
 OptimizerState = dict[str, object]
