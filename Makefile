@@ -15,6 +15,7 @@ run: $(STAMP)
 	$(BIN)/pacer sweep $(QUICKSTART)
 	$(BIN)/pacer status experiment=quickstart --wait
 	$(BIN)/pacer report results/quickstart --out results/quickstart/report
+	cat results/quickstart/report/leaderboard.md
 
 test: $(STAMP) system lint
 	$(BIN)/python -m pytest

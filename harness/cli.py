@@ -12,6 +12,7 @@ alone takes ~3 s; tests/test_cli.py checks)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from harness.scoring.rules import ScoringRules
 
 PREEMPTED_EXIT_CODE = 3
+BROKEN_PIPE_EXIT_CODE = 141
+"""128 + SIGPIPE, what a shell reports for a command whose reader closed the pipe."""
 
 USAGE = """usage: pacer VERB [key=value ...]
 
@@ -426,7 +429,15 @@ def _warning_line(message: Warning | str, category: type[Warning], filename: str
 
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = _warning_line
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run_verb(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # the reader left (`pacer status | head`): stop quietly, as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush does not raise again
+        return BROKEN_PIPE_EXIT_CODE
+
+
+def run_verb(args: list[str]) -> int:
+    """Dispatch `pacer VERB ARGS...`; a PacerUserError is one `pacer: error:` line and its exit code."""
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0 if args else 2

@@ -376,3 +376,12 @@ def test_bad_input_of_every_verb_is_one_line_and_changes_nothing(args, expected,
     assert main([verb, *places, *(a.replace("ROOT", str(root)) for a in rest)]) == 2
     assert_one_error_line(capsys.readouterr().err, expected.replace("ROOT", str(root)))
     assert _tree(tmp_path) == before
+
+
+def test_a_reader_that_leaves_early_ends_pacer_quietly():
+    """`pacer ... | head -1`: the reader closes the pipe before pacer writes; no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "w") as closed_pipe:
+        result = subprocess.run([sys.executable, "-m", "harness", "--help"], cwd=REPO, stdout=closed_pipe, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert result.returncode == 141 and result.stderr == ""

@@ -50,7 +50,8 @@ def test_three_studies_with_known_ratios_give_the_geometric_mean_and_the_exact_p
     assert w2["ratio"] == pytest.approx(1.0) and w2["p"] == 6 / 8  # the both-missed study is a tie under every flip
     assert w2["misses"] == 2 and w1["misses"] == 0 and overall["misses"] == 2
     assert overall["ratio"] == pytest.approx(12 ** (1 / 6)) and overall["studies"] == 6
-    assert overall["p"] == pytest.approx(exact_p(logs, [1 / 6] * 6)) and overall["min_p"] == 1 / 64
+    assert overall["p"] == pytest.approx(exact_p(logs, [1 / 6] * 6)) and overall["min_p"] == 1 / 32  # the both-missed pair flips to itself
+    assert w2["min_p"] == 1 / 4
     # Student's t on the three log ratios: mean log 12 / 3, standard error s / sqrt(3), 2 degrees of freedom
     mean = math.log(12) / 3
     half = T_975_2_DOF * math.sqrt(sum((v - mean) ** 2 for v in logs[:3]) / 2 / 3)
@@ -72,8 +73,10 @@ def test_the_table_says_what_the_numbers_mean(tmp_path: Path, capsys: pytest.Cap
     assert main(["compare", str(tmp_path), "x", "y"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("x against y (external ruleset): ratio = t_y / t_x per paired study, > 1: x is faster")
-    assert lines[1].startswith("95% Student-t interval over paired studies (overall: Welch-Satterthwaite)") and "the smallest p n studies can give is 1/2^n" in lines[1]
-    assert lines[2] == "a miss counts as the workload's budget + 1 s (as the geometric-mean speedup); both missing is ratio 1"
+    assert lines[1].startswith("95% Student-t interval over paired studies (overall: Welch-Satterthwaite)") and "(min p = 1/2^n, n: the pairs whose times differ)" in lines[1]
+    assert lines[2] == ("a miss counts as the workload's budget + 1 s (as the geometric-mean speedup), so a ratio with misses is a bound, "
+                        "not a measurement; both missing is ratio 1: not measured, not equal")
+    assert lines[3].startswith("not the leaderboard's speedup (a ratio of median times per workload, unpaired)")
     w1 = next(line for line in lines if line.startswith("w1 "))
     assert w1.split()[:3] == ["w1", "3", f"{12 ** (1 / 3):.3f}"] and w1.split()[-3:] == ["0.1250", "0.1250", "0"]
     assert any(line.startswith("overall ") for line in lines)
@@ -81,7 +84,7 @@ def test_the_table_says_what_the_numbers_mean(tmp_path: Path, capsys: pytest.Cap
 
 REFUSALS = [
     (["x", "x"], "pacer: error: compare x with another submission, not with itself"),
-    (["x", "nope"], "pacer: error: unknown submission 'nope' (valid: x, y)"),
+    (["x", "nope"], "pacer: error: no runs of submission 'nope' in these results (submissions with runs: x, y)"),
     (["x", "y"], "pacer: error: workload w2 has 2 paired studies of x and y; a comparison needs at least 3 (the smallest p-value n studies can give is 1/2^n)"),
     (["x", "y", "--bootstrap", "100"], "pacer: error: pacer compare: unknown option --bootstrap (see pacer compare --help)"),
     (["x"], "pacer: error: pacer compare: the following arguments are required: Y"),
@@ -172,3 +175,16 @@ def compare_coverage(tmp_path_factory: pytest.TempPathFactory) -> float:
 
 def test_compare_interval_covers_the_true_ratio_in_90_to_99_percent_of_200_experiments(compare_coverage: float) -> None:
     assert 0.90 <= compare_coverage <= 0.99
+
+
+def test_a_workload_both_sides_missed_every_time_has_no_floor_below_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_table(tmp_path, {"x": {"w": [[None], [None], [None]]}, "y": {"w": [[None], [None], [None]]}}, budget=100.0)
+    w = compare_json(tmp_path, "x", "y", capsys=capsys)["workloads"]["w"]
+    assert w["ratio"] == 1.0 and w["interval"] == [1.0, 1.0] and w["p"] == 1.0 and w["min_p"] == 1.0 and w["misses"] == 6
+
+
+def test_contended_runs_are_named_in_the_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_table(tmp_path, {"x": {"w": [[10], [10], [10]]}}, contended=True)
+    write_table(tmp_path, {"y": {"w": [[20], [40], [15]]}}, contended=False)
+    warnings = compare_json(tmp_path, "x", "y", capsys=capsys)["warnings"]
+    assert warnings == ["3 of x's 3 runs were flagged contended (their machine was oversubscribed; their times may be inflated)"]

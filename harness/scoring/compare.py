@@ -24,9 +24,20 @@ geometric-mean speedup (t_reference / t_submission) with Y as the reference.
   has (n - 1)/n of the mean's variance and normal, not t, tails. Log times that are about
   normal make the t interval exact per workload (tests/test_compare.py checks its coverage).
 
-**The smallest p-value n studies can give is 1/2^n**: 0.125 with 3 studies, 0.031 with 5,
-0.001 with 10. With 3 studies a workload can never be "significant at 5%" on its own; the
+**The smallest p-value n studies can give is 1/2^n**, n counting the pairs whose times differ
+(a pair of equal times, e.g. both missed, flips to itself): 0.125 with 3 studies, 0.031 with
+5, 0.001 with 10. With 3 studies a workload can never be "significant at 5%" on its own; the
 overall test, over every (workload, study) pair, can.
+
+**A ratio with misses is a bound, not a measurement**: a miss counts as the budget + 1 s, so
+against a submission that missed every study the ratio says "at least this much faster"; both
+missing gives 1 with no spread, which means "not measured", not "equal". The `misses` column
+counts them.
+
+**Not the leaderboard's speedup**: that one is the ratio of per-workload median times (AlgoPerf's
+time per workload), unpaired; this one is the geometric mean of per-study ratios, paired. With
+few studies and misses the two can differ, even in direction; this one is the test of "X is
+faster".
 
 No cut-off and no held-out rule apply here: they depend on every submission, a comparison on two.
 """
@@ -58,7 +69,8 @@ MIN_PAIRED_STUDIES = 3
 """Fewer paired studies give a p-value no smaller than 1/4 and an interval with one degree of freedom."""
 EXACT_LOG2 = 16
 """Enumerate the 2^n sign arrangements up to n = 16; above, draw 2^16 of them."""
-MISSES_NOTE = "a miss counts as the workload's budget + 1 s (as the geometric-mean speedup); both missing is ratio 1"
+MISSES_NOTE = ("a miss counts as the workload's budget + 1 s (as the geometric-mean speedup), so a ratio with misses is a bound, "
+               "not a measurement; both missing is ratio 1: not measured, not equal")
 
 
 @dataclass
@@ -112,7 +124,7 @@ def compare_frame(df: pd.DataFrame, x: str, y: str, *, ruleset: str | None = Non
     per_pair = pd.DataFrame({"log_ratio": log_ratio, "misses": np.isinf(pairs).sum(axis=1).to_numpy()}, index=pairs.index)
     workloads, overall = statistics(per_pair, np.random.default_rng(seed), confidence)
     return Comparison(x, y, str(pair_df["ruleset"].iloc[0]), workloads, overall, seed, confidence,
-                      notes + dup_notes + unpaired_warnings(per_study, x, y))
+                      notes + dup_notes + unpaired_warnings(per_study, x, y) + contended_warnings(trials, x, y))
 
 
 def statistics(per_pair: pd.DataFrame, rng: np.random.Generator, confidence: float) -> tuple[pd.DataFrame, pd.Series]:
@@ -148,10 +160,11 @@ def one_ruleset(df: pd.DataFrame, ruleset: str | None) -> pd.DataFrame:
 
 
 def check_submissions(df: pd.DataFrame, x: str, y: str) -> None:
+    """Both names must have runs here; the message lists the submissions that do."""
     valid = sorted(set(df["submission"].astype(str)))
     for name in (x, y):
         if name not in valid:
-            raise PacerUserError(f"unknown submission {name!r} (valid: {', '.join(valid)})")
+            raise PacerUserError(f"no runs of submission {name!r} in these results (submissions with runs: {', '.join(valid)})")
 
 
 def check_enough_studies(per_study: pd.DataFrame, x: str, y: str) -> None:
@@ -186,6 +199,19 @@ def unpaired_warnings(per_study: pd.DataFrame, x: str, y: str) -> list[str]:
     return lines
 
 
+def contended_warnings(trials: pd.DataFrame, x: str, y: str) -> list[str]:
+    """One line per side with runs flagged contended (their times may be inflated), with the count."""
+    if "contended" not in trials:
+        return []
+    lines = []
+    for name in (x, y):
+        runs = trials[trials["submission"] == name]
+        flagged = int(runs["contended"].eq(True).sum())
+        if flagged:
+            lines.append(f"{flagged} of {name}'s {len(runs)} runs were flagged contended (their machine was oversubscribed; their times may be inflated)")
+    return lines
+
+
 def mean_log_interval(groups: Sequence[np.ndarray], confidence: float) -> tuple[float, float, float]:
     """The mean over `groups` (each a workload's paired log ratios, >= 2 of them) of their means,
     and its Student-t interval: a group's mean has variance s^2 / n (s: the sample standard
@@ -210,7 +236,7 @@ def summary(groups: Sequence[np.ndarray], rng: np.random.Generator, confidence: 
     weights = np.concatenate([np.full(len(g), 1 / (len(g) * len(groups))) for g in groups])
     p, exact = sign_flip_p(values, weights, rng)
     return {"studies": len(values), "ratio": math.exp(mean), "lo": math.exp(lo), "hi": math.exp(hi), "p": p,
-            "min_p": 2.0 ** -len(values), "exact": exact}
+            "min_p": 2.0 ** -int(np.count_nonzero(values)), "exact": exact}
 
 
 def sign_flip_p(values: np.ndarray, weights: np.ndarray, rng: np.random.Generator) -> tuple[float, bool]:
@@ -247,8 +273,9 @@ def describe(comparison: Comparison) -> list[str]:
     interval = f"{c.confidence:.0%} Student-t interval over paired studies (overall: Welch-Satterthwaite)"
     return [f"{c.x} against {c.y} ({c.ruleset} ruleset): ratio = t_{c.y} / t_{c.x} per paired study, > 1: {c.x} is faster;"
             " geometric mean over studies (overall: over workloads)",
-            f"{interval}; p: one-sided paired permutation test of '{c.x} is faster' (the smallest p n studies can give is 1/2^n)",
-            MISSES_NOTE]
+            f"{interval}; p: one-sided paired permutation test of '{c.x} is faster' (min p = 1/2^n, n: the pairs whose times differ)",
+            MISSES_NOTE,
+            "not the leaderboard's speedup (a ratio of median times per workload, unpaired): with few studies and misses the two can differ"]
 
 
 def format_comparison(comparison: Comparison) -> str:
