@@ -56,11 +56,13 @@ import scipy.stats
 
 from harness.core.errors import PacerUserError
 from harness.scoring.rules import (
+    CONTENDED_MEANING,
     RULESETS,
     check_comparable,
     dedupe_reruns,
     load_roots,
     misses_as_budget,
+    study_times,
     trial_times,
     workload_budgets,
 )
@@ -80,7 +82,8 @@ class Comparison:
     `workloads` has one row per workload (index), and `overall` the same fields for the suite:
     studies (paired studies; overall: every pair), ratio (geometric mean of t_Y / t_X, > 1: X
     faster), lo / hi (Student-t interval of the ratio; module docstring), p
-    (one-sided permutation p-value of "X is faster"), min_p (1/2^n, the smallest p possible),
+    (one-sided permutation p-value of "X is faster"), min_p (1/2^n, n the pairs whose times
+    differ: the smallest p possible),
     exact (whether p enumerated every arrangement), misses (per-study times that were misses)."""
 
     x: str
@@ -116,7 +119,7 @@ def compare_frame(df: pd.DataFrame, x: str, y: str, *, ruleset: str | None = Non
     pair_df = df[df["submission"].isin([x, y])]
     notes = check_comparable(pair_df, allow_mixed)
     trials, dup_notes = dedupe_reruns(trial_times(pair_df))
-    per_study = study_times(trials, x, y)
+    per_study = paired_study_times(trials, x, y)
     check_enough_studies(per_study, x, y)
     pairs = per_study.dropna()
     budgets = workload_budgets(trials).reindex(pairs.index.get_level_values("workload")).to_numpy(dtype=float)
@@ -180,11 +183,10 @@ def check_enough_studies(per_study: pd.DataFrame, x: str, y: str) -> None:
 # ---------------------------------------------------------------- pairs and statistics
 
 
-def study_times(trials: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """(workload, study) x [x, y]: each study's fastest trial in seconds (inf: a miss; NaN: that
+def paired_study_times(trials: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """(workload, study) x [x, y]: each study's time (`rules.study_times`; inf: a miss; NaN: that
     side has no such study)."""
-    per_study = trials.groupby(["workload", "study", "submission"])["time_to_validation"].min().unstack("submission")
-    return per_study.reindex(columns=[x, y])
+    return study_times(trials).unstack("submission").reindex(columns=[x, y])
 
 
 def unpaired_warnings(per_study: pd.DataFrame, x: str, y: str) -> list[str]:
@@ -208,7 +210,7 @@ def contended_warnings(trials: pd.DataFrame, x: str, y: str) -> list[str]:
         runs = trials[trials["submission"] == name]
         flagged = int(runs["contended"].eq(True).sum())
         if flagged:
-            lines.append(f"{flagged} of {name}'s {len(runs)} runs were flagged contended (their machine was oversubscribed; their times may be inflated)")
+            lines.append(f"{flagged} of {name}'s {len(runs)} runs were flagged contended ({CONTENDED_MEANING})")
     return lines
 
 

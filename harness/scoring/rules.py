@@ -42,6 +42,8 @@ TIME_COLUMNS = {"time": "accumulated_submission_time", "steps": "global_step", "
 RUN_KEY = ["ruleset", "submission", "workload", "study", "trial"]
 CLOCK_UNITS = {"wall": "wall-clock seconds", "normalized": "reference seconds (normalized clock)"}
 """What each `clock.kind` of a run record measures submission time in."""
+CONTENDED_MEANING = "their machine was oversubscribed; their times may be inflated"
+"""What a run flagged contended means, in the warnings that name such runs."""
 MIN_STUDIES = 2
 """The bootstrap resamples studies, so a submission/workload cell needs this many to vary."""
 
@@ -239,9 +241,14 @@ def workload_times(trials: pd.DataFrame, ruleset: str, column: str = "time_to_va
     the single trial (self; with more than one, the fastest counts). Misses are inf."""
     if ruleset not in RULESETS:
         raise PacerUserError(f"unknown ruleset {ruleset!r} (valid: {', '.join(RULESETS)})")
-    per_study = trials.groupby(["submission", "workload", "study"], sort=True)[column].min()
-    per_workload = per_study.groupby(level=["submission", "workload"]).median()
+    per_workload = study_times(trials, column).groupby(level=["submission", "workload"]).median()
     return per_workload.unstack("workload").sort_index(axis=1)
+
+
+def study_times(trials: pd.DataFrame, column: str = "time_to_validation") -> pd.Series:
+    """(submission, workload, study) -> the study's time: its fastest trial (external: the best of
+    its trials; self: its one trial). Misses are inf."""
+    return trials.groupby(["submission", "workload", "study"], sort=True)[column].min()
 
 
 # ---------------------------------------------------------------- 3-6. table -> score (batched arrays)
@@ -641,4 +648,4 @@ def contention_warning(flagged: pd.DataFrame, examples: int = 3) -> str | None:
         return None
     shown = ", ".join(flagged["run_dir"].astype(str).iloc[:examples]) + (", ..." if len(flagged) > examples else "")
     runs = "1 run was" if len(flagged) == 1 else f"{len(flagged)} runs were"
-    return f"{runs} flagged contended (their machine was oversubscribed; their times may be inflated): {shown}"
+    return f"{runs} flagged contended ({CONTENDED_MEANING}): {shown}"
