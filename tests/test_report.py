@@ -175,3 +175,23 @@ def test_against_the_reference_shows_ratios_intervals_and_p_and_the_leaderboard_
     assert f"| 1 | fast | 1.0000 | [1.000, 1.000] | 0.50 | 2.000 [{lo:.3f}, {hi:.3f}] | 2/2 |" in markdown
     plain = write_report(tmp_path, tmp_path / "plain", rules=ScoringRules(bootstrap=0)).read_text(encoding="utf-8")
     assert "Against" not in plain and "speedup" not in plain  # no adamw and no --reference
+
+
+def test_results_of_both_rulesets_get_a_part_each_and_a_table_of_how_tuning_changes_the_order(tmp_path: Path) -> None:
+    # self-tuning: a before c; external tuning: c before a. b ran only self-tuning, d only external tuning.
+    write_table(tmp_path, {"a": {"w": [[10], [11], [12]]}, "b": {"w": [[40], [41], [42]]}, "c": {"w": [[20], [21], [22]]}}, ruleset="self")
+    write_table(tmp_path, {"a": {"w": [[30, 32]] * 3}, "c": {"w": [[15, 18]] * 3}, "d": {"w": [[None, 50]] * 3}}, ruleset="external")
+    page = write_report(tmp_path, tmp_path / "report", rules=ScoringRules(bootstrap=50)).read_text(encoding="utf-8")
+    assert page.index("<h2>Self-tuning ruleset</h2>") < page.index("<h2>External tuning ruleset</h2>") < page.index("<h2>How tuning changes the order</h2>")
+    assert page.count("<h3>Leaderboard</h3>") == 2 and page.count("<h3>Provenance</h3>") == 2 and "<h2>Leaderboard</h2>" not in page
+    assert "Ruleset <b>self</b>" in page and "Ruleset <b>external</b>" in page and len(embedded_images(page)) == 4
+    markdown = (tmp_path / "report" / "leaderboard.md").read_text(encoding="utf-8").splitlines()
+    assert markdown[0] == "## Self-tuning ruleset" and markdown[2].startswith("Ruleset: self;") and "## External tuning ruleset" in markdown
+    order = markdown[markdown.index("## How tuning changes the order") + 2:]
+    assert order[0] == "| submission | Self-tuning ruleset: rank (score) | External tuning ruleset: rank (score) |"
+    assert re.fullmatch(r"\| a \| 1 \(1\.0000\) \| 2 \(0\.\d{4}\) \|", order[2]) and re.fullmatch(r"\| c \| 2 \(0\.\d{4}\) \| 1 \(1\.0000\) \|", order[3])
+    assert len(order) == 6 and order[5].startswith("Ranks among the submissions that both rulesets ran")  # b and d: one board each
+    from harness.cli import main
+
+    assert main(["score", str(tmp_path), "--out", str(tmp_path / "s1")]) == 2  # score: one ruleset at a time ...
+    assert main(["score", str(tmp_path / "exp" / "external"), "--out", str(tmp_path / "s2")]) == 0  # ... given by its folder

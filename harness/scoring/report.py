@@ -42,18 +42,60 @@ def submission_colours(submissions: Sequence[str]) -> dict[str, Colour]:
     return {s: cmap(i % cmap.N) for i, s in enumerate(sorted(submissions))}
 
 
+RULESET_ORDER = ("self", "external")
+"""The order of a report's parts when its results hold both rulesets: self-tuning first (every
+submission as shipped, at its default point), then external tuning (what a search adds)."""
+RULESET_TITLES = {"self": "Self-tuning ruleset", "external": "External tuning ruleset"}
+
+
 def write_report(roots: Sequence[Path] | Path, out_dir: Path, *, rules: ScoringRules | None = None, compat: str | None = None,
                  allow_mixed: bool = False, log_x: bool = False, cache: bool = True) -> Path:
-    """Score `roots` and write `out_dir/index.html` and `out_dir/leaderboard.md`; return the HTML path."""
+    """Score `roots` and write `out_dir/index.html` and `out_dir/leaderboard.md`; return the HTML path.
+
+    Results of both rulesets are scored apart (scoring never mixes them) and reported as two
+    parts, each with all of its sections, then a table of how tuning changes the order.
+
+    Raises PacerUserError (one line) when the runs cannot be scored or `out_dir` cannot be made."""
     roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
     df = load_roots(roots, cache)
-    result = score_results(df, rules, allow_mixed=allow_mixed, compat=compat)
+    parts = split_by_ruleset(df)
+    results = {ruleset: score_results(runs, rules, allow_mixed=allow_mixed, compat=compat) for ruleset, runs in parts.items()}
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise PacerUserError(f"cannot create the report folder {out_dir}: {e.strerror}") from None
-    colours = submission_colours(list(result.scores.index))
+    colours = submission_colours(sorted({s for result in results.values() for s in result.scores.index}))
+
+    def sections(ruleset: str, level: int) -> str:
+        return render_sections(report_sections(parts[ruleset], results[ruleset], colours, compat=compat, allow_mixed=allow_mixed, log_x=log_x), level)
+
+    if len(results) == 1:
+        body, markdown = sections(next(iter(results)), 2), leaderboard_markdown(next(iter(results.values())))
+    else:
+        body = "\n".join(f"<h2>{html.escape(RULESET_TITLES[r])}</h2>\n{sections(r, 3)}" for r in results) \
+            + f"\n<h2>How tuning changes the order</h2>\n{order_html(results)}"
+        markdown = "".join(f"## {RULESET_TITLES[r]}\n\n{leaderboard_markdown(result)}\n" for r, result in results.items()) \
+            + f"## How tuning changes the order\n\n{order_markdown(results)}"
+    page = f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Pacer leaderboard</title><style>{STYLE}</style></head>\n<body><h1>Pacer leaderboard</h1>\n{body}\n</body></html>\n"
+    path = out_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
+    (out_dir / "leaderboard.md").write_text(markdown, encoding="utf-8")
+    return path
+
+
+def split_by_ruleset(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The runs of each ruleset, in `RULESET_ORDER`; one part (keyed "all") when the runs hold at
+    most one known ruleset, which scoring then checks as it always does."""
+    rulesets = set(df["ruleset"].dropna().astype(str)) if "ruleset" in df else set()
+    if len(rulesets) < 2 or not rulesets <= set(RULESET_ORDER) or df["ruleset"].isna().any():
+        return {"all": df}
+    return {r: df[df["ruleset"] == r] for r in RULESET_ORDER if r in rulesets}
+
+
+def report_sections(df: pd.DataFrame, result: ScoreResult, colours: Mapping[str, Colour], *, compat: str | None,
+                    allow_mixed: bool, log_x: bool) -> list[tuple[str, str]]:
+    """(title, HTML) of every section of one ruleset's report, in page order."""
     best = best_trials(result)
     sections = [
         ("Leaderboard", leaderboard_html(result)),
@@ -68,12 +110,51 @@ def write_report(roots: Sequence[Path] | Path, out_dir: Path, *, rules: ScoringR
     reference = against_reference(result)
     if reference is not None:
         sections.insert(1, (f"Against {reference}", against_html(df, result, reference, allow_mixed)))
-    body = "\n".join(f"<h2>{html.escape(title)}</h2>\n{content}" for title, content in sections)
-    page = f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Pacer leaderboard</title><style>{STYLE}</style></head>\n<body><h1>Pacer leaderboard</h1>\n{body}\n</body></html>\n"
-    path = out_dir / "index.html"
-    path.write_text(page, encoding="utf-8")
-    (out_dir / "leaderboard.md").write_text(leaderboard_markdown(result), encoding="utf-8")
-    return path
+    return sections
+
+
+def render_sections(sections: Sequence[tuple[str, str]], level: int) -> str:
+    return "\n".join(f"<h{level}>{html.escape(title)}</h{level}>\n{content}" for title, content in sections)
+
+
+def order_rows(results: Mapping[str, ScoreResult]) -> tuple[list[str], list[list[str]]]:
+    """The submissions that every ruleset's runs hold, best first under the first ruleset: per
+    ruleset their rank among themselves and their score (scores are each board's own, relative
+    to its fastest submissions, so only the order compares across boards). Returns (column
+    titles, rows of cells)."""
+    boards = {r: result.leaderboard() for r, result in results.items()}
+    common = [s for s in next(iter(boards.values())).index if all(s in board.index for board in boards.values())]
+    titles = ["submission"] + [f"{RULESET_TITLES[r]}: rank (score)" for r in boards]
+    rows = []
+    for submission in common:
+        cells = [submission]
+        for board in boards.values():
+            scores = board.loc[common, "score"]
+            rank = int(scores.rank(ascending=False, method="min")[submission])
+            cells.append(f"{rank} ({scores[submission]:.4f})")
+        rows.append(cells)
+    return titles, rows
+
+
+ORDER_NOTE = "Ranks among the submissions that both rulesets ran; each score is its own board's (relative to that board's fastest), so only the order compares."
+
+
+def order_html(results: Mapping[str, ScoreResult]) -> str:
+    titles, rows = order_rows(results)
+    if not rows:
+        return "<p>No submission ran under both rulesets.</p>"
+    head = "<tr>" + "".join(f"<th class='l'>{html.escape(t)}</th>" if i == 0 else f"<th>{html.escape(t)}</th>" for i, t in enumerate(titles)) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td class='l'>{html.escape(c)}</td>" if i == 0 else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f"<p>{html.escape(ORDER_NOTE)}</p><table>{head}{body}</table>"
+
+
+def order_markdown(results: Mapping[str, ScoreResult]) -> str:
+    titles, rows = order_rows(results)
+    if not rows:
+        return "No submission ran under both rulesets.\n"
+    lines = ["| " + " | ".join(titles) + " |", "|:---|" + "---:|" * (len(titles) - 1)]
+    lines += ["| " + " | ".join([markdown_text(r[0]), *r[1:]]) + " |" for r in rows]
+    return "\n".join(lines) + f"\n\n{ORDER_NOTE}\n"
 
 
 def _fmt_time(value: float) -> str:

@@ -230,7 +230,8 @@ def infer_ruleset(trials: pd.DataFrame) -> str:
     """The one ruleset of the runs (scoring never mixes rulesets)."""
     rulesets = sorted(set(trials["ruleset"].dropna().astype(str)))
     if len(rulesets) != 1:
-        raise PacerUserError(f"runs from {len(rulesets)} rulesets ({', '.join(rulesets) or 'none'}); score one ruleset at a time")
+        raise PacerUserError(f"runs from {len(rulesets)} rulesets ({', '.join(rulesets) or 'none'}); score one ruleset at a time"
+                               " (its folder, <root>/<experiment>/<ruleset>, as the root; pacer report shows each in a part of its own)")
     if rulesets[0] not in RULESETS:
         raise PacerUserError(f"unknown ruleset {rulesets[0]!r} (valid: {', '.join(RULESETS)})")
     return rulesets[0]
