@@ -17,7 +17,7 @@ from harness.experiments import launchers
 from harness.experiments.job import prepare_job
 from harness.experiments.manifest import wait_until_settled
 from harness.experiments.run_config import compose
-from harness.experiments.sweep import MANIFEST, expand_grid, experiment_lock
+from harness.experiments.sweep import MANIFEST, expand_grid, experiment_lock, launch_order
 from harness.plugins.search import trial_point
 from harness.plugins.submissions import load_submission
 
@@ -46,6 +46,17 @@ def test_external_grid_points_are_sharding_safe_and_seeds_distinct():
     assert len(set(seeds.values())) == len(seeds)  # per (workload, study, trial), shared by submissions
     again = expand_grid(["ruleset.num_trials=3", "ruleset.num_studies=2", "seed=7"], ["nadamw", "adamw"], ["mnist1d_mlp", "mnist1d_mlp_gelu"])
     assert [c.hash for c in again] == [c.hash for c in cells]
+
+
+def test_cells_start_interleaved_across_submissions_so_that_a_stretch_of_load_hits_all_alike():
+    cells = expand_grid(["ruleset.num_trials=2", "ruleset.num_studies=2"], ["nadamw", "adamw"], ["mnist1d_mlp", "mnist1d_mlp_gelu"])
+    assert [c.key for c in cells[:2]] == ["nadamw/mnist1d_mlp/study_0/trial_0", "nadamw/mnist1d_mlp/study_0/trial_1"]  # grid order
+    order = [c.key for c in launch_order(cells)]
+    assert sorted(order) == sorted(c.key for c in cells)
+    assert order[:5] == ["nadamw/mnist1d_mlp/study_0/trial_0", "adamw/mnist1d_mlp/study_0/trial_0",
+                         "nadamw/mnist1d_mlp_gelu/study_0/trial_0", "adamw/mnist1d_mlp_gelu/study_0/trial_0",
+                         "nadamw/mnist1d_mlp/study_0/trial_1"]
+    assert order[-1] == "adamw/mnist1d_mlp_gelu/study_1/trial_1"
 
 
 def test_self_and_concrete_points_rulesets():

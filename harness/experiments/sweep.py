@@ -303,8 +303,20 @@ def _cells_to_launch(manifest: Mapping[str, object], cells: Sequence[Cell], max_
     return todo
 
 
+def launch_order(cells: Sequence[Cell]) -> list[Cell]:
+    """`cells` (in grid order: submission x workload x study x trial) in the order they start:
+    study by study, trial by trial, workload by workload, every submission's cell beside the
+    others'. A stretch of load on a shared machine (another user's job, a laptop's browser) then
+    falls on all submissions alike, instead of on whichever submission's cells ran during it."""
+    grid_position = {cell.key: i for i, cell in enumerate(cells)}
+    workload_rank: dict[str, int] = {}
+    for cell in cells:
+        workload_rank.setdefault(cell.key.split("/")[1], len(workload_rank))
+    return sorted(cells, key=lambda c: (int(c.cfg["study"]), int(c.cfg["trial"]), workload_rank[c.key.split("/")[1]], grid_position[c.key]))
+
+
 def _launch(cells: Sequence[Cell], launcher: Mapping[str, object], exp_dir: Path, job_name: str, dry: bool) -> list[launchers.Submitted]:
-    jobs = [(c.key, c.cfg) for c in cells]
+    jobs = [(c.key, c.cfg) for c in launch_order(cells)]
     if not jobs:
         return []
     if launcher["name"] == "slurm":
