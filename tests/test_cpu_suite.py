@@ -36,10 +36,16 @@ def small_workload(name: str, data_dir: Path, variant: str | None = None, **extr
     return build_workload(cfg, variant)
 
 
-def default_nadamw():
+NADAMW_POINT = {"learning_rate": 0.025, "one_minus_beta1": 0.15, "beta2": 0.999, "weight_decay": 0.2, "warmup_factor": 0.05,
+                "label_smoothing": 0.0, "dropout_rate": 0.0}
+"""The NAdamW point the golden numbers were measured with (its default point until the defaults
+were re-tuned on variants, 2026-12), pinned so that re-tuning a default moves no golden."""
+
+
+def pinned_nadamw():
     cfg = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "submission" / "nadamw.yaml"))
     sub = load_submission(cfg)
-    return sub, hparamslib.resolve(sub.search_space, sub.default, {}, "nadamw")
+    return sub, hparamslib.resolve(sub.search_space, sub.default, NADAMW_POINT, "nadamw")
 
 
 def test_suite_is_complete():
@@ -59,7 +65,7 @@ def test_data_is_deterministic_for_a_dataset_seed(name, tmp_path):
 @pytest.mark.parametrize("name", SUITE)
 def test_one_train_step_and_one_eval_are_finite(name, tmp_path):
     workload = small_workload(name, tmp_path)
-    sub, hp = default_nadamw()
+    sub, hp = pinned_nadamw()
     rows: list[dict[str, float]] = []
     outcome = Runner(workload, sub.impl, hp, RunSettings(seed=0, max_steps=1, max_runtime_sec=600, stop_at_target=False), rows.append).run()  # a budget no loaded machine exhausts
     assert outcome.status == "step_cap", outcome.error
@@ -183,7 +189,7 @@ def test_bad_input_via_the_cli_is_one_line_and_exit_2(args, words, tmp_path, cap
 def _golden_losses(name: str, data_dir: Path) -> list[float]:
     cfg = workload_config(name) | SUITE_SIZES[name] | {"data_dir": str(data_dir), "step_hint": 1000}  # independent of calibrated schedules and sizes
     workload = build_workload(cfg)
-    sub, hp = default_nadamw()
+    sub, hp = pinned_nadamw()
     rows: list[dict[str, float]] = []
     outcome = Runner(workload, sub.impl, hp, RunSettings(seed=0, max_steps=3, eval_every_steps=1, max_runtime_sec=600, stop_at_target=False), rows.append).run()
     assert outcome.status == "step_cap", outcome.error

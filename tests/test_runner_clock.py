@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SUITE_SIZES, FakeSubmission, ScriptedWorkload
-from test_cpu_suite import default_nadamw
+from test_cpu_suite import pinned_nadamw
 from test_timer import FakeTime
 
 from harness.core import timer
@@ -151,7 +151,7 @@ def _mnist1d_mlp_eval_sequence(data_dir: Path, extra_sec: float) -> tuple[list[d
     cfg = workload_config("mnist1d_mlp") | SUITE_SIZES["mnist1d_mlp"] | {"data_dir": str(data_dir), "step_hint": 1000, "eval_every_steps": 10}
     workload = build_workload(cfg)
     assert workload.clock == "normalized"
-    sub, hp = default_nadamw()
+    sub, hp = pinned_nadamw()
     rows: list[dict[str, float]] = []
     outcome = Runner(workload, SlowMachine(sub.impl, extra_sec), hp, RunSettings(seed=0, max_steps=30, max_runtime_sec=600, stop_at_target=False), rows.append).run()
     assert outcome.status == "step_cap", outcome.error
@@ -159,7 +159,7 @@ def _mnist1d_mlp_eval_sequence(data_dir: Path, extra_sec: float) -> tuple[list[d
 
 
 def test_real_workload_same_eval_sequence_on_a_quiet_and_a_slow_machine(tmp_path_factory):
-    """mnist1d_mlp at its calibrated size, NAdamW's default point, seed 0: the eval sequence is
+    """mnist1d_mlp at its calibrated size, the pinned NAdamW point (test_cpu_suite.NADAMW_POINT), seed 0: the eval sequence is
     the golden one whether each step takes its time or 20 ms more; only the clock differs."""
     data_dir = tmp_path_factory.getbasetemp() / "golden-data"
     quiet, quiet_rows = _mnist1d_mlp_eval_sequence(data_dir, 0.0)
