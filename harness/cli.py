@@ -242,7 +242,7 @@ def report_command(args: Sequence[str]) -> int:
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     """The options `pacer score` and `pacer report` share: which rules, which runs, the cache."""
     parser.add_argument("--compat", choices=["algoperf"], default=None, help="reproduce AlgoPerf's own scoring code")
-    parser.add_argument("--reference", default=None, help="submission whose times are the ratio denominators (and the speedup baseline)")
+    parser.add_argument("--reference", default=None, help="submission whose times are the ratio denominators (and the speedup baseline, adamw without it)")
     parser.add_argument("--allow-mixed", action="store_true", help="score runs from different hardware fingerprints or targets together")
     parser.add_argument("--held-out", default=None, help="comma-separated held-out variant workloads, or 'v0.5' for AlgoPerf's draw; turns the held-out rule on")
     parser.add_argument("--no-cutoff", action="store_true", help="do not turn times above 4x the fastest into misses")

@@ -195,3 +195,18 @@ def test_results_of_both_rulesets_get_a_part_each_and_a_table_of_how_tuning_chan
 
     assert main(["score", str(tmp_path), "--out", str(tmp_path / "s1")]) == 2  # score: one ruleset at a time ...
     assert main(["score", str(tmp_path / "exp" / "external"), "--out", str(tmp_path / "s2")]) == 0  # ... given by its folder
+
+
+def test_the_speedup_is_over_adamw_by_default_and_only_reference_changes_the_scores(tmp_path: Path) -> None:
+    write_table(tmp_path, {"adamw": {"w1": [[20], [22], [24]], "w2": [[8], [6], [4]]}, "fast": {"w1": [[10], [11], [12]], "w2": [[4], [3], [2]]}})
+    plain = score_results(load_roots([tmp_path]), ScoringRules(bootstrap=100))
+    assert plain.speedup_reference == "adamw" and plain.speedup["fast"] == pytest.approx(2.0) and plain.reference_note() is None
+    assert plain.scores["fast"] == 1.0 and plain.scores["adamw"] < 1.0  # ratios to the fastest, as AlgoPerf scores
+    write_report(tmp_path, tmp_path / "report", rules=ScoringRules(bootstrap=100))
+    markdown = (tmp_path / "report" / "leaderboard.md").read_text(encoding="utf-8").splitlines()
+    assert markdown[0] == "Ruleset: external; times in wall-clock seconds" and "speedup over adamw (95% CI)" in markdown[2]
+    against = score_results(load_roots([tmp_path]), ScoringRules(bootstrap=100, reference="adamw"))
+    assert against.scores["adamw"] == 1.0 and against.speedup["fast"] == pytest.approx(2.0)  # ratios to adamw: both within 1x of it
+    write_report(tmp_path, tmp_path / "against", rules=ScoringRules(bootstrap=100, reference="adamw"))
+    first = (tmp_path / "against" / "leaderboard.md").read_text(encoding="utf-8").splitlines()[0]
+    assert first == "Ruleset: external; times in wall-clock seconds; scores from ratios to adamw's time per workload (--reference), not to the fastest's"

@@ -187,13 +187,14 @@ def _has_intervals(board: pd.DataFrame) -> bool:
 def leaderboard_html(result: ScoreResult) -> str:
     """The leaderboard table, with the interval columns only when there are intervals, and the notes above it."""
     board = result.leaderboard()
-    titles = _titles(board, result.rules.reference)
+    titles = _titles(board, result.speedup_reference)
     head = "<tr>" + "".join("<th class='l'>submission</th>" if t == "submission" else f"<th>{html.escape(t)}</th>" for t in titles) + "</tr>"
     cells = "".join("<tr>" + "".join(f"<td class='l'>{html.escape(v)}</td>" if k == "submission" else f"<td>{v}</td>" for k, v in r.items()) + "</tr>"
                     for r in _rows(board))
     intervals = " Intervals: bootstrap over studies and trials." if _has_intervals(board) else ""
+    meaning = html.escape(result.reference_note() or "1 = fastest on every workload")
     note = f"<p>Ruleset <b>{html.escape(result.ruleset)}</b>; {html.escape(result.clock_note())}; score = normalised area under the performance profile" \
-           f" for &tau; in [1, {result.rules.max_ratio:g}] (1 = fastest on every workload).{intervals}</p>"
+           f" for &tau; in [1, {result.rules.max_ratio:g}] ({meaning}).{intervals}</p>"
     for extra in (result.intervals_note, result.rules_note):
         if extra:
             note += f"<p class='intervals-note'>{html.escape(extra)}</p>"
@@ -204,7 +205,7 @@ def leaderboard_markdown(result: ScoreResult) -> str:
     """leaderboard.md: the ruleset and clock, the table, then the intervals note and the contended count."""
     board = result.leaderboard()
     rows = _rows(board)
-    titles = [markdown_text(t) for t in _titles(board, result.rules.reference)]
+    titles = [markdown_text(t) for t in _titles(board, result.speedup_reference)]
     align = {"submission": ":---", "95% CI": ":---:"}
     lines = ["| " + " | ".join(titles) + " |", "|" + "|".join(align.get(t, "---:") for t in titles) + "|"]
     lines += ["| " + " | ".join(markdown_text(v) if k == "submission" else v for k, v in r.items()) + " |" for r in rows]
@@ -212,7 +213,7 @@ def leaderboard_markdown(result: ScoreResult) -> str:
     flagged = len(result.contended_runs())
     if flagged:
         notes.append(f"Contended runs: {flagged} (their machine was oversubscribed; their times may be inflated); the report lists them.")
-    header = markdown_text(f"Ruleset: {result.ruleset}; {result.clock_note()}")
+    header = markdown_text("; ".join(n for n in (f"Ruleset: {result.ruleset}", result.clock_note(), result.reference_note()) if n))
     return f"{header}\n\n" + "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in notes)
 
 
@@ -225,10 +226,10 @@ def markdown_text(text: str) -> str:
 
 
 def against_reference(result: ScoreResult) -> str | None:
-    """The submission the "Against" section compares every other one with: `--reference`, else
-    adamw when the results hold it; None when neither (or nothing else to compare)."""
-    reference = result.rules.reference or ("adamw" if "adamw" in result.scores.index else None)
-    return reference if reference is not None and len(result.scores) > 1 else None
+    """The submission the "Against" section compares every other one with: the one the
+    leaderboard's speedups are over (`--reference`, else adamw when the results hold it); None
+    when neither (or nothing else to compare)."""
+    return result.speedup_reference
 
 
 def against_html(df: pd.DataFrame, result: ScoreResult, reference: str, allow_mixed: bool) -> str:

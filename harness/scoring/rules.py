@@ -107,7 +107,9 @@ class ScoreResult:
     time_ci: pd.DataFrame | None = None
     p_rank1: pd.Series | None = None
     speedup: pd.Series | None = None
-    """The geometric-mean speedup over `rules.reference` (None without one)."""
+    """The geometric-mean speedup over `speedup_reference` (None without one)."""
+    speedup_reference: str | None = None
+    """The submission `speedup` is over (see `speedup_reference`)."""
     speedup_ci: pd.DataFrame | None = None
     """speedup_lo / speedup_hi per submission: its percentile interval from the score intervals' replicates."""
     rules: ScoringRules = field(default_factory=ScoringRules)
@@ -124,6 +126,13 @@ class ScoreResult:
             return dict.fromkeys(self.times.columns, "wall")
         kinds = self.trials.groupby("workload")["clock"].agg(lambda k: "/".join(sorted(set(k.fillna("wall").astype(str)))))
         return {str(w): str(kinds.get(w, "wall")) for w in self.times.columns}
+
+    def reference_note(self) -> str | None:
+        """With `rules.reference`, one line saying that the scores' ratios divide by its times (a
+        score then measures closeness to it, not to the fastest); None under AlgoPerf's rule."""
+        if self.rules.reference is None:
+            return None
+        return f"scores from ratios to {self.rules.reference}'s time per workload (--reference), not to the fastest's"
 
     def clock_note(self) -> str:
         """One line saying which clock the times use, e.g. "times in wall-clock seconds"."""
@@ -161,6 +170,14 @@ class ScoreResult:
         board.insert(0, "rank", board["score"].rank(ascending=False, method="min").astype(int))
         board.index.name = "submission"
         return board
+
+
+def speedup_reference(rules: ScoringRules, submissions: Sequence[str]) -> str | None:
+    """The submission the geometric-mean speedups are over: `rules.reference`, else adamw (AlgoPerf's
+    baseline) when the results hold it and another submission; None otherwise. Unlike
+    `rules.reference`, the adamw default leaves the ratios (and so the scores) against the fastest."""
+    reference = rules.reference or ("adamw" if "adamw" in submissions else None)
+    return reference if reference is not None and len(submissions) > 1 else None
 
 
 def speedup_text(row: pd.Series) -> str:
@@ -486,9 +503,9 @@ def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[np.n
             np.quantile(replicates, 1 - tail, axis=0, method="inverted_cdf"))
 
 
-def bootstrap(trials: pd.DataFrame, table: Table, times: pd.DataFrame, rules: ScoringRules) -> dict[str, pd.DataFrame | pd.Series]:
-    """Percentile intervals of each score, each per-workload time and, with `rules.reference`, each
-    geometric-mean speedup over it (from the same replicates), and P(rank 1).
+def bootstrap(trials: pd.DataFrame, table: Table, times: pd.DataFrame, rules: ScoringRules, speedup_over: str | None = None) -> dict[str, pd.DataFrame | pd.Series]:
+    """Percentile intervals of each score, each per-workload time and, with `speedup_over` (a
+    submission), each geometric-mean speedup over it (from the same replicates), and P(rank 1).
 
     A cell with fewer than MIN_STUDIES studies gets no time interval (it would be one point)."""
     cube, n_studies, n_trials = trial_cube(trials, table.submissions, table.workloads, "time_to_validation")
@@ -501,8 +518,8 @@ def bootstrap(trials: pd.DataFrame, table: Table, times: pd.DataFrame, rules: Sc
         t_b = np.where(np.isnan(t_b), times.to_numpy(dtype=float)[None], t_b)
         times_b.append(t_b)
         scores.append(table.score_arrays(t_b, rules)[2])
-        if rules.reference is not None:
-            speedups.append(speedup_array(t_b[..., kept], table.submissions.index(rules.reference), budgets))
+        if speedup_over is not None:
+            speedups.append(speedup_array(t_b[..., kept], table.submissions.index(speedup_over), budgets))
     score_b, t_all = np.concatenate(scores), np.concatenate(times_b)
     top = score_b == score_b.max(axis=1, keepdims=True)
     p_rank1 = (top / top.sum(axis=1, keepdims=True)).mean(axis=0)
@@ -582,12 +599,13 @@ def score_frame(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mi
     result.step_scores = pd.Series(table.score_arrays(step_times.to_numpy(dtype=float), rules)[2], index=times.index, name="step_score")
     studies = trials.groupby(["submission", "workload"])["study"].nunique()
     result.intervals_note = intervals_note(studies, rules.bootstrap)
+    result.speedup_reference = speedup_reference(rules, list(times.index))
     if rules.bootstrap and (studies >= MIN_STUDIES).any():
-        parts = bootstrap(trials, table, times, rules)
+        parts = bootstrap(trials, table, times, rules, result.speedup_reference)
         result.score_ci, result.time_ci, result.p_rank1 = parts["score_ci"], parts["time_ci"], parts["p_rank1"]
         result.speedup_ci = parts.get("speedup_ci")
-    if rules.reference is not None:
-        result.speedup = geometric_mean_speedup(times[kept], rules.reference, workload_budgets(trials))
+    if result.speedup_reference is not None:
+        result.speedup = geometric_mean_speedup(times[kept], result.speedup_reference, workload_budgets(trials))
     return result
 
 

@@ -92,8 +92,9 @@ def format_table(result: ScoreResult, compat: str | None) -> str:
     the speedup over the reference (with its interval when there are intervals) only with one."""
     board = result.leaderboard()
     intervals = "score_lo" in board and "p_rank1" in board
-    speedup_title = f"speedup over {result.rules.reference}" if "speedup" in board else ""
-    lines = [f"ruleset: {result.ruleset}" + (f"   (compat: {compat})" if compat else "") + f"; {result.clock_note()}"]
+    speedup_title = f"speedup over {result.speedup_reference}" if "speedup" in board else ""
+    heading = [f"ruleset: {result.ruleset}" + (f"   (compat: {compat})" if compat else ""), result.clock_note(), result.reference_note()]
+    lines = ["; ".join(part for part in heading if part)]
     header = f"{'rank':>4}  {'submission':<24} {'score':>7}  " + (f"{'95% CI':<15} {'P(rank 1)':>9}  " if intervals else "") \
         + (f"{speedup_title:<24}  " if speedup_title else "") + f"{'reached':>7}"
     lines += [header, "-" * len(header)]
