@@ -185,6 +185,9 @@ def test_results_of_both_rulesets_get_a_part_each_and_a_table_of_how_tuning_chan
     assert page.index("<h2>Self-tuning ruleset</h2>") < page.index("<h2>External tuning ruleset</h2>") < page.index("<h2>How tuning changes the order</h2>")
     assert page.count("<h3>Leaderboard</h3>") == 2 and page.count("<h3>Provenance</h3>") == 2 and "<h2>Leaderboard</h2>" not in page
     assert "Ruleset <b>self</b>" in page and "Ruleset <b>external</b>" in page and len(embedded_images(page)) == 4
+    # self-tuning: one row per submission and default point; external tuning: the best trial per workload
+    assert page.count("<h3>Default points</h3>") == 1 and page.count("<h3>Best hyperparameters</h3>") == 1
+    assert "<tr><td class='l'>a</td><td class='l'><code>learning_rate=0.001</code></td><td class='l'>w</td></tr>" in page
     markdown = (tmp_path / "report" / "leaderboard.md").read_text(encoding="utf-8").splitlines()
     assert markdown[0] == "## Self-tuning ruleset" and markdown[2].startswith("Ruleset: self;") and "## External tuning ruleset" in markdown
     order = markdown[markdown.index("## How tuning changes the order") + 2:]

@@ -102,7 +102,7 @@ def report_sections(df: pd.DataFrame, result: ScoreResult, colours: Mapping[str,
         ("Performance profiles", _img(profile_figure(result, colours, log_x))),
         ("Time to target per workload", times_html(result)),
         ("Training curves (best trial of each submission)", _img(curves_figure(df, best, colours))),
-        ("Best hyperparameters", hyperparameters_html(best)),
+        default_points_section(best) if result.ruleset == "self" else ("Best hyperparameters", hyperparameters_html(best, result.clock_note())),
         ("Provenance", provenance_html(df, result, compat)),
     ]
     if not result.contended_runs().empty:
@@ -360,15 +360,29 @@ def plot_text(name: str) -> str:
     return str(name).replace("$", r"\$")
 
 
-def hyperparameters_html(best: pd.DataFrame) -> str:
-    head = "<tr><th class='l'>workload</th><th class='l'>submission</th><th>time to target (s)</th><th class='l'>hyperparameters</th></tr>"
+def hyperparameters_html(best: pd.DataFrame, clock_note: str) -> str:
+    """Per workload and submission: the hyperparameters of the best trial and its time to target."""
+    head = "<tr><th class='l'>workload</th><th class='l'>submission</th><th>time to target</th><th class='l'>hyperparameters</th></tr>"
     rows = []
     for _, run in best.iterrows():
-        params = json.loads(run["hyperparameters"]) if isinstance(run.get("hyperparameters"), str) else {}
-        text = ", ".join(f"{k}={_short(v)}" for k, v in sorted(params.items())) or "(none)"
         rows.append(f"<tr><td class='l'>{html.escape(str(run['workload']))}</td><td class='l'>{html.escape(str(run['submission']))}</td>"
-                    f"<td>{_fmt_time(run['time_to_validation'])}</td><td class='l'><code>{html.escape(text)}</code></td></tr>")
-    return f"<table>{head}{''.join(rows)}</table>"
+                    f"<td>{_fmt_time(run['time_to_validation'])}</td><td class='l'><code>{html.escape(_point_text(run))}</code></td></tr>")
+    return f"<p>The fastest trial of each submission on each workload; {html.escape(clock_note)}.</p><table>{head}{''.join(rows)}</table>"
+
+
+def default_points_section(best: pd.DataFrame) -> tuple[str, str]:
+    """Under self-tuning every run of a submission uses its default point: one row per submission
+    and point (more than one only when its config changed between runs), with the workloads."""
+    head = "<tr><th class='l'>submission</th><th class='l'>default point</th><th class='l'>workloads</th></tr>"
+    points = best.assign(point=best.apply(_point_text, axis=1)).groupby(["submission", "point"], sort=True)["workload"].agg(lambda w: ", ".join(sorted(map(str, w))))
+    rows = "".join(f"<tr><td class='l'>{html.escape(str(submission))}</td><td class='l'><code>{html.escape(point)}</code></td><td class='l'>{html.escape(workloads)}</td></tr>"
+                   for (submission, point), workloads in points.items())
+    return "Default points", f"<p>Self-tuning: every run of a submission trains with the default point of its config.</p><table>{head}{rows}</table>"
+
+
+def _point_text(run: pd.Series) -> str:
+    params = json.loads(run["hyperparameters"]) if isinstance(run.get("hyperparameters"), str) else {}
+    return ", ".join(f"{k}={_short(v)}" for k, v in sorted(params.items())) or "(none)"
 
 
 def _short(value: object) -> str:
