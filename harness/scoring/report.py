@@ -125,15 +125,9 @@ def order_rows(results: Mapping[str, ScoreResult]) -> tuple[list[str], list[list
     boards = {r: result.leaderboard() for r, result in results.items()}
     common = [s for s in next(iter(boards.values())).index if all(s in board.index for board in boards.values())]
     titles = ["submission"] + [f"{RULESET_TITLES[r]}: rank (score)" for r in boards]
-    rows = []
-    for submission in common:
-        cells = [submission]
-        for board in boards.values():
-            scores = board.loc[common, "score"]
-            rank = int(scores.rank(ascending=False, method="min")[submission])
-            cells.append(f"{rank} ({scores[submission]:.4f})")
-        rows.append(cells)
-    return titles, rows
+    scores = {r: board.loc[common, "score"] for r, board in boards.items()}
+    ranks = {r: score.rank(ascending=False, method="min").astype(int) for r, score in scores.items()}
+    return titles, [[s, *(f"{ranks[r][s]} ({scores[r][s]:.4f})" for r in boards)] for s in common]
 
 
 ORDER_NOTE = "Ranks among the submissions that both rulesets ran; each score is its own board's (relative to that board's fastest), so only the order compares."
