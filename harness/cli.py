@@ -37,7 +37,7 @@ verbs:
   run     one benchmark run, e.g. pacer run workload=mnist1d_mlp submission=nadamw seed=0 hparams.learning_rate=3e-3
           (devices=N: N DDP processes through torchrun, e.g. pacer run workload=imagenet_resnet50 device=cuda devices=8)
           (-m/--multirun: a Hydra multirun, e.g. with hydra/launcher=submitit_slurm)
-  score   scores of results trees, e.g. pacer score results [--compat algoperf] [--format json] [--reference adamw]
+  score   scores of results trees, e.g. pacer score results [--compat algoperf] [--format json] [--reference adamw] [--ruleset self]
   compare is X faster than Y? ratios with intervals and p-values, e.g. pacer compare results nadamw adamw [--format json]
   report  HTML report + Markdown leaderboard, e.g. pacer report results --out report
   import-algoperf  AlgoPerf logs as run records, e.g. pacer import-algoperf logs/ --out results --targets v0.5 --ruleset external [--overwrite]
@@ -206,7 +206,8 @@ def score_command(args: Sequence[str]) -> int:
     opts = parse_options(parser, args)
     from harness.scoring.score_cli import score
 
-    return score(opts.roots, scoring_rules(opts), compat=opts.compat, allow_mixed=opts.allow_mixed, cache=not opts.no_cache, out=opts.out, output_format=opts.format)
+    return score(opts.roots, scoring_rules(opts), compat=opts.compat, allow_mixed=opts.allow_mixed, cache=not opts.no_cache, out=opts.out, output_format=opts.format,
+                 ruleset=opts.ruleset)
 
 
 def compare_command(args: Sequence[str]) -> int:
@@ -236,11 +237,15 @@ def report_command(args: Sequence[str]) -> int:
     opts = parse_options(parser, args)
     from harness.scoring.score_cli import report
 
-    return report(opts.roots, scoring_rules(opts), compat=opts.compat, allow_mixed=opts.allow_mixed, cache=not opts.no_cache, out=opts.out, log_x=opts.log_x)
+    return report(opts.roots, scoring_rules(opts), compat=opts.compat, allow_mixed=opts.allow_mixed, cache=not opts.no_cache, out=opts.out, log_x=opts.log_x,
+                  ruleset=opts.ruleset)
 
 
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     """The options `pacer score` and `pacer report` share: which rules, which runs, the cache."""
+    from harness.scoring.rules import RULESETS
+
+    parser.add_argument("--ruleset", choices=list(RULESETS), default=None, help="only the runs of this ruleset (score: needed when the roots hold several)")
     parser.add_argument("--compat", choices=["algoperf"], default=None, help="reproduce AlgoPerf's own scoring code")
     parser.add_argument("--reference", default=None, help="submission whose times are the ratio denominators (and the speedup baseline, adamw without it)")
     parser.add_argument("--allow-mixed", action="store_true", help="score runs from different hardware fingerprints or targets together")

@@ -177,7 +177,7 @@ def test_against_the_reference_shows_ratios_intervals_and_p_and_the_leaderboard_
     assert "Against" not in plain and "speedup" not in plain  # no adamw and no --reference
 
 
-def test_results_of_both_rulesets_get_a_part_each_and_a_table_of_how_tuning_changes_the_order(tmp_path: Path) -> None:
+def test_results_of_both_rulesets_get_a_part_each_and_a_table_of_how_tuning_changes_the_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # self-tuning: a before c; external tuning: c before a. b ran only self-tuning, d only external tuning.
     write_table(tmp_path, {"a": {"w": [[10], [11], [12]]}, "b": {"w": [[40], [41], [42]]}, "c": {"w": [[20], [21], [22]]}}, ruleset="self")
     write_table(tmp_path, {"a": {"w": [[30, 32]] * 3}, "c": {"w": [[15, 18]] * 3}, "d": {"w": [[None, 50]] * 3}}, ruleset="external")
@@ -191,13 +191,21 @@ def test_results_of_both_rulesets_get_a_part_each_and_a_table_of_how_tuning_chan
     markdown = (tmp_path / "report" / "leaderboard.md").read_text(encoding="utf-8").splitlines()
     assert markdown[0] == "## Self-tuning ruleset" and markdown[2].startswith("Ruleset: self;") and "## External tuning ruleset" in markdown
     order = markdown[markdown.index("## How tuning changes the order") + 2:]
-    assert order[0] == "| submission | Self-tuning ruleset: rank (score) | External tuning ruleset: rank (score) |"
-    assert re.fullmatch(r"\| a \| 1 \(1\.0000\) \| 2 \(0\.\d{4}\) \|", order[2]) and re.fullmatch(r"\| c \| 2 \(0\.\d{4}\) \| 1 \(1\.0000\) \|", order[3])
+    assert order[0] == "| submission | Self-tuning ruleset: rank (score; reached) | External tuning ruleset: rank (score; reached) |"
+    assert re.fullmatch(r"\| a \| 1 \(1\.0000; 1/1\) \| 2 \(0\.\d{4}; 1/1\) \|", order[2])
+    assert re.fullmatch(r"\| c \| 2 \(0\.\d{4}; 1/1\) \| 1 \(1\.0000; 1/1\) \|", order[3])
     assert len(order) == 6 and order[5].startswith("Ranks among the submissions that both rulesets ran")  # b and d: one board each
+    assert "different workloads" not in order[5]
     from harness.cli import main
 
     assert main(["score", str(tmp_path), "--out", str(tmp_path / "s1")]) == 2  # score: one ruleset at a time ...
-    assert main(["score", str(tmp_path / "exp" / "external"), "--out", str(tmp_path / "s2")]) == 0  # ... given by its folder
+    assert capsys.readouterr().err.strip() == "pacer: error: runs from 2 rulesets (external, self); pick one with --ruleset"
+    assert main(["score", str(tmp_path), "--ruleset", "external", "--out", str(tmp_path / "s2")]) == 0  # ... picked by --ruleset
+    assert "| c " not in capsys.readouterr().out and (tmp_path / "s2" / "scores.csv").read_text().count("\n") == 4  # a, c, d and the header
+    assert main(["report", str(tmp_path), "--ruleset", "self", "--out", str(tmp_path / "self_only")]) == 0
+    assert "External" not in (tmp_path / "self_only" / "index.html").read_text(encoding="utf-8")
+    assert main(["report", str(tmp_path), "--reference", "b", "--out", str(tmp_path / "r")]) == 2  # b has no external runs
+    assert capsys.readouterr().err.strip() == "pacer: error: reference submission 'b' has no external runs here (submissions with external runs: a, c, d)"
 
 
 def test_the_speedup_is_over_adamw_by_default_and_only_reference_changes_the_scores(tmp_path: Path) -> None:
@@ -213,3 +221,11 @@ def test_the_speedup_is_over_adamw_by_default_and_only_reference_changes_the_sco
     write_report(tmp_path, tmp_path / "against", rules=ScoringRules(bootstrap=100, reference="adamw"))
     first = (tmp_path / "against" / "leaderboard.md").read_text(encoding="utf-8").splitlines()[0]
     assert first == "Ruleset: external; times in wall-clock seconds; scores from ratios to adamw's time per workload (--reference), not to the fastest's"
+
+
+def test_the_order_table_warns_when_the_rulesets_score_different_workloads(tmp_path: Path) -> None:
+    write_table(tmp_path, {"a": {"w": [[10], [11], [12]]}, "c": {"w": [[20], [21], [22]]}}, ruleset="self")
+    write_table(tmp_path, {"a": {"w": [[30]] * 3, "v": [[None]] * 3}, "c": {"w": [[15]] * 3, "v": [[None]] * 3}}, ruleset="external")
+    write_report(tmp_path, tmp_path / "report", rules=ScoringRules(bootstrap=0))
+    note = (tmp_path / "report" / "leaderboard.md").read_text(encoding="utf-8").splitlines()[-1]
+    assert note.endswith("The boards score different workloads (Self-tuning ruleset: w; External tuning ruleset: v, w): their orders measure different things.")

@@ -25,6 +25,7 @@ from harness.scoring.rules import (
     percentile_interval,
     score_frame,
     speedup_array,
+    speedup_text,
     trapezoid_scores,
 )
 
@@ -148,7 +149,7 @@ def test_ratios_against_a_named_reference_and_reference_misses(tmp_path: Path) -
     result = score(tmp_path, ScoringRules(bootstrap=0, reference="ref"))
     assert result.ratios.loc["new", "w1"] == 0.5 and result.ratios.loc["new", "w2"] == 1.0  # reference missed w2
     assert result.scores["new"] == 1.0 and result.scores["ref"] == 0.5
-    with pytest.raises(PacerUserError, match="unknown reference submission 'nope'"):
+    with pytest.raises(PacerUserError, match="reference submission 'nope' has no external runs here"):
         score(tmp_path, ScoringRules(bootstrap=0, reference="nope"))
 
 
@@ -157,6 +158,14 @@ def test_geometric_mean_speedup_counts_a_miss_as_budget_plus_one(tmp_path: Path)
     result = score(tmp_path, ScoringRules(bootstrap=0, reference="ref", cutoff=None))
     assert result.speedup["new"] == pytest.approx(math.sqrt(2.0 * 101.0 / 50.0))
     assert result.speedup["ref"] == pytest.approx(1.0)
+
+
+def test_a_speedup_where_neither_side_reached_a_target_is_not_a_measured_tie(tmp_path: Path) -> None:
+    write_table(tmp_path, {"adamw": {"w": [[None]] * 3}, "idle": {"w": [[None]] * 3}, "fast": {"w": [[40], [50], [60]]}}, budget=100.0)
+    result = score(tmp_path, ScoringRules(bootstrap=200))
+    assert result.speedup_reference == "adamw" and result.speedup["adamw"] == 1.0 and result.speedup["fast"] == pytest.approx(101 / 50)
+    assert math.isnan(result.speedup["idle"]) and result.speedup_ci.loc["idle"].isna().all()  # both missed everything: n/a, not 1.000 [1, 1]
+    assert speedup_text(result.leaderboard().loc["idle"]) == "n/a" and result.speedup_ci.loc["fast"].notna().all()
 
 
 def test_speedup_interval_comes_with_the_score_intervals_in_every_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -364,7 +373,7 @@ def test_score_verb_table_and_user_errors(tmp_path: Path, capsys: pytest.Capture
     assert any(line.split()[:3] == ["1", "b", f"{(1 + 2 / 3) / 2:.4f}"] for line in lines)
     assert any(line.split() == ["a", "10.0", "miss"] for line in lines)
     assert main(["score", str(tmp_path), "--reference", "nope"]) == 2
-    assert capsys.readouterr().err.startswith("pacer: error: unknown reference submission 'nope' (valid: a, b)")
+    assert capsys.readouterr().err.startswith("pacer: error: reference submission 'nope' has no external runs here (submissions with external runs: a, b)")
     assert main(["score", str(tmp_path / "missing")]) == 2
     assert main(["score", str(tmp_path), "--compat", "other"]) == 2
 

@@ -86,6 +86,11 @@ def test_inline_sweep_is_idempotent_and_refuses_a_changed_config(tmp_path, capsy
 
     assert _sweep(tmp_path, "max_steps=4") == 2
     assert "different config (changed: max_steps 3 -> 4)" in capsys.readouterr().err
+    # another submission's cells, under the other ruleset: not the same cells, and still refused
+    assert _sweep(tmp_path, "ruleset=self", "ruleset.num_trials=1", "submission=[adamw]") == 2
+    assert capsys.readouterr().err.strip() == ("pacer: error: experiment demo holds external runs and adamw/mnist1d_mlp/study_0/trial_0 is a self cell: "
+                                               "one experiment holds one ruleset; use a new experiment name")
+    assert not (tmp_path / "demo" / "self").exists()
 
 
 def test_a_record_the_sweep_did_not_write_is_refused_not_adopted(tmp_path, capsys):

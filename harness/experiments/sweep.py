@@ -257,6 +257,14 @@ def sweep(overrides: Sequence[str], submissions: Sequence[str], workloads: Seque
 
 
 def _check_comparable(manifest: Mapping[str, object], cells: Sequence[Cell], experiment: str) -> None:
+    """Refuse cells that the experiment holds with another config, and cells of another ruleset
+    than the experiment's (one experiment, one ruleset: scoring never mixes them)."""
+    held = {str(name) for config in manifest.get("configs", {}).values() if (name := (config.get("ruleset") or {}).get("name"))}
+    for cell in cells:
+        ruleset = str(cell.cfg["ruleset"]["name"])
+        if held and ruleset not in held:
+            raise PacerUserError(f"experiment {experiment} holds {', '.join(sorted(held))} runs and {cell.key} is a {ruleset} cell: "
+                                 "one experiment holds one ruleset; use a new experiment name")
     for cell in cells:
         old = manifest["jobs"].get(cell.key)
         if old is not None and old["hash"] != cell.hash:

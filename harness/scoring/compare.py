@@ -57,11 +57,11 @@ import scipy.stats
 from harness.core.errors import PacerUserError
 from harness.scoring.rules import (
     CONTENDED_MEANING,
-    RULESETS,
     check_comparable,
     dedupe_reruns,
     load_roots,
     misses_as_budget,
+    one_ruleset,
     study_times,
     trial_times,
     workload_budgets,
@@ -71,6 +71,8 @@ MIN_PAIRED_STUDIES = 3
 """Fewer paired studies give a p-value no smaller than 1/4 and an interval with one degree of freedom."""
 EXACT_LOG2 = 16
 """Enumerate the 2^n sign arrangements up to n = 16; above, draw 2^16 of them."""
+NOT_THE_SPEEDUP = "not the leaderboard's speedup (a ratio of median times per workload, unpaired): with few studies and misses the two can differ, even in direction"
+"""Said wherever compare's ratios appear beside the leaderboard's speedup column."""
 MISSES_NOTE = ("a miss counts as the workload's budget + 1 s (as the geometric-mean speedup), so a ratio with misses is a bound, "
                "not a measurement; both missing is ratio 1: not measured, not equal")
 
@@ -148,18 +150,6 @@ def statistics(per_pair: pd.DataFrame, rng: np.random.Generator, confidence: flo
 def check_distinct(x: str, y: str) -> None:
     if x == y:
         raise PacerUserError(f"compare {x} with another submission, not with itself")
-
-
-def one_ruleset(df: pd.DataFrame, ruleset: str | None) -> pd.DataFrame:
-    """The runs of `ruleset`, or of the one ruleset present; refuses a mix without `ruleset`."""
-    present = sorted(set(df["ruleset"].dropna().astype(str)))
-    if ruleset is None:
-        if len(present) != 1:
-            raise PacerUserError(f"runs from {len(present)} rulesets ({', '.join(present) or 'none'}); pick one with --ruleset")
-        ruleset = present[0]
-    if ruleset not in RULESETS or ruleset not in present:
-        raise PacerUserError(f"no runs of ruleset {ruleset!r} (rulesets with runs: {', '.join(present)})")
-    return df[df["ruleset"] == ruleset]
 
 
 def check_submissions(df: pd.DataFrame, x: str, y: str) -> None:
@@ -277,7 +267,7 @@ def describe(comparison: Comparison) -> list[str]:
             " geometric mean over studies (overall: over workloads)",
             f"{interval}; p: one-sided paired permutation test of '{c.x} is faster' (min p = 1/2^n, n: the pairs whose times differ)",
             MISSES_NOTE,
-            "not the leaderboard's speedup (a ratio of median times per workload, unpaired): with few studies and misses the two can differ"]
+            NOT_THE_SPEEDUP]
 
 
 def format_comparison(comparison: Comparison) -> str:

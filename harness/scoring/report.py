@@ -22,8 +22,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.core.errors import PacerUserError  # noqa: E402
-from harness.scoring.compare import EXACT_LOG2, MISSES_NOTE, Comparison, compare_frame, probability_text  # noqa: E402
-from harness.scoring.rules import ScoreResult, ScoringRules, load_roots, performance_profiles, speedup_text  # noqa: E402
+from harness.scoring.compare import EXACT_LOG2, MISSES_NOTE, NOT_THE_SPEEDUP, Comparison, compare_frame, probability_text  # noqa: E402
+from harness.scoring.rules import ScoreResult, ScoringRules, load_roots, one_ruleset, performance_profiles, speedup_text  # noqa: E402
 from harness.scoring.scorers import score_results  # noqa: E402
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -49,8 +49,9 @@ RULESET_TITLES = {"self": "Self-tuning ruleset", "external": "External tuning ru
 
 
 def write_report(roots: Sequence[Path] | Path, out_dir: Path, *, rules: ScoringRules | None = None, compat: str | None = None,
-                 allow_mixed: bool = False, log_x: bool = False, cache: bool = True) -> Path:
-    """Score `roots` and write `out_dir/index.html` and `out_dir/leaderboard.md`; return the HTML path.
+                 allow_mixed: bool = False, log_x: bool = False, cache: bool = True, ruleset: str | None = None) -> Path:
+    """Score `roots` (only the runs of `ruleset` when given) and write `out_dir/index.html` and
+    `out_dir/leaderboard.md`; return the HTML path.
 
     Results of both rulesets are scored apart (scoring never mixes them) and reported as two
     parts, each with all of its sections, then a table of how tuning changes the order.
@@ -58,7 +59,7 @@ def write_report(roots: Sequence[Path] | Path, out_dir: Path, *, rules: ScoringR
     Raises PacerUserError (one line) when the runs cannot be scored or `out_dir` cannot be made."""
     roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
     df = load_roots(roots, cache)
-    parts = split_by_ruleset(df)
+    parts = split_by_ruleset(one_ruleset(df, ruleset) if ruleset is not None else df)
     results = {ruleset: score_results(runs, rules, allow_mixed=allow_mixed, compat=compat) for ruleset, runs in parts.items()}
     out_dir = Path(out_dir)
     try:
@@ -119,18 +120,30 @@ def render_sections(sections: Sequence[tuple[str, str]], level: int) -> str:
 
 def order_rows(results: Mapping[str, ScoreResult]) -> tuple[list[str], list[list[str]]]:
     """The submissions that every ruleset's runs hold, best first under the first ruleset: per
-    ruleset their rank among themselves and their score (scores are each board's own, relative
-    to its fastest submissions, so only the order compares across boards). Returns (column
-    titles, rows of cells)."""
+    ruleset their rank among themselves, their score (each board's own, relative to its fastest
+    submissions, so only the order compares across boards) and the targets they reached.
+    Returns (column titles, rows of cells)."""
     boards = {r: result.leaderboard() for r, result in results.items()}
     common = [s for s in next(iter(boards.values())).index if all(s in board.index for board in boards.values())]
-    titles = ["submission"] + [f"{RULESET_TITLES[r]}: rank (score)" for r in boards]
+    titles = ["submission"] + [f"{RULESET_TITLES[r]}: rank (score; reached)" for r in boards]
     scores = {r: board.loc[common, "score"] for r, board in boards.items()}
     ranks = {r: score.rank(ascending=False, method="min").astype(int) for r, score in scores.items()}
-    return titles, [[s, *(f"{ranks[r][s]} ({scores[r][s]:.4f})" for r in boards)] for s in common]
+
+    def cell(r: str, s: str) -> str:
+        return f"{ranks[r][s]} ({scores[r][s]:.4f}; {int(boards[r].loc[s, 'reached'])}/{int(boards[r].loc[s, 'workloads'])})"
+
+    return titles, [[s, *(cell(r, s) for r in boards)] for s in common]
 
 
-ORDER_NOTE = "Ranks among the submissions that both rulesets ran; each score is its own board's (relative to that board's fastest), so only the order compares."
+def order_note(results: Mapping[str, ScoreResult]) -> str:
+    """What the order table compares, and a warning when the boards score different workloads."""
+    note = ("Ranks among the submissions that both rulesets ran (equal scores share a rank); each score is its own board's"
+            " (relative to that board's fastest), so only the order compares.")
+    scored = {r: list(result.scored_times.columns) for r, result in results.items()}
+    if len({tuple(sorted(w)) for w in scored.values()}) > 1:
+        sets = "; ".join(f"{RULESET_TITLES[r]}: {', '.join(w)}" for r, w in scored.items())
+        note += f" The boards score different workloads ({sets}): their orders measure different things."
+    return note
 
 
 def order_html(results: Mapping[str, ScoreResult]) -> str:
@@ -139,7 +152,7 @@ def order_html(results: Mapping[str, ScoreResult]) -> str:
         return "<p>No submission ran under both rulesets.</p>"
     head = "<tr>" + "".join(f"<th class='l'>{html.escape(t)}</th>" if i == 0 else f"<th>{html.escape(t)}</th>" for i, t in enumerate(titles)) + "</tr>"
     body = "".join("<tr>" + "".join(f"<td class='l'>{html.escape(c)}</td>" if i == 0 else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows)
-    return f"<p>{html.escape(ORDER_NOTE)}</p><table>{head}{body}</table>"
+    return f"<p>{html.escape(order_note(results))}</p><table>{head}{body}</table>"
 
 
 def order_markdown(results: Mapping[str, ScoreResult]) -> str:
@@ -148,7 +161,7 @@ def order_markdown(results: Mapping[str, ScoreResult]) -> str:
         return "No submission ran under both rulesets.\n"
     lines = ["| " + " | ".join(titles) + " |", "|:---|" + "---:|" * (len(titles) - 1)]
     lines += ["| " + " | ".join([markdown_text(r[0]), *r[1:]]) + " |" for r in rows]
-    return "\n".join(lines) + f"\n\n{ORDER_NOTE}\n"
+    return "\n".join(lines) + f"\n\n{markdown_text(order_note(results))}\n"
 
 
 def _fmt_time(value: float) -> str:
@@ -247,7 +260,8 @@ def against_html(df: pd.DataFrame, result: ScoreResult, reference: str, allow_mi
              f" geometric mean over studies (overall: over workloads). Interval: 95% Student-t over paired studies (overall: Welch-Satterthwaite)."
              f" p: one-sided paired permutation test of 'the submission is faster'; with n studies it cannot go below 1/2<sup>n</sup> (min p);"
              f" ~: from {2**EXACT_LOG2:,} random sign arrangements (more than {EXACT_LOG2} pairs)."
-             f" {html.escape(MISSES_NOTE[0].upper() + MISSES_NOTE[1:])}. Same as <code>pacer compare ROOT SUBMISSION {ref}</code>.</p>")
+             f" {html.escape(MISSES_NOTE[0].upper() + MISSES_NOTE[1:])}. {html.escape(NOT_THE_SPEEDUP[0].upper() + NOT_THE_SPEEDUP[1:])}."
+             f" Same as <code>pacer compare ROOT SUBMISSION {ref}</code>.</p>")
     table = f"<table>{head}{''.join(rows)}</table>" if rows else ""
     return intro + table + "".join(notes)
 

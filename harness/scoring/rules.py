@@ -243,12 +243,24 @@ def first_reaching(df: pd.DataFrame, run_id: np.ndarray, n_runs: int, split: str
 # ---------------------------------------------------------------- 2. per workload
 
 
+def one_ruleset(df: pd.DataFrame, ruleset: str | None) -> pd.DataFrame:
+    """The runs of `ruleset`, or of the one ruleset present (`pacer score` and `pacer compare`'s
+    `--ruleset`). Raises PacerUserError for a mix without `ruleset`, or a ruleset with no runs."""
+    present = sorted(set(df["ruleset"].dropna().astype(str)))
+    if ruleset is None:
+        if len(present) != 1:
+            raise PacerUserError(f"runs from {len(present)} rulesets ({', '.join(present) or 'none'}); pick one with --ruleset")
+        ruleset = present[0]
+    if ruleset not in RULESETS or ruleset not in present:
+        raise PacerUserError(f"no runs of ruleset {ruleset!r} (rulesets with runs: {', '.join(present)})")
+    return df[df["ruleset"] == ruleset]
+
+
 def infer_ruleset(trials: pd.DataFrame) -> str:
     """The one ruleset of the runs (scoring never mixes rulesets)."""
     rulesets = sorted(set(trials["ruleset"].dropna().astype(str)))
     if len(rulesets) != 1:
-        raise PacerUserError(f"runs from {len(rulesets)} rulesets ({', '.join(rulesets) or 'none'}); score one ruleset at a time"
-                               " (its folder, <root>/<experiment>/<ruleset>, as the root; pacer report shows each in a part of its own)")
+        raise PacerUserError(f"runs from {len(rulesets)} rulesets ({', '.join(rulesets) or 'none'}); pick one with --ruleset")
     if rulesets[0] not in RULESETS:
         raise PacerUserError(f"unknown ruleset {rulesets[0]!r} (valid: {', '.join(RULESETS)})")
     return rulesets[0]
@@ -586,7 +598,7 @@ def score_frame(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mi
     rules, rules_note = round_rules(trials, rules)
     times, missing_note = misses_for_missing_cells(workload_times(trials, ruleset))
     if rules.reference is not None and rules.reference not in times.index:
-        raise PacerUserError(f"unknown reference submission {rules.reference!r} (valid: {', '.join(times.index)})")
+        raise PacerUserError(f"reference submission {rules.reference!r} has no {ruleset} runs here (submissions with {ruleset} runs: {', '.join(times.index)})")
     base_of = trials.drop_duplicates("workload").set_index("workload")["base_workload"].fillna("").to_dict()
     table = Table(list(times.index), list(times.columns), base_of)
     scored, r, scores = table.score_arrays(times.to_numpy(dtype=float), rules)
@@ -606,7 +618,21 @@ def score_frame(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_mi
         result.speedup_ci = parts.get("speedup_ci")
     if result.speedup_reference is not None:
         result.speedup = geometric_mean_speedup(times[kept], result.speedup_reference, workload_budgets(trials))
+        drop_unmeasured_speedups(result)
     return result
+
+
+def drop_unmeasured_speedups(result: ScoreResult) -> None:
+    """Where neither a submission nor the reference reached any scored target, every workload's
+    ratio is 1 by construction (two misses, both charged the budget): not a measured tie. Such
+    speedups (and their intervals) become NaN, printed "n/a"."""
+    reached = np.isfinite(result.scored_times).sum(axis=1)
+    if result.speedup is None or reached[result.speedup_reference] > 0:
+        return
+    unmeasured = (reached == 0) & (reached.index != result.speedup_reference)
+    result.speedup[unmeasured] = np.nan
+    if result.speedup_ci is not None:
+        result.speedup_ci.loc[unmeasured[unmeasured].index] = np.nan
 
 
 def misses_for_missing_cells(times: pd.DataFrame, examples: int = 10) -> tuple[pd.DataFrame, str | None]:
@@ -653,6 +679,8 @@ def round_rules(trials: pd.DataFrame, rules: ScoringRules) -> tuple[ScoringRules
 def load_roots(roots: Sequence[Path], cache: bool = True) -> pd.DataFrame:
     """`load_results` over results roots (through the Parquet cache), checking they exist."""
     for root in roots:
+        if not Path(root).exists():
+            raise PacerUserError(f"results root {root} does not exist")
         if not Path(root).is_dir():
             raise PacerUserError(f"results root {root} is not a folder")
     df = load_results(*roots, cache=cache)

@@ -17,33 +17,37 @@ from harness.scoring.rules import ScoreResult, ScoringRules, speedup_text
 from harness.scoring.scorers import score_roots
 
 
-def score(roots: Sequence[Path], rules: ScoringRules, *, compat: str | None, allow_mixed: bool, cache: bool, out: Path | None, output_format: str) -> int:
-    """`pacer score`: score the results trees `roots` under `rules` (AlgoPerf's own code with
-    `compat="algoperf"`), write the times and scores tables into `out` (None: `roots[0]/scores`)
+def score(roots: Sequence[Path], rules: ScoringRules, *, compat: str | None, allow_mixed: bool, cache: bool, out: Path | None, output_format: str,
+          ruleset: str | None = None) -> int:
+    """`pacer score`: score the results trees `roots` (the runs of `ruleset`, needed when they hold
+    several) under `rules` (AlgoPerf's own code with `compat="algoperf"`), write the times and scores tables into `out` (None: `roots[0]/scores`)
     and print the leaderboard as a table or, with `output_format="json"`, as `as_json`. Returns 0.
 
     Raises PacerUserError (one line) when `out` cannot be written, before any record is read, or
-    when the trees hold no run records or runs that cannot be scored together (unless `allow_mixed`)."""
+    when the trees hold no run records, runs of several rulesets and no `ruleset`, or runs that cannot
+    be scored together (unless `allow_mixed`)."""
     out = out or roots[0] / "scores"
     check_output_folder(out, "score tables")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = score_roots(roots, rules, allow_mixed=allow_mixed, compat=compat, cache=cache)
+        result = score_roots(roots, rules, allow_mixed=allow_mixed, compat=compat, cache=cache, ruleset=ruleset)
     result.warnings.extend(str(w.message) for w in caught if issubclass(w.category, UserWarning))
     write_tables(result, out)
     print(json.dumps(as_json(result, compat), indent=2, sort_keys=True) if output_format == "json" else format_table(result, compat))
     return 0
 
 
-def report(roots: Sequence[Path], rules: ScoringRules, *, compat: str | None, allow_mixed: bool, cache: bool, out: Path, log_x: bool) -> int:
+def report(roots: Sequence[Path], rules: ScoringRules, *, compat: str | None, allow_mixed: bool, cache: bool, out: Path, log_x: bool,
+           ruleset: str | None = None) -> int:
     """`pacer report`: write the HTML report and the Markdown leaderboard of the results trees
-    `roots` into `out` (a log-scaled tau axis with `log_x`) and print their paths. Returns 0.
+    `roots` into `out` (a log-scaled tau axis with `log_x`; only the runs of `ruleset` when given)
+    and print their paths. Returns 0.
 
     Raises PacerUserError (one line) when `out` cannot be written, before any record is read."""
     check_output_folder(out, "the report")
     from harness.scoring.report import write_report
 
-    path = write_report(roots, out, rules=rules, compat=compat, allow_mixed=allow_mixed, log_x=log_x, cache=cache)
+    path = write_report(roots, out, rules=rules, compat=compat, allow_mixed=allow_mixed, log_x=log_x, cache=cache, ruleset=ruleset)
     print(f"report: {path}\nleaderboard: {path.with_name('leaderboard.md')}")
     return 0
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness.core.errors import PacerUserError
 from harness.scoring.algoperf_compat import score_algoperf
-from harness.scoring.rules import ScoreResult, ScoringRules, contention_warning, load_roots, score_frame
+from harness.scoring.rules import ScoreResult, ScoringRules, contention_warning, load_roots, one_ruleset, score_frame
 
 Scorer = Callable[..., ScoreResult]
 """`scorer(df, rules, *, allow_mixed) -> ScoreResult`."""
@@ -44,6 +44,8 @@ def score_results(df: pd.DataFrame, rules: ScoringRules | None = None, *, allow_
     return result
 
 
-def score_roots(roots: Sequence[Path], rules: ScoringRules | None = None, *, allow_mixed: bool = False, compat: str | None = None, cache: bool = True) -> ScoreResult:
-    """Load results trees (through the Parquet cache) and score them."""
-    return score_results(load_roots(roots, cache), rules, allow_mixed=allow_mixed, compat=compat)
+def score_roots(roots: Sequence[Path], rules: ScoringRules | None = None, *, allow_mixed: bool = False, compat: str | None = None, cache: bool = True,
+                ruleset: str | None = None) -> ScoreResult:
+    """Load results trees (through the Parquet cache) and score them: the runs of `ruleset`, or
+    of the one ruleset they hold (a mix without `ruleset` is refused by `one_ruleset`)."""
+    return score_results(one_ruleset(load_roots(roots, cache), ruleset), rules, allow_mixed=allow_mixed, compat=compat)
