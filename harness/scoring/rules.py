@@ -109,7 +109,7 @@ class ScoreResult:
     speedup: pd.Series | None = None
     """The geometric-mean speedup over `speedup_reference` (None without one)."""
     speedup_reference: str | None = None
-    """The submission `speedup` is over (see `speedup_reference`)."""
+    """The submission `speedup` is over, as the module function `speedup_reference` picks it."""
     speedup_ci: pd.DataFrame | None = None
     """speedup_lo / speedup_hi per submission: its percentile interval from the score intervals' replicates."""
     rules: ScoringRules = field(default_factory=ScoringRules)
