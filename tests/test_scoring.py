@@ -372,6 +372,7 @@ def test_score_verb_table_and_user_errors(tmp_path: Path, capsys: pytest.Capture
     lines = capsys.readouterr().out.splitlines()
     assert any(line.split()[:3] == ["1", "b", f"{(1 + 2 / 3) / 2:.4f}"] for line in lines)
     assert any(line.split() == ["a", "10.0", "miss"] for line in lines)
+    assert lines[-1] == f"tables (times, scores; CSV and Parquet, replaced on each run): {tmp_path / 'tables'}" and (tmp_path / "tables" / "scores.csv").exists()
     assert main(["score", str(tmp_path), "--reference", "nope"]) == 2
     assert capsys.readouterr().err.startswith("pacer: error: reference submission 'nope' has no external runs here (submissions with external runs: a, b)")
     assert main(["score", str(tmp_path / "missing")]) == 2

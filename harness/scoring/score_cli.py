@@ -33,7 +33,10 @@ def score(roots: Sequence[Path], rules: ScoringRules, *, compat: str | None, all
         result = score_roots(roots, rules, allow_mixed=allow_mixed, compat=compat, cache=cache, ruleset=ruleset)
     result.warnings.extend(str(w.message) for w in caught if issubclass(w.category, UserWarning))
     write_tables(result, out)
-    print(json.dumps(as_json(result, compat), indent=2, sort_keys=True) if output_format == "json" else format_table(result, compat))
+    if output_format == "json":
+        print(json.dumps(as_json(result, compat), indent=2, sort_keys=True))
+    else:
+        print(format_table(result, compat) + f"\ntables (times, scores; CSV and Parquet, replaced on each run): {out}")
     return 0
 
 
