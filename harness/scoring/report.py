@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 
 from harness.core.errors import PacerUserError  # noqa: E402
 from harness.scoring.compare import EXACT_LOG2, MISSES_NOTE, NOT_THE_SPEEDUP, Comparison, compare_frame, probability_text  # noqa: E402
-from harness.scoring.rules import ScoreResult, ScoringRules, load_roots, one_ruleset, performance_profiles, speedup_text  # noqa: E402
+from harness.scoring.rules import CONTENDED_MEANING, ScoreResult, ScoringRules, load_roots, one_ruleset, performance_profiles, speedup_text  # noqa: E402
 from harness.scoring.scorers import score_results  # noqa: E402
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -60,7 +60,7 @@ def write_report(roots: Sequence[Path] | Path, out_dir: Path, *, rules: ScoringR
     roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
     df = load_roots(roots, cache)
     parts = split_by_ruleset(one_ruleset(df, ruleset) if ruleset is not None else df)
-    results = {ruleset: score_results(runs, rules, allow_mixed=allow_mixed, compat=compat) for ruleset, runs in parts.items()}
+    results = {r: score_results(runs, rules, allow_mixed=allow_mixed, compat=compat) for r, runs in parts.items()}
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -68,8 +68,8 @@ def write_report(roots: Sequence[Path] | Path, out_dir: Path, *, rules: ScoringR
         raise PacerUserError(f"cannot create the report folder {out_dir}: {e.strerror}") from None
     colours = submission_colours(sorted({s for result in results.values() for s in result.scores.index}))
 
-    def sections(ruleset: str, level: int) -> str:
-        return render_sections(report_sections(parts[ruleset], results[ruleset], colours, compat=compat, allow_mixed=allow_mixed, log_x=log_x), level)
+    def sections(r: str, level: int) -> str:
+        return render_sections(report_sections(parts[r], results[r], colours, compat=compat, allow_mixed=allow_mixed, log_x=log_x), level)
 
     if len(results) == 1:
         body, markdown = sections(next(iter(results)), 2), leaderboard_markdown(next(iter(results.values())))
@@ -150,18 +150,14 @@ def order_html(results: Mapping[str, ScoreResult]) -> str:
     titles, rows = order_rows(results)
     if not rows:
         return "<p>No submission ran under both rulesets.</p>"
-    head = "<tr>" + "".join(f"<th class='l'>{html.escape(t)}</th>" if i == 0 else f"<th>{html.escape(t)}</th>" for i, t in enumerate(titles)) + "</tr>"
-    body = "".join("<tr>" + "".join(f"<td class='l'>{html.escape(c)}</td>" if i == 0 else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows)
-    return f"<p>{html.escape(order_note(results))}</p><table>{head}{body}</table>"
+    return f"<p>{html.escape(order_note(results))}</p>" + html_table(titles, rows, 0)
 
 
 def order_markdown(results: Mapping[str, ScoreResult]) -> str:
     titles, rows = order_rows(results)
     if not rows:
         return "No submission ran under both rulesets.\n"
-    lines = ["| " + " | ".join(titles) + " |", "|:---|" + "---:|" * (len(titles) - 1)]
-    lines += ["| " + " | ".join([markdown_text(r[0]), *r[1:]]) + " |" for r in rows]
-    return "\n".join(lines) + f"\n\n{markdown_text(order_note(results))}\n"
+    return "\n".join(markdown_table(titles, rows, 0)) + f"\n\n{markdown_text(order_note(results))}\n"
 
 
 def _fmt_time(value: float) -> str:
@@ -195,9 +191,6 @@ def leaderboard_html(result: ScoreResult) -> str:
     """The leaderboard table, with the interval columns only when there are intervals, and the notes above it."""
     board = result.leaderboard()
     titles = _titles(board, result.speedup_reference)
-    head = "<tr>" + "".join("<th class='l'>submission</th>" if t == "submission" else f"<th>{html.escape(t)}</th>" for t in titles) + "</tr>"
-    cells = "".join("<tr>" + "".join(f"<td class='l'>{html.escape(v)}</td>" if k == "submission" else f"<td>{v}</td>" for k, v in r.items()) + "</tr>"
-                    for r in _rows(board))
     intervals = " Intervals: bootstrap over studies and trials." if _has_intervals(board) else ""
     meaning = html.escape(result.reference_note() or "1 = fastest on every workload")
     note = f"<p>Ruleset <b>{html.escape(result.ruleset)}</b>; {html.escape(result.clock_note())}; score = normalised area under the performance profile" \
@@ -205,23 +198,38 @@ def leaderboard_html(result: ScoreResult) -> str:
     for extra in (result.intervals_note, result.rules_note):
         if extra:
             note += f"<p class='intervals-note'>{html.escape(extra)}</p>"
-    return f"{note}<table>{head}{cells}</table>"
+    return note + html_table(titles, [list(r.values()) for r in _rows(board)], titles.index("submission"))
 
 
 def leaderboard_markdown(result: ScoreResult) -> str:
     """leaderboard.md: the ruleset and clock, the table, then the intervals note and the contended count."""
     board = result.leaderboard()
-    rows = _rows(board)
-    titles = [markdown_text(t) for t in _titles(board, result.speedup_reference)]
-    align = {"submission": ":---", "95% CI": ":---:"}
-    lines = ["| " + " | ".join(titles) + " |", "|" + "|".join(align.get(t, "---:") for t in titles) + "|"]
-    lines += ["| " + " | ".join(markdown_text(v) if k == "submission" else v for k, v in r.items()) + " |" for r in rows]
+    titles = _titles(board, result.speedup_reference)
+    lines = markdown_table(titles, [list(r.values()) for r in _rows(board)], titles.index("submission"), centred=("95% CI",))
     notes = [markdown_text(n) for n in (result.intervals_note, result.rules_note) if n]
     flagged = len(result.contended_runs())
     if flagged:
-        notes.append(f"Contended runs: {flagged} (their machine was oversubscribed; their times may be inflated); the report lists them.")
+        notes.append(f"Contended runs: {flagged} ({CONTENDED_MEANING}); the report lists them.")
     header = markdown_text("; ".join(n for n in (f"Ruleset: {result.ruleset}", result.clock_note(), result.reference_note()) if n))
     return f"{header}\n\n" + "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in notes)
+
+
+def html_table(titles: Sequence[str], rows: Sequence[Sequence[str]], name_column: int) -> str:
+    """A table whose column `name_column` holds names (left-aligned, escaped) and whose other
+    cells are already HTML (formatted numbers)."""
+    def row(cells: Sequence[str], tag: str, escape_all: bool) -> str:
+        return "<tr>" + "".join(f"<{tag} class='l'>{html.escape(c)}</{tag}>" if i == name_column else f"<{tag}>{html.escape(c) if escape_all else c}</{tag}>"
+                                for i, c in enumerate(cells)) + "</tr>"
+
+    return "<table>" + row(titles, "th", True) + "".join(row(r, "td", False) for r in rows) + "</table>"
+
+
+def markdown_table(titles: Sequence[str], rows: Sequence[Sequence[str]], name_column: int, centred: Sequence[str] = ()) -> list[str]:
+    """The lines of a Markdown table: column `name_column` holds names (left-aligned, escaped by
+    `markdown_text`), columns titled in `centred` are centred, the others (numbers) right-aligned."""
+    align = [":---" if i == name_column else ":---:" if t in centred else "---:" for i, t in enumerate(titles)]
+    lines = ["| " + " | ".join(map(markdown_text, titles)) + " |", "|" + "|".join(align) + "|"]
+    return lines + ["| " + " | ".join(markdown_text(c) if i == name_column else c for i, c in enumerate(r)) + " |" for r in rows]
 
 
 def markdown_text(text: str) -> str:

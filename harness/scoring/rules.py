@@ -127,6 +127,10 @@ class ScoreResult:
         kinds = self.trials.groupby("workload")["clock"].agg(lambda k: "/".join(sorted(set(k.fillna("wall").astype(str)))))
         return {str(w): str(kinds.get(w, "wall")) for w in self.times.columns}
 
+    def reached(self) -> pd.Series:
+        """Per submission: how many scored workloads' targets it reached."""
+        return np.isfinite(self.scored_times).sum(axis=1)
+
     def reference_note(self) -> str | None:
         """With `rules.reference`, one line saying that the scores' ratios divide by its times (a
         score then measures closeness to it, not to the fastest); None under AlgoPerf's rule."""
@@ -164,7 +168,7 @@ class ScoreResult:
             board["speedup"] = self.speedup
         if self.speedup_ci is not None:
             board = board.join(self.speedup_ci)
-        board["reached"] = np.isfinite(self.scored_times).sum(axis=1)
+        board["reached"] = self.reached()
         board["workloads"] = self.scored_times.shape[1]
         board = board.sort_values(["score", "reached"], ascending=False, kind="stable")
         board.insert(0, "rank", board["score"].rank(ascending=False, method="min").astype(int))
@@ -246,18 +250,16 @@ def first_reaching(df: pd.DataFrame, run_id: np.ndarray, n_runs: int, split: str
 def one_ruleset(df: pd.DataFrame, ruleset: str | None) -> pd.DataFrame:
     """The runs of `ruleset`, or of the one ruleset present (`pacer score` and `pacer compare`'s
     `--ruleset`). Raises PacerUserError for a mix without `ruleset`, or a ruleset with no runs."""
+    ruleset = ruleset or infer_ruleset(df)
     present = sorted(set(df["ruleset"].dropna().astype(str)))
-    if ruleset is None:
-        if len(present) != 1:
-            raise PacerUserError(f"runs from {len(present)} rulesets ({', '.join(present) or 'none'}); pick one with --ruleset")
-        ruleset = present[0]
     if ruleset not in RULESETS or ruleset not in present:
         raise PacerUserError(f"no runs of ruleset {ruleset!r} (rulesets with runs: {', '.join(present)})")
     return df[df["ruleset"] == ruleset]
 
 
 def infer_ruleset(trials: pd.DataFrame) -> str:
-    """The one ruleset of the runs (scoring never mixes rulesets)."""
+    """The one ruleset of the runs (scoring never mixes rulesets). Raises PacerUserError for a mix
+    or an unknown ruleset."""
     rulesets = sorted(set(trials["ruleset"].dropna().astype(str)))
     if len(rulesets) != 1:
         raise PacerUserError(f"runs from {len(rulesets)} rulesets ({', '.join(rulesets) or 'none'}); pick one with --ruleset")
@@ -626,7 +628,7 @@ def drop_unmeasured_speedups(result: ScoreResult) -> None:
     """Where neither a submission nor the reference reached any scored target, every workload's
     ratio is 1 by construction (two misses, both charged the budget): not a measured tie. Such
     speedups (and their intervals) become NaN, printed "n/a"."""
-    reached = np.isfinite(result.scored_times).sum(axis=1)
+    reached = result.reached()
     if result.speedup is None or reached[result.speedup_reference] > 0:
         return
     unmeasured = (reached == 0) & (reached.index != result.speedup_reference)

@@ -20,8 +20,9 @@ from harness.scoring.scorers import score_roots
 def score(roots: Sequence[Path], rules: ScoringRules, *, compat: str | None, allow_mixed: bool, cache: bool, out: Path | None, output_format: str,
           ruleset: str | None = None) -> int:
     """`pacer score`: score the results trees `roots` (the runs of `ruleset`, needed when they hold
-    several) under `rules` (AlgoPerf's own code with `compat="algoperf"`), write the times and scores tables into `out` (None: `roots[0]/scores`)
-    and print the leaderboard as a table or, with `output_format="json"`, as `as_json`. Returns 0.
+    several) under `rules` (AlgoPerf's own code with `compat="algoperf"`), write the times and
+    scores tables into `out` (None: `roots[0]/scores`) and print the leaderboard as a table (then
+    where the tables went) or, with `output_format="json"`, as `as_json`. Returns 0.
 
     Raises PacerUserError (one line) when `out` cannot be written, before any record is read, or
     when the trees hold no run records, runs of several rulesets and no `ruleset`, or runs that cannot
