@@ -1,11 +1,10 @@
-"""harness.experiments.default_study: the ranking rule, the per-variant step settings, the same
+"""harness.experiments.default_study: the ranking rule, the per-variant budgets, the same
 candidates for every submission, the refusal of scored workloads, and a whole (tiny) study that
 writes its record and the chosen default."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 
@@ -22,12 +21,12 @@ from harness.plugins.submissions import load_submission
 from harness.plugins.workloads import CONFIG_DIR, suite_workloads, workload_config
 
 
-def _trial(index: int, steps: list[int | None], best: list[float | None], directions=("max", "max")) -> dict[str, object]:
-    results = {f"w{i}": {"steps_to_target": s, "best_validation": b, "direction": d} for i, (s, b, d) in enumerate(zip(steps, best, directions, strict=True))}
+def _trial(index: int, times: list[float | None], best: list[float | None], directions=("max", "max")) -> dict[str, object]:
+    results = {f"w{i}": {"time_to_target": t, "best_validation": b, "direction": d} for i, (t, b, d) in enumerate(zip(times, best, directions, strict=True))}
     return {"trial": index, "results": results}
 
 
-def test_rank_by_reached_then_steps_then_metric():
+def test_rank_by_reached_then_time_then_metric():
     trials = [
         _trial(0, [100, None], [0.9, 0.5]),
         _trial(1, [300, 400], [0.8, 0.8]),
@@ -37,9 +36,9 @@ def test_rank_by_reached_then_steps_then_metric():
     assert [t["trial"] for t in default_study.ranked(trials, {"w0": 1000, "w1": 1000})] == [3, 2, 1, 0]
 
 
-def test_steps_count_as_fractions_of_each_workloads_step_cap():
-    # Trial 0 needs fewer raw steps on average (200 against 300) but its whole cap on the short
-    # workload; trial 1 needs a third of one cap and half of the other.
+def test_times_count_as_fractions_of_each_workloads_budget():
+    # Trial 0 needs less raw time on average (200 against 300) but its whole budget on the short
+    # workload; trial 1 needs a third of one budget and half of the other.
     trials = [_trial(0, [300, 100], [0.9, 0.9]), _trial(1, [100, 500], [0.9, 0.9])]
     assert [t["trial"] for t in default_study.ranked(trials, {"w0": 300, "w1": 1000})] == [1, 0]
 
@@ -58,14 +57,16 @@ def test_metric_rank_respects_each_workloads_direction_and_diverged_runs_come_la
     assert [t["trial"] for t in default_study.ranked(trials, {"w0": 1000, "w1": 1000})] == [1, 0, 3, 2]
 
 
-def test_study_settings_follow_the_variants_own_budget_and_step_hint():
+def test_study_runs_get_the_variants_own_budget_as_the_self_tuning_ruleset_gives_it():
     base = workload_config("digits_cnn")
     variant = base["variants"]["silu"]
     assert variant["max_runtime_sec"] != base["max_runtime_sec"]  # else this test could not tell them apart
+    multiplier = OmegaConf.load(CONFIG_DIR / "ruleset" / "self.yaml")["budget_multiplier"]
+    assert multiplier != 1.0
     settings = default_study.study_settings("digits_cnn_silu")
-    assert settings.max_steps == math.ceil(4 / 3 * variant["step_hint"])
+    assert settings.max_steps is None and settings.stop_at_target
     assert settings.eval_every_steps == variant["eval_every_steps"]
-    assert settings.max_runtime_sec == pytest.approx(10 * variant["max_runtime_sec"])
+    assert settings.max_runtime_sec == pytest.approx(multiplier * variant["max_runtime_sec"])
 
 
 def test_the_study_workloads_are_variants_of_three_different_cpu_suite_workloads():
@@ -91,26 +92,23 @@ def test_every_submission_gets_exactly_trials_candidates_the_rounded_halton_poin
         assert len(candidates) == trials
 
 
-def test_reuse_needs_the_same_steps_threads_and_a_guard_that_cannot_have_cut_the_run():
+def test_reuse_needs_the_same_settings_and_threads():
     point = {"lr": 0.1}
-    old_settings = {"w": {"max_steps": 10, "eval_every_steps": 2, "guard_sec": 5.0, "validation_target": 0.9}, "torch_threads": 1}
-    previous = {"settings": old_settings, "trials": [{"hyperparameters": point, "results": {"w": {"status": "step_cap", "direction": "max"}}}]}
+    old_settings = {"w": {"eval_every_steps": 2, "budget_sec": 5.0, "clock": "normalized", "validation_target": 0.9}, "seed": 0, "torch_threads": 1}
+    previous = {"settings": old_settings, "trials": [{"hyperparameters": point, "results": {"w": {"status": "budget_exhausted", "direction": "max"}}}]}
     key = (json.dumps(point), "w")
 
     def changed(**w_settings) -> dict[str, object]:
         return old_settings | {"w": old_settings["w"] | w_settings}
 
     assert key in default_study.reusable_results(previous, old_settings)
-    assert key in default_study.reusable_results(previous, changed(guard_sec=9.0))
-    assert key not in default_study.reusable_results(previous, changed(guard_sec=4.0))
-    assert key not in default_study.reusable_results(previous, changed(max_steps=11))
+    assert key not in default_study.reusable_results(previous, changed(budget_sec=9.0))
+    assert key not in default_study.reusable_results(previous, changed(clock="wall"))
+    assert key not in default_study.reusable_results(previous, changed(eval_every_steps=3))
     assert key not in default_study.reusable_results(previous, changed(validation_target=0.95))  # recalibrated
     assert key not in default_study.reusable_results(previous, old_settings | {"torch_threads": 2})
-    previous["trials"][0]["results"]["w"]["status"] = "budget_exhausted"
-    assert key not in default_study.reusable_results(previous, changed(guard_sec=9.0))
-    assert key in default_study.reusable_results(previous, old_settings)
-    del previous["trials"][0]["results"]["w"]["direction"]  # an older record's result
-    assert key not in default_study.reusable_results(previous, old_settings)
+    step_based = {"w": {"max_steps": 10, "eval_every_steps": 2, "guard_sec": 5.0, "validation_target": 0.9}, "torch_threads": 1}
+    assert default_study.reusable_results(previous | {"settings": step_based}, old_settings) == {}  # the step-ranked protocol's record
 
 
 @pytest.fixture

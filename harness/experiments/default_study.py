@@ -14,22 +14,23 @@ on the same workloads with the same seed and step caps. Neither the prior defaul
 `pacer calibrate`'s best configurations are candidates: both were chosen on the scored base
 workloads.
 
-Each point runs once on every study workload as the benchmark would run it, but by steps: seed
-0, an eval every `eval_every_steps` of the variant, at most 4/3 x its `step_hint` steps (the
-steps the budget buys at the calibration's pace) and, as a guard against runaway runs, ten
-times its time budget, stopping at the target. The chosen point reaches the validation target
-on the most workloads, then needs the fewest mean steps to it (as fractions of each workload's
-step cap), then diverges on the fewest, then has the best mean rank of its best validation
-metric across the workloads. Steps, not seconds, rank the points: on a shared CPU the seconds
-vary with the load, while one submission's cost per step does not depend much on its
-hyperparameters (times to target are recorded too). `--workers N` runs the trials in N
-one-thread processes (results are step-based). A result already in the submission's record for
-the same point, workload and settings is reused, so a study can be extended (`--trials 16`
-after 8: the Halton points are a prefix) at the cost of the new points only; a run the old time
-guard stopped is reused only under the same guard. The record goes to
-records/default_points/<name>.json (written atomically) and the point, with its `provenance:`,
-into configs/submission/<name>.yaml through `harness.experiments.yaml_edit` (every other line
-of the file kept).
+Each point runs once on every study workload as the self-tuning ruleset would run it: seed 0,
+an eval every `eval_every_steps` of the variant, the variant's time budget times the self-tuning
+ruleset's `budget_multiplier` on the variant's clock, stopping at the target. The CPU suite's
+clock is the normalized one (`harness.core.timer`): times are reference seconds, the same with
+one or two torch threads and under load (within about 6%: a NAdamW run on each study workload
+with one and with two threads, quiet 2-core VM), so the study's one-thread workers see the
+budget the leaderboard's runs see. The chosen point reaches the validation target on the most
+workloads, then needs the least mean time to it (as fractions of each workload's budget), then
+diverges on the fewest, then has the best mean rank of its best validation metric across the
+workloads. Time, not steps, ranks the points: points of one search space can differ in their
+cost per step (AdaDAGrad's batch growth, M-FAC's number of stored gradients), which the
+leaderboard counts. `--workers N` runs the trials in N one-thread processes. A result already
+in the submission's record for the same point, workload and settings is reused, so a study can
+be extended (`--trials 16` after 8: the Halton points are a prefix) at the cost of the new
+points only. The record goes to records/default_points/<name>.json (written atomically) and
+the point, with its `provenance:`, into configs/submission/<name>.yaml through
+`harness.experiments.yaml_edit` (every other line of the file kept).
 
 Bad input (an unknown submission or workload, a workload that is not a variant, `--trials`
 below 1, `--table` without a record) is one error line and exit status 2, before any run.
@@ -65,20 +66,14 @@ STUDY_WORKLOADS = ("digits_cnn_large_bn_init", "teacher_student_relu", "markov_l
 convolutional classifier whose BatchNorm scales start at 4 (a changed effective learning rate),
 an ill-conditioned regression (condition number 1e4, as the base) with a ReLU student, and a
 post-LN Transformer language model (post-LN is the placement that needs warmup and a smaller
-learning rate). A whole NAdamW run to their step caps (800, 5,334 and 334 steps; data, model and
-evals included) took 15.0, 17.1 and 11.6 s on one thread of a quiet 2-core VM. Passed over:
+learning rate). Their self-tuning budgets are 6.3, 20.5 and 11.4 reference seconds. Passed over:
 `mnist1d_cnn`'s variants (3,734 steps at 4.6-5.7 ms: 17-21 s of steps alone, before data and
-evals), `digits_cnn_silu` (its 1.6 s budget makes the guard 16 s, which costlier submissions
-would hit before the step cap), `teacher_student_well_conditioned` (condition 100: not
+evals), `digits_cnn_silu` (a 1.6 s budget: a few hundred steps of the costlier submissions),
+`teacher_student_well_conditioned` (condition 100: not
 ill-conditioned) and `markov_lm_relu` (GELU to ReLU: nearly the base)."""
 SUBMISSION_DIR = CONFIG_DIR / "submission"
 RECORDS_DIR = CONFIG_DIR.parent / "records" / "default_points"
-STEP_FACTOR = 4 / 3
-GUARD_FACTOR = 10.0
-"""The time guard only stops runaway runs; the step cap ends a study run. Budgets are timed with two
-threads, study workers run one thread each (about 2x slower per step), and submissions differ up to
-about 6x in cost per step (Shampoo against NAdamW on teacher_student), so a smaller factor would
-cut ordinary runs of the costlier submissions and make the study time-based for them."""
+SELF_TUNING_RULESET = CONFIG_DIR / "ruleset" / "self.yaml"
 
 
 def study_workloads(workload_ids: Sequence[str]) -> list[str]:
@@ -120,13 +115,19 @@ def candidate_points(space: SearchSpace, trials: int) -> list[dict[str, Value]]:
     return [rounded_point(space, point) for point in study_points(space, trials, seed=0, study=0)]
 
 
+def study_budget(workload_id: str) -> float:
+    """The budget of a study run on `workload_id`, in its clock's seconds: the variant's
+    `max_runtime_sec` times the self-tuning ruleset's `budget_multiplier`, as the leaderboard
+    that scores the default gives it."""
+    multiplier = float(OmegaConf.load(SELF_TUNING_RULESET).get("budget_multiplier", 1.0))
+    return float(variant_config(workload_id)["max_runtime_sec"]) * multiplier
+
+
 def study_settings(workload_id: str) -> RunSettings:
-    """How a study trial runs on `workload_id`: by steps, as far as its budget would go."""
+    """How a study trial runs on `workload_id`: to the target or the end of its budget."""
     cfg = variant_config(workload_id)
-    step_hint = int(cfg["step_hint"])
-    eval_every = int(cfg.get("eval_every_steps") or max(step_hint // 10, 1))
-    return RunSettings(seed=0, max_steps=math.ceil(STEP_FACTOR * step_hint), eval_every_steps=eval_every,
-                       max_runtime_sec=GUARD_FACTOR * float(cfg["max_runtime_sec"]))
+    eval_every = int(cfg.get("eval_every_steps") or max(int(cfg["step_hint"]) // 10, 1))
+    return RunSettings(seed=0, eval_every_steps=eval_every, max_runtime_sec=study_budget(workload_id))
 
 
 def run_trial(job: tuple[str, dict[str, Value], str]) -> dict[str, object]:
@@ -151,9 +152,9 @@ def run_trial(job: tuple[str, dict[str, Value], str]) -> dict[str, object]:
     }
 
 
-def ranked(records: Sequence[dict[str, object]], step_caps: dict[str, int]) -> list[dict[str, object]]:
-    """Trials best first: more workloads reached, then fewer mean steps to target (each as a
-    fraction of its workload's step cap, so that a long workload does not outweigh a short one),
+def ranked(records: Sequence[dict[str, object]], budgets: dict[str, float]) -> list[dict[str, object]]:
+    """Trials best first: more workloads reached, then less mean time to target (each as a
+    fraction of its workload's budget, so that a long workload does not outweigh a short one),
     then fewer failed runs (diverged, or no finite metric), then a better mean rank of the best
     validation metric across workloads (ranks, because metrics of different workloads have
     different scales and directions)."""
@@ -176,9 +177,9 @@ def ranked(records: Sequence[dict[str, object]], step_caps: dict[str, int]) -> l
 
     def key(record: dict[str, object]) -> tuple[float, float, int, float]:
         results = record["results"]
-        reached = [r["steps_to_target"] / step_caps[w] for w, r in results.items() if r["steps_to_target"] is not None]
-        mean_steps = sum(reached) / len(reached) if len(reached) == len(results) else math.inf
-        return (-len(reached), mean_steps, sum(map(failed, results.values())), metric_rank[id(record)])
+        reached = [r["time_to_target"] / budgets[w] for w, r in results.items() if r["time_to_target"] is not None]
+        mean_time = sum(reached) / len(reached) if len(reached) == len(results) else math.inf
+        return (-len(reached), mean_time, sum(map(failed, results.values())), metric_rank[id(record)])
 
     return sorted(records, key=key)
 
@@ -188,37 +189,29 @@ def _point_key(point: dict[str, Value]) -> str:
 
 
 def settings_record(workloads: Sequence[str], workers: int) -> dict[str, object]:
-    """What a study result depends on besides its point: per workload the step cap, eval period,
-    time guard (seconds) and the validation target it ran against; the seed and torch threads."""
+    """What a study result depends on besides its point: per workload the eval period, the
+    budget (in its clock's seconds, named) and the validation target it ran against; the seed
+    and torch threads."""
     record: dict[str, object] = {}
     for workload in workloads:
         settings = study_settings(workload)
-        record[workload] = {"max_steps": settings.max_steps, "eval_every_steps": settings.eval_every_steps, "guard_sec": round(settings.max_runtime_sec, 3),
+        record[workload] = {"eval_every_steps": settings.eval_every_steps, "budget_sec": round(settings.max_runtime_sec, 3),
+                            "clock": str(variant_config(workload).get("clock", "wall")),
                             "validation_target": float(variant_config(workload)["validation_target"])}
     return record | {"seed": 0, "torch_threads": 1 if workers > 1 else torch.get_num_threads()}
 
 
 def reusable_results(previous: dict[str, object] | None, settings: dict[str, object]) -> dict[tuple[str, str], dict[str, object]]:
     """(point key, workload) -> result, from a previous record of this study, for every workload
-    run with the same steps, evals and validation target (a recalibration moves it, and with it
-    the steps to target), and a time guard that cannot have cut it differently, by workers with
-    the same number of torch threads (which can change a run's numerics)."""
+    run with the same settings (eval period, budget and clock, validation target: a
+    recalibration moves the last two), by workers with the same number of torch threads (which
+    can change a run's numerics)."""
     recorded = (previous or {}).get("settings") or {}
     if not previous or recorded.get("torch_threads") != settings["torch_threads"]:
         return {}
-    reusable = {}
-    for trial in previous.get("trials", []):
-        for workload, result in trial["results"].items():
-            old, new = recorded.get(workload), settings.get(workload)
-            if not old or not new or any(old.get(key) != new[key] for key in ("max_steps", "eval_every_steps", "validation_target")):
-                continue
-            if "direction" not in result:  # recorded before results carried their metric's direction
-                continue
-            guard_cut_it = result["status"] == "budget_exhausted"
-            same_guard = math.isclose(old["guard_sec"], new["guard_sec"], rel_tol=1e-6)
-            if same_guard or (not guard_cut_it and new["guard_sec"] >= old["guard_sec"]):
-                reusable[(_point_key(trial["hyperparameters"]), workload)] = result
-    return reusable
+    same = {workload for workload, new in settings.items() if isinstance(new, dict) and recorded.get(workload) == new}
+    return {(_point_key(trial["hyperparameters"]), workload): result
+            for trial in previous.get("trials", []) for workload, result in trial["results"].items() if workload in same}
 
 
 def study(name: str, trials: int, workloads: Sequence[str], workers: int, log, previous: dict[str, object] | None = None) -> dict[str, object]:
@@ -238,13 +231,13 @@ def study(name: str, trials: int, workloads: Sequence[str], workers: int, log, p
         for workload, result in results.items():
             log(f"{name} trial {index} on {workload}: {json.dumps(result)}")
         records.append({"trial": index, "source": "halton", "hyperparameters": point, "results": results})
-    chosen = ranked(records, {workload: settings[workload]["max_steps"] for workload in workloads})[0]
+    chosen = ranked(records, {workload: settings[workload]["budget_sec"] for workload in workloads})[0]
     return {
         "submission": name,
         "method": f"the first {trials} scrambled-Halton points of the search space (seed 0, study 0), the same number for every submission; one seed each",
         "workloads": list(workloads),
         "settings": settings,
-        "rule": "most workloads reaching the validation target, then fewest mean steps to target as fractions of the step caps, then fewest diverged runs, then best mean rank of the best validation metric",
+        "rule": "most workloads reaching the validation target, then least mean time to target as fractions of the budgets, then fewest diverged runs, then best mean rank of the best validation metric",
         "chosen_trial": chosen["trial"],
         "default": chosen["hyperparameters"],
         "trials": records,
@@ -267,7 +260,7 @@ def write_default(name: str, record: dict[str, object], record_path: Path) -> No
 
 def table(records: Sequence[dict[str, object]]) -> str:
     """A Markdown table of recorded studies: the workloads each default was tuned on, the chosen
-    point's best validation metric and the step at which it reached the target on each workload
+    point's best validation metric and the time (its clock's seconds) in which it reached the target on each workload
     (of any record; "-" where a study did not run it) with the target it ran against (none for
     records that did not record it), and how many study runs reached one."""
     workloads = list(dict.fromkeys(w for record in records for w in record["workloads"]))
@@ -283,7 +276,7 @@ def table(records: Sequence[dict[str, object]]) -> str:
                 continue
             best = "diverged" if result["best_validation"] is None else f"{result['best_validation']:.4g}"
             target = record["settings"][workload].get("validation_target")
-            cells.append(best + (f", reached at step {result['steps_to_target']}" if result["steps_to_target"] is not None else "")
+            cells.append(best + (f", reached in {result['time_to_target']:.3g} s" if result["time_to_target"] is not None else "")
                          + (f" ({target:.4g})" if target is not None else ""))
         runs = [r for t in record["trials"] for r in t["results"].values()]
         cells.append(f"{sum(r['steps_to_target'] is not None for r in runs)} of {len(runs)}")
