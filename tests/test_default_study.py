@@ -196,3 +196,16 @@ def test_bad_input_is_one_error_line_before_any_run(argv, message, tmp_study, ca
     err = capsys.readouterr().err
     assert err.startswith("default_study: error: ") and message in err and err.count("\n") == 1
     assert ran == [] and config.read_text() == before
+
+
+def test_the_readme_submission_table_shows_where_each_default_was_tuned_as_its_record_says():
+    readme = (CONFIG_DIR.parent / "README.md").read_text()
+    rows = [line.split(" | ") for line in readme.splitlines() if line.startswith("| `") and "(halton)" in line]
+    names = sorted(path.stem for path in (CONFIG_DIR / "submission").glob("*.yaml") if not path.stem.startswith("_"))
+    assert sorted(row[0].strip("| `") for row in rows) == names
+    for row in rows:
+        record = json.loads((default_study.RECORDS_DIR / f"{row[0].strip('| `')}.json").read_text())
+        chosen = record["trials"][record["chosen_trial"]]
+        reached = sum(result["time_to_target"] is not None for result in chosen["results"].values())
+        assert row[1] == ", ".join(f"`{w}`" for w in record["workloads"]), row[0]
+        assert row[2] == f"{record['chosen_trial']} (halton)" and row[3] == f"{reached} of {len(record['workloads'])}", row[0]
