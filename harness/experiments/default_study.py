@@ -10,7 +10,7 @@ CPU suite's workloads (default `STUDY_WORKLOADS`), never on a base workload, whi
 self-tuning leaderboard scores. Every submission gets the same budget, so that no method is
 favoured by a larger search: its first `trials` scrambled-Halton points
 (`harness.plugins.search.study_points`, seed 0, study 0; values rounded to 3 significant digits),
-on the same workloads with the same seed and step caps. Neither the prior default nor
+on the same workloads with the same seed and budgets. Neither the prior default nor
 `pacer calibrate`'s best configurations are candidates: both were chosen on the scored base
 workloads.
 
