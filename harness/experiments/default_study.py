@@ -194,10 +194,9 @@ def settings_record(workloads: Sequence[str], workers: int) -> dict[str, object]
     and torch threads."""
     record: dict[str, object] = {}
     for workload in workloads:
-        settings = study_settings(workload)
+        settings, cfg = study_settings(workload), variant_config(workload)
         record[workload] = {"eval_every_steps": settings.eval_every_steps, "budget_sec": round(settings.max_runtime_sec, 3),
-                            "clock": str(variant_config(workload).get("clock", "wall")),
-                            "validation_target": float(variant_config(workload)["validation_target"])}
+                            "clock": str(cfg.get("clock", "wall")), "validation_target": float(cfg["validation_target"])}
     return record | {"seed": 0, "torch_threads": 1 if workers > 1 else torch.get_num_threads()}
 
 
