@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import re
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,6 +21,9 @@ from scoring_fixtures import write_run, write_table
 from harness.scoring.report import best_trials, curves_figure, profile_figure, submission_colours, write_report
 from harness.scoring.rules import ScoringRules, load_roots
 from harness.scoring.scorers import score_results
+
+LEADERBOARD = Path(__file__).resolve().parents[1] / "docs" / "leaderboard"
+"""The published CPU-tier leaderboard: its records (records.tar.xz), leaderboard.md and index.html."""
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
                   "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
@@ -229,3 +234,23 @@ def test_the_order_table_warns_when_the_rulesets_score_different_workloads(tmp_p
     write_report(tmp_path, tmp_path / "report", rules=ScoringRules(bootstrap=0))
     note = (tmp_path / "report" / "leaderboard.md").read_text(encoding="utf-8").splitlines()[-1]
     assert note.endswith("The boards score different workloads (Self-tuning ruleset: w; External tuning ruleset: v, w): their orders measure different things.")
+
+
+def test_the_published_leaderboard_is_what_pacer_report_renders_from_its_published_records(tmp_path: Path) -> None:
+    with tarfile.open(LEADERBOARD / "records.tar.xz") as archive:
+        archive.extractall(tmp_path, filter="data")
+    write_report(sorted(tmp_path.iterdir()), tmp_path / "report", cache=False)
+    assert (tmp_path / "report" / "leaderboard.md").read_text(encoding="utf-8") == (LEADERBOARD / "leaderboard.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_results_open_with_the_published_self_tuning_table() -> None:
+    def first_table(text: str) -> list[str]:
+        def is_row(line: str) -> bool:
+            return line.startswith("|")
+
+        return list(itertools.takewhile(is_row, itertools.dropwhile(lambda line: not is_row(line), text.splitlines())))
+
+    readme = (LEADERBOARD.parents[1] / "README.md").read_text(encoding="utf-8")
+    results = readme.split("## Results", 1)[1]
+    published = (LEADERBOARD / "leaderboard.md").read_text(encoding="utf-8")
+    assert first_table(results) == first_table(published)
